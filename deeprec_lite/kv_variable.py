@@ -24,6 +24,8 @@ value and slots zero); bloom_counts [M] int32 (the counting Bloom filter, M = 0
 without one).
 """
 
+_BLOOM_COUNTER_MAX = 0xFFFF  # the table's Bloom filter counters are uint16
+
 _KEY_DTYPES = {"int64": tf.int64, "string": tf.string}
 
 
@@ -33,6 +35,23 @@ def _key_dtype(key_dtype):
     if isinstance(key_dtype, str) and key_dtype in _KEY_DTYPES:
         return _KEY_DTYPES[key_dtype]
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
+
+
+def bloom_counts_of_shard(bloom_counts, saved_shards, num_shards: int, shard: int):
+    """The counting Bloom filter of shard `shard` of `num_shards`, restored from the
+    counters of `saved_shards` filters saved one after another.
+
+    With as many shards as were saved, each shard gets its own counters back. With
+    another number, every shard gets the element-wise sum of the saved filters
+    (saturating at the 16-bit counter's maximum): a counting Bloom filter of all the
+    keys, which never under-counts a key; holding more keys, it has a higher false
+    positive rate until the pending keys are admitted or forgotten.
+    """
+    saved_shards = tf.cast(saved_shards, tf.int64)
+    per_shard = tf.reshape(bloom_counts, tf.stack([saved_shards, -1]))
+    return tf.cond(tf.equal(saved_shards, num_shards),
+                   lambda: per_shard[shard],
+                   lambda: tf.minimum(tf.reduce_sum(per_shard, 0), _BLOOM_COUNTER_MAX))
 
 
 def _slot_spec(slots):
@@ -66,13 +85,15 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
       admission: None, `CounterFilter` or `BloomFilter`.
       eviction: None, or one or a list of `StalenessEviction` / `FrequencyEviction`.
       name: a name for the variable (checkpoint keys come from the attribute path).
+      device: where the table lives (e.g. "/job:ps/task:0/device:CPU:0"); its ops run
+        there. "" places it by the surrounding device scope.
     """
 
     def __init__(self, dim: int, key_dtype="int64", initializer="truncated_normal", seed: int = 0,
                  slots: Union[Mapping[str, float], Sequence[str]] = (),
                  default_value: Union[float, Sequence[float]] = 0.0,
                  admission: policies.Admission = None, eviction=None,
-                 name: str = "kv_variable"):
+                 name: str = "kv_variable", device: str = ""):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -93,8 +114,8 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         self._eviction = policies.normalize_eviction(eviction)
         self._name = name
         self._ops = _ops.load()
-        super().__init__()
-        with tf.init_scope():
+        super().__init__(device=device)
+        with tf.init_scope(), tf.device(device):
             # The table's clock: the global step of the last optimizer update. Training
             # lookups stamp new keys with it unless given a step.
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_step")
@@ -234,6 +255,11 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
                                        slots, self._step_or_clock(global_step))
 
+    def apply_kernel(self, kernel, keys, grads):
+        """kernel(table handle, keys [N], grads [N, dim]) -> int64 rows updated: runs a
+        sparse optimizer's kernel on the table (partitioned variables run it per shard)."""
+        return kernel(self.resource_handle, keys, grads)
+
     def remove(self, keys):
         """Removes keys with all their slots; returns how many were present."""
         return self._ops.drl_kv_remove(self.resource_handle, self._keys(keys))
@@ -320,16 +346,24 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
 
     # ----- checkpointing (tf.train.Checkpoint and SavedModel) ------------------
 
+    def _serialize_spec(self):
+        """The slot layout as checkpoint tensors."""
+        return {"slot_names": tf.constant(self._slot_names, tf.string,
+                                          shape=[len(self._slot_names)]),
+                "slot_inits": tf.constant(self._slot_inits, tf.float32,
+                                          shape=[len(self._slot_inits)])}
+
     def _serialize_to_tensors(self):
+        # The format of one logical table, shared with PartitionedKVVariable.
         tensors = dict(self.export()._asdict())
-        tensors["slot_names"] = tf.constant(self._slot_names, tf.string, shape=[len(self._slot_names)])
-        tensors["slot_inits"] = tf.constant(self._slot_inits, tf.float32,
-                                            shape=[len(self._slot_inits)])
+        tensors.update(self._serialize_spec(), num_shards=tf.constant(1, tf.int64))
         return tensors
 
     def _restore_from_tensors(self, restored_tensors):
         restored = dict(restored_tensors)
         names, inits = restored.pop("slot_names"), restored.pop("slot_inits")
+        restored["bloom_counts"] = bloom_counts_of_shard(
+            restored["bloom_counts"], restored.pop("num_shards"), num_shards=1, shard=0)
         # The table may not have its optimizer's slots yet (restored before training).
         if tf.executing_eagerly():
             self.ensure_slots(dict(zip((n.decode() for n in names.numpy()),

@@ -142,7 +142,9 @@ class SparseOptimizer:
             grads = tf.math.unsorted_segment_sum(flat_grads, index,
                                                  tf.size(unique, out_type=tf.int64))
             keys = unique
-        return self._apply(_ops.load(), kv.resource_handle, keys, grads, global_step)
+        ops = _ops.load()
+        return kv.apply_kernel(
+            lambda handle, k, g: self._apply(ops, handle, k, g, global_step), keys, grads)
 
     def _apply(self, ops, handle, keys, grads, global_step):
         raise NotImplementedError

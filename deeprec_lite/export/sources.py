@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 
 from deeprec_lite.compat import tf
-from deeprec_lite.kv_variable import KVVariable
+from deeprec_lite.partitioned_kv_variable import KV_VARIABLES
 
 # The per-key tensors a KVVariable writes into a checkpoint (see _serialize_to_tensors).
 _KV_ATTRIBUTES = frozenset(["keys", "values", "freqs", "versions", "admitted", "slots",
@@ -63,11 +63,11 @@ def kv_variables(source):
     mapping of names to KVVariables."""
     from deeprec_lite.callbacks import kv_tables  # Keras front end, imported lazily
 
-    if isinstance(source, KVVariable):
+    if isinstance(source, KV_VARIABLES):
         return {source.name: source}
     if isinstance(source, Mapping):
         for name, kv in source.items():
-            if not isinstance(kv, KVVariable):
+            if not isinstance(kv, KV_VARIABLES):
                 raise ValueError(f"source mapping must hold KVVariables, got {type(kv).__name__} "
                                  f"for {name!r}")
         return dict(source)
@@ -77,8 +77,8 @@ def kv_variables(source):
                      f"checkpoint path, got {type(source).__name__}")
 
 
-def records_of(kv: KVVariable, name=None) -> TableRecords:
-    """A KVVariable's records as numpy (one snapshot of the table)."""
+def records_of(kv, name=None) -> TableRecords:
+    """A KV variable's records as numpy (one snapshot of the table)."""
     r = kv.export()
     default = kv.default_value
     if len(default) == 1:

@@ -2,9 +2,9 @@
 
 How gradients reach the table under any train_step (functional, Sequential,
 subclassed and tfrs.Model alike): each call deduplicates the batch's ids once
-(unique), looks the unique keys up, remembers them in a side variable and ties
-the looked-up rows to a small trainable "gradient anchor" weight through a
-custom gradient. The anchor's gradient is an IndexedSlices whose rows are the
+(unique), looks the unique keys up, remembers the unique-keys tensor of the
+graph it was traced in (of the call, when eager) and ties the looked-up rows to
+a small trainable "gradient anchor" weight through a custom gradient. The anchor's gradient is an IndexedSlices whose rows are the
 gradients of the unique keys (duplicates already summed by the gather's
 gradient). `deeprec_lite.optimizers.KVOptimizer` recognizes anchors and applies
 the sparse optimizer to the table in one fused kernel; every other weight goes
@@ -15,6 +15,8 @@ import weakref
 from deeprec_lite import kv_initializers, policies
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv_variable import KVVariable
+from deeprec_lite.partitioned_kv_variable import (KV_VARIABLES, PartitionedKVVariable,
+                                                  parameter_server_devices)
 
 _COMBINERS = (None, "sum", "mean", "sqrtn")
 
@@ -50,7 +52,9 @@ class KVEmbedding(keras.layers.Layer):
     Training calls (training=True) count freq, admit and create keys; inference
     calls never insert or count. Several layers can share one table
     (`shared_table=other_layer.kv`), each with its own gradient anchor; a layer
-    instance must be called once per training step.
+    instance must be called once per training step, and the step's gradients
+    applied in the graph (tf.function) of that call, as model.fit and the usual
+    custom training loops do.
 
     Args:
       dim: embedding width.
@@ -62,13 +66,17 @@ class KVEmbedding(keras.layers.Layer):
       padding_id: sequence mode with dense ids: the id that marks padding.
       optimizer: a `deeprec_lite.sparse_optimizers` optimizer for this table;
         None uses the KVOptimizer's default.
-      shared_table: an existing KVVariable to use instead of a new table.
+      shared_table: an existing KVVariable or PartitionedKVVariable to use instead
+        of a new table.
+      num_shards: split the table into this many shards (a PartitionedKVVariable);
+        None: one shard per parameter server under a ParameterServerStrategy, else
+        one unpartitioned table.
     """
 
     def __init__(self, dim, key_dtype="int64", initializer="truncated_normal", seed=0,
                  default_value=0.0, admission=None, eviction=None, combiner=None,
                  sequence=False, max_length=None, padding_id=None, optimizer=None,
-                 shared_table=None, **kwargs):
+                 shared_table=None, num_shards=None, **kwargs):
         super().__init__(**kwargs)
         if combiner not in _COMBINERS:
             raise ValueError(f"combiner must be one of {_COMBINERS}, got {combiner!r}")
@@ -77,8 +85,12 @@ class KVEmbedding(keras.layers.Layer):
                              "contradicts it")
         if max_length is not None and (not isinstance(max_length, int) or max_length <= 0):
             raise ValueError(f"max_length must be a positive integer or None, got {max_length!r}")
-        if shared_table is not None and not isinstance(shared_table, KVVariable):
-            raise ValueError(f"shared_table must be a KVVariable, got {shared_table!r}")
+        if shared_table is not None and not isinstance(shared_table, KV_VARIABLES):
+            raise ValueError(f"shared_table must be a KVVariable or PartitionedKVVariable, got "
+                             f"{shared_table!r}")
+        if num_shards is not None and (isinstance(num_shards, bool)
+                                       or not isinstance(num_shards, int) or num_shards < 1):
+            raise ValueError(f"num_shards must be a positive integer or None, got {num_shards!r}")
         self.dim = dim
         self.key_dtype = key_dtype if isinstance(key_dtype, str) else key_dtype.name
         self.initializer = kv_initializers.get(initializer)
@@ -91,21 +103,27 @@ class KVEmbedding(keras.layers.Layer):
         self.max_length = max_length
         self.padding_id = padding_id
         self.sparse_optimizer = optimizer
-        self.kv = shared_table or KVVariable(
-            dim, key_dtype=key_dtype, initializer=self.initializer, seed=seed,
-            default_value=default_value, admission=self.admission, eviction=self.eviction,
-            name=self.name)
+        self.num_shards = num_shards
+        self.kv = shared_table or self._new_table(key_dtype)
         if self.kv.dim != dim:
             raise ValueError(f"shared_table has dim {self.kv.dim}, but dim={dim}")
         self.supports_masking = sequence
-        # The unique keys of the last training call, read by KVOptimizer: tracked (so
-        # saved functions may capture it) but not a weight.
-        with tf.init_scope():
-            keys = tf.Variable(tf.zeros([0], self.kv.key_dtype), trainable=False,
-                               shape=tf.TensorShape([None]), name=f"{self.name}_batch_keys")
-        object.__setattr__(self, "_batch_keys", keys)
-        self._track_trackable(keys, name="batch_keys")
+        # (graph or None when eager, unique keys) of the last training call, read by
+        # KVOptimizer in the same graph: no shared state, so workers of a
+        # parameter-server cluster can train one layer concurrently.
+        object.__setattr__(self, "_training_keys", (None, None))
         object.__setattr__(self, "_serving_table", None)  # not tracked: see set_serving_table
+
+    def _new_table(self, key_dtype):
+        args = dict(key_dtype=key_dtype, initializer=self.initializer, seed=self.seed,
+                    default_value=self.default_value, admission=self.admission,
+                    eviction=self.eviction, name=self.name)
+        num_shards = self.num_shards
+        if num_shards is None and parameter_server_devices():
+            num_shards = len(parameter_server_devices())
+        if num_shards is None:
+            return KVVariable(self.dim, **args)
+        return PartitionedKVVariable(self.dim, num_shards, **args)
 
     def build(self, input_shape):
         self.gradient_anchor = self.add_weight(
@@ -129,9 +147,9 @@ class KVEmbedding(keras.layers.Layer):
             if serving is not None:
                 return serving.lookup(unique_keys)
             return self.kv.lookup(unique_keys)
-        self._check_one_training_call_per_graph()
+        graph = self._check_one_training_call_per_graph()
         values, _ = self.kv.lookup_or_insert(unique_keys, counts=counts)
-        self._batch_keys.assign(unique_keys)
+        object.__setattr__(self, "_training_keys", (graph, unique_keys))
         anchor = self.gradient_anchor
 
         @tf.custom_gradient
@@ -144,17 +162,32 @@ class KVEmbedding(keras.layers.Layer):
         return tie_to_anchor(tf.convert_to_tensor(anchor))
 
     def _check_one_training_call_per_graph(self):
-        """A second training call in one traced step would overwrite the batch's keys
-        that the first call's gradient refers to: refuse it (eager calls are not checked)."""
+        """A second training call in one traced step would replace the batch's keys
+        that the first call's gradient refers to: refuse it (eager calls are not
+        checked). Returns a weak reference to the graph (None when eager)."""
         if tf.executing_eagerly():
-            return
+            return None
         graph = tf.compat.v1.get_default_graph()
-        seen = getattr(self, "_training_graph", None)
+        seen = self._training_keys[0]
         if seen is not None and seen() is graph:
             raise ValueError(f"{self.name}: a KVEmbedding layer can be called once per training "
                              "step; for several features on one table use one layer each, "
                              "sharing the table with shared_table=layer.kv")
-        object.__setattr__(self, "_training_graph", weakref.ref(graph))
+        return weakref.ref(graph)
+
+    def _keys_of_step(self):
+        """The unique keys of this step's training call: made in the current graph or
+        one it is nested in (the optimizer may run in a cond branch), or eagerly."""
+        seen, keys = self._training_keys
+        if seen is None and keys is not None and tf.executing_eagerly():
+            return keys
+        graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+        while graph is not None and seen is not None:
+            if seen() is graph:
+                return keys
+            graph = getattr(graph, "outer_graph", None)
+        raise ValueError(f"{self.name}: gradients must be applied in the same step (and "
+                         "tf.function) as the layer's training call that produced them")
 
     def _embed_flat(self, ids, training):
         """Embeddings [N, D] of a flat vector of ids, one lookup of the unique ids."""
@@ -251,8 +284,9 @@ class KVEmbedding(keras.layers.Layer):
         with tf.init_scope():
             self.kv.ensure_slots(optimizer.slots)
         grads = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-        keys = tf.gather(self._batch_keys, gradient.indices) if isinstance(
-            gradient, tf.IndexedSlices) else self._batch_keys
+        keys = self._keys_of_step()
+        if isinstance(gradient, tf.IndexedSlices):
+            keys = tf.gather(keys, gradient.indices)
         updated = optimizer.apply(self.kv, keys, grads, global_step)
         with tf.control_dependencies([updated]):
             self.kv.step.assign(global_step)
@@ -268,6 +302,7 @@ class KVEmbedding(keras.layers.Layer):
             "eviction": [_policy_config(p) for p in self.eviction],
             "combiner": self.combiner, "sequence": self.sequence,
             "max_length": self.max_length, "padding_id": self.padding_id,
+            "num_shards": self.num_shards,
             "optimizer": None if self.sparse_optimizer is None else {
                 "class_name": type(self.sparse_optimizer).__name__,
                 "config": self.sparse_optimizer.get_config()},

@@ -1,0 +1,1 @@
+"""Training with KV tables on parameter servers (tf.distribute.ParameterServerStrategy)."""
