@@ -27,11 +27,12 @@ def parameter_server_devices():
     """The CPU devices of the ps tasks of the ParameterServerStrategy in scope, else None."""
     if not tf.distribute.has_strategy():
         return None
-    strategy = tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.ParameterServerStrategy):
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy):
         return None
-    num_ps = strategy.cluster_resolver.cluster_spec().num_tasks("ps")
-    return [f"/job:ps/replica:0/task:{i}/device:CPU:0" for i in range(num_ps)]
+    # The strategy connected this process to the cluster: its devices are listed.
+    devices = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices("CPU")]
+    return [d.to_string() for d in sorted((d for d in devices if d.job == "ps"),
+                                          key=lambda d: d.task)]
 
 
 class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):

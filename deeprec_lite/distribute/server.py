@@ -53,6 +53,19 @@ def start(cluster, job: str, task: int) -> tf.distribute.Server:
     return tf.distribute.Server(spec, job_name=job, task_index=task, protocol="grpc", start=True)
 
 
+def strategy(cluster, variable_partitioner=None) -> tf.distribute.ParameterServerStrategy:
+    """The chief's ParameterServerStrategy for the cluster (which must have a chief),
+    with the op library loaded. Start the ps and worker tasks first."""
+    spec = cluster_spec_of(cluster)
+    if "chief" not in spec.jobs or "ps" not in spec.jobs or "worker" not in spec.jobs:
+        raise ValueError(f"cluster must have chief, ps and worker jobs, got {spec.as_dict()}")
+    _ops.load()
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        spec, task_type="chief", task_id=0, rpc_layer="grpc")
+    return tf.distribute.ParameterServerStrategy(resolver,
+                                                 variable_partitioner=variable_partitioner)
+
+
 def serve(cluster, job: str, task: int):
     """Starts the task and serves until the process is killed."""
     start(cluster, job, task).join()

@@ -1,0 +1,123 @@
+"""Parameter-server training of a zoo model with KV embeddings, on a loopback cluster.
+
+The chief (this process) runs tf.distribute.ParameterServerStrategy and
+model.fit; every KV table is split into one shard per parameter server (the
+shards live and are updated there); workers run the training steps. Data:
+built-in synthetic CTR rows (day 0 to train, day 1 to test), shuffled and
+repeated per worker.
+
+    python examples/ps_training.py --ps 2 --workers 2          # starts its own cluster
+    python examples/ps_training.py --cluster '<json spec>'     # tasks already running
+
+With --checkpoint-dir the job saves a checkpoint after every epoch and, when the
+directory already holds one, restores it and trains the remaining epochs: after a
+parameter server fails, restart the job (and the task) and it goes on from the
+last checkpoint. The last line printed is a JSON summary.
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from deeprec_lite import callbacks, checkpoints, cli
+from deeprec_lite.compat import keras, tf
+from deeprec_lite.data.auc import roc_auc
+from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.distribute import local_cluster, server
+
+
+def arrays(generator, rows, batch_size, day):
+    """(features, labels) numpy of the first rows of a day, as the reader gives them."""
+    features, labels = {}, []
+    for x, y in generator.dataset(rows, batch_size, day=day):
+        for name, column in x.items():
+            features.setdefault(name, []).append(column.numpy())
+        labels.append(y.numpy())
+    return {k: np.concatenate(v) for k, v in features.items()}, np.concatenate(labels)
+
+
+def dataset_creator(features, labels, batch_size, seed):
+    def dataset_fn(context):
+        ds = tf.data.Dataset.from_tensor_slices((features, labels))
+        ds = ds.shuffle(len(labels), seed=seed + context.input_pipeline_id).repeat()
+        return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+    return keras.utils.experimental.DatasetCreator(dataset_fn)
+
+
+def evaluate(model, features, labels, batch_size):
+    """AUC of inference calls made by the chief (lookups run on the parameter servers)."""
+    scores = [model({k: v[i:i + batch_size] for k, v in features.items()}, training=False)
+              for i in range(0, len(labels), batch_size)]
+    return roc_auc(labels, np.concatenate([s.numpy().ravel() for s in scores]))
+
+
+def run(args, cluster_spec):
+    generator = SyntheticCTR(SyntheticConfig(num_categorical=args.categorical_fields,
+                                             num_numeric=args.numeric_fields, seed=args.seed))
+    train_x, train_y = arrays(generator, args.rows, args.batch_size, day=0)
+    test_x, test_y = arrays(generator, args.test_rows, args.batch_size, day=1)
+    strategy = server.strategy(cluster_spec)
+    with strategy.scope():
+        model = cli.build_model(args.model, generator.schema, args.embedding_dim, min_count=1,
+                                max_staleness=10 ** 9, evict_every=None)
+    initial_epoch = 0
+    if args.checkpoint_dir and checkpoints.is_checkpoint(args.checkpoint_dir):
+        model(dict((k, v[:1]) for k, v in train_x.items()), training=False)  # build
+        tf.train.Checkpoint(model=model).restore(
+            tf.train.latest_checkpoint(args.checkpoint_dir)).expect_partial()
+        initial_epoch = int(model.optimizer.iterations.numpy()) // args.steps_per_epoch
+        print(f"restored {tf.train.latest_checkpoint(args.checkpoint_dir)} at step "
+              f"{int(model.optimizer.iterations.numpy())}", flush=True)
+    save = [keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: checkpoints.save(model, args.checkpoint_dir))] \
+        if args.checkpoint_dir else []
+    start = time.perf_counter()
+    model.fit(dataset_creator(train_x, train_y, args.batch_size, args.seed), epochs=args.epochs,
+              initial_epoch=initial_epoch, steps_per_epoch=args.steps_per_epoch, callbacks=save,
+              verbose=2)
+    seconds = time.perf_counter() - start
+    steps = (args.epochs - initial_epoch) * args.steps_per_epoch
+    tables = callbacks.kv_tables(model)
+    summary = {
+        "steps": steps, "seconds": seconds,
+        "examples_per_second": steps * args.batch_size / seconds,
+        "iterations": int(model.optimizer.iterations.numpy()),
+        "auc": evaluate(model, test_x, test_y, args.batch_size),
+        "freq_total": {n: int(kv.export().freqs.numpy().sum()) for n, kv in tables.items()},
+        "table_sizes": {n: int(kv.size().numpy()) for n, kv in tables.items()},
+        "shards": {n: getattr(kv, "num_shards", 1) for n, kv in tables.items()},
+    }
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cluster", help="JSON cluster spec with chief, ps and worker jobs "
+                                          "whose ps and worker tasks already run")
+    parser.add_argument("--ps", type=int, default=2, help="without --cluster: ps tasks")
+    parser.add_argument("--workers", type=int, default=2, help="without --cluster: workers")
+    parser.add_argument("--model", default="deepfm")
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--test-rows", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--embedding-dim", type=int, default=8)
+    parser.add_argument("--categorical-fields", type=int, default=26)
+    parser.add_argument("--numeric-fields", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-dir")
+    args = parser.parse_args(argv)
+    if args.cluster:
+        run(args, args.cluster)
+        return
+    with local_cluster.LocalCluster(args.ps, args.workers) as cluster:
+        run(args, cluster.spec)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
