@@ -16,6 +16,7 @@ last checkpoint. The last line printed is a JSON summary.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -26,6 +27,7 @@ from deeprec_lite.compat import keras, tf
 from deeprec_lite.data.auc import roc_auc
 from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
 from deeprec_lite.distribute import local_cluster, server
+from deeprec_lite.export import sources
 
 
 def arrays(generator, rows, batch_size, day):
@@ -46,6 +48,18 @@ def dataset_creator(features, labels, batch_size, seed):
     return keras.utils.experimental.DatasetCreator(dataset_fn)
 
 
+def check_restored_tables(model, checkpoint_dir):
+    """Every restored table holds exactly the records of the checkpoint file."""
+    saved = sources.from_checkpoint(checkpoint_dir).tables
+    for name, kv in callbacks.kv_tables(model).items():
+        live, disk = sources.records_of(kv), saved[name]
+        a, b = np.argsort(live.keys), np.argsort(disk.keys)
+        for field in ("keys", "values", "freqs", "versions", "admitted"):
+            if not np.array_equal(getattr(live, field)[a], getattr(disk, field)[b]):
+                raise AssertionError(f"table {name}: restored {field} differ from the checkpoint")
+    return len(saved)
+
+
 def evaluate(model, features, labels, batch_size):
     """AUC of inference calls made by the chief (lookups run on the parameter servers)."""
     scores = [model({k: v[i:i + batch_size] for k, v in features.items()}, training=False)
@@ -62,27 +76,32 @@ def run(args, cluster_spec):
     with strategy.scope():
         model = cli.build_model(args.model, generator.schema, args.embedding_dim, min_count=1,
                                 max_staleness=10 ** 9, evict_every=None)
-    initial_epoch = 0
+    initial_epoch, restored_step = 0, None
     if args.checkpoint_dir and checkpoints.is_checkpoint(args.checkpoint_dir):
+        prefix = tf.train.latest_checkpoint(args.checkpoint_dir)
         model(dict((k, v[:1]) for k, v in train_x.items()), training=False)  # build
-        tf.train.Checkpoint(model=model).restore(
-            tf.train.latest_checkpoint(args.checkpoint_dir)).expect_partial()
-        initial_epoch = int(model.optimizer.iterations.numpy()) // args.steps_per_epoch
-        print(f"restored {tf.train.latest_checkpoint(args.checkpoint_dir)} at step "
-              f"{int(model.optimizer.iterations.numpy())}", flush=True)
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+        restored_step = int(model.optimizer.iterations.numpy())
+        initial_epoch = restored_step // args.steps_per_epoch
+        tables = check_restored_tables(model, args.checkpoint_dir)
+        print(f"restored {prefix} at step {restored_step}: {tables} tables identical to the "
+              "checkpoint", flush=True)
+    epoch_seconds = []
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(
+            -1, epoch_seconds[-1] + time.perf_counter()))
     save = [keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: checkpoints.save(model, args.checkpoint_dir))] \
         if args.checkpoint_dir else []
-    start = time.perf_counter()
     model.fit(dataset_creator(train_x, train_y, args.batch_size, args.seed), epochs=args.epochs,
-              initial_epoch=initial_epoch, steps_per_epoch=args.steps_per_epoch, callbacks=save,
-              verbose=2)
-    seconds = time.perf_counter() - start
-    steps = (args.epochs - initial_epoch) * args.steps_per_epoch
+              initial_epoch=initial_epoch, steps_per_epoch=args.steps_per_epoch,
+              callbacks=[timer] + save, verbose=2)
     tables = callbacks.kv_tables(model)
     summary = {
-        "steps": steps, "seconds": seconds,
-        "examples_per_second": steps * args.batch_size / seconds,
+        "restored_step": restored_step, "epoch_seconds": epoch_seconds,
+        # The last epoch: the first one also traces and ships the functions and data.
+        "examples_per_second": args.steps_per_epoch * args.batch_size / epoch_seconds[-1],
         "iterations": int(model.optimizer.iterations.numpy()),
         "auc": evaluate(model, test_x, test_y, args.batch_size),
         "freq_total": {n: int(kv.export().freqs.numpy().sum()) for n, kv in tables.items()},
@@ -117,6 +136,9 @@ def main(argv=None):
     with local_cluster.LocalCluster(args.ps, args.workers) as cluster:
         run(args, cluster.spec)
         sys.stdout.flush()
+        cluster.stop()
+        # Leave without TensorFlow's teardown, which would retry the stopped tasks.
+        os._exit(0)
 
 
 if __name__ == "__main__":
