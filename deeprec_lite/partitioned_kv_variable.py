@@ -15,6 +15,7 @@ holds one logical table (the shards' records concatenated), the same format
 KVVariable writes, so checkpoints move freely between partitioned and plain
 variables and between shard counts.
 """
+import copy
 from typing import Mapping, Optional, Sequence, Union
 
 from deeprec_lite import _ops
@@ -78,6 +79,18 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
             # checkpoint does not depend on the number of shards.
             children.pop("_shards", None)
         return children
+
+    def _deserialization_dependencies(self, children):
+        # A SavedModel exports (and loads) the shards before this variable.
+        return {f"shard_{i}": shard for i, shard in enumerate(self._shards)}
+
+    def _export_to_saved_model_graph(self, object_map, tensor_map, options, **kwargs):
+        # A SavedModel serializes this variable in its exported graph, where the
+        # shards are copies with their own table handles: read through those.
+        exported = copy.copy(self)
+        object.__setattr__(exported, "_shards", [object_map[s] for s in self._shards])
+        object_map[self] = exported
+        return []
 
     # ----- configuration (the shards share it) ---------------------------------
 
