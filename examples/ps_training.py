@@ -8,6 +8,7 @@ repeated per worker.
 
     python examples/ps_training.py --ps 2 --workers 2          # starts its own cluster
     python examples/ps_training.py --cluster '<json spec>'     # tasks already running
+    python examples/ps_training.py --single-process            # the same job, no cluster
 
 With --checkpoint-dir the job saves a checkpoint after every epoch and, when the
 directory already holds one, restores it and trains the remaining epochs: after a
@@ -67,12 +68,12 @@ def evaluate(model, features, labels, batch_size):
     return roc_auc(labels, np.concatenate([s.numpy().ravel() for s in scores]))
 
 
-def run(args, cluster_spec):
+def run(args, cluster_spec=None):
     generator = SyntheticCTR(SyntheticConfig(num_categorical=args.categorical_fields,
                                              num_numeric=args.numeric_fields, seed=args.seed))
     train_x, train_y = arrays(generator, args.rows, args.batch_size, day=0)
     test_x, test_y = arrays(generator, args.test_rows, args.batch_size, day=1)
-    strategy = server.strategy(cluster_spec)
+    strategy = server.strategy(cluster_spec) if cluster_spec else tf.distribute.get_strategy()
     with strategy.scope():
         model = cli.build_model(args.model, generator.schema, args.embedding_dim, min_count=1,
                                 max_staleness=10 ** 9, evict_every=None)
@@ -116,6 +117,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cluster", help="JSON cluster spec with chief, ps and worker jobs "
                                           "whose ps and worker tasks already run")
+    parser.add_argument("--single-process", action="store_true",
+                        help="train in this process, without a cluster (the reference)")
     parser.add_argument("--ps", type=int, default=2, help="without --cluster: ps tasks")
     parser.add_argument("--workers", type=int, default=2, help="without --cluster: workers")
     parser.add_argument("--model", default="deepfm")
@@ -130,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir")
     args = parser.parse_args(argv)
-    if args.cluster:
+    if args.cluster or args.single_process:
         run(args, args.cluster)
         return
     with local_cluster.LocalCluster(args.ps, args.workers) as cluster:
