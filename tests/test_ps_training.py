@@ -13,6 +13,7 @@ import threading
 import pytest
 
 import ps_exact_pass
+from deeprec_lite import export
 from deeprec_lite.distribute.local_cluster import LocalCluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,3 +116,11 @@ def test_job_restarts_from_its_last_checkpoint_after_a_parameter_server_dies(clu
     # The checkpointed counts were kept and the lost epoch trained again once.
     for total in summary["freq_total"].values():
         assert total == EPOCHS * STEPS * BATCH
+    # The cluster's last checkpoint exports like any other, with every record.
+    export.export_embeddings(checkpoints, tmp_path / "export")
+    exported = export.read_embeddings(tmp_path / "export")
+    assert set(exported.tables) == set(summary["freq_total"])
+    for name, total in summary["freq_total"].items():
+        keys, _, freqs, _ = exported.numpy(name)
+        assert len(keys) == summary["table_sizes"][name]
+        assert freqs.sum() == total
