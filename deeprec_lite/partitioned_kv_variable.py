@@ -163,6 +163,19 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         parts = [tf.dynamic_partition(t, shard_of, self.num_shards) for t in (flat_keys,) + per_key]
         return positions, parts
 
+    def _per_key(self, name, tensor, keys, dtype, row_shape=()):
+        """`tensor` of shape keys.shape + row_shape as [N, *row_shape]; a clear error
+        naming the argument otherwise."""
+        tensor = tf.cast(tensor, dtype)
+        want = keys.shape.concatenate(list(row_shape))
+        message = f"{name} must have shape keys.shape + {list(row_shape)}"
+        if not tensor.shape.is_compatible_with(want):
+            raise ValueError(f"{message} = {want}, got {tensor.shape}")
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(tensor), tf.concat([tf.shape(keys), list(row_shape)], 0),
+                message=message)]):
+            return tf.reshape(tensor, [-1] + list(row_shape))
+
     def _stitch(self, keys, positions, parts, row_shape=()):
         """Per-shard results back in input order, shaped keys.shape + row_shape."""
         out = tf.dynamic_stitch(positions, parts)
@@ -192,7 +205,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
             count_parts = [None] * self.num_shards
         else:
             positions, (key_parts, count_parts) = self._split(
-                flat, tf.reshape(tf.cast(counts, tf.int64), [-1]))
+                flat, self._per_key("counts", counts, keys, tf.int64))
         results = [shard.lookup_or_insert(k, c, step)
                    for shard, k, c in zip(self._shards, key_parts, count_parts)]
         values = self._stitch(keys, positions, [v for v, _ in results], [self.dim])
@@ -203,10 +216,10 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         """See KVVariable.update."""
         keys = self._keys(keys)
         step = self._step_or_clock(global_step)
-        per_key = [tf.reshape(tf.cast(values, tf.float32), [-1, self.dim])]
+        per_key = [self._per_key("values", values, keys, tf.float32, [self.dim])]
         if slots is not None:
-            per_key.append(tf.reshape(tf.cast(slots, tf.float32),
-                                      [-1, len(self.slot_names), self.dim]))
+            per_key.append(self._per_key("slots", slots, keys, tf.float32,
+                                         [len(self.slot_names), self.dim]))
         _, parts = self._split(tf.reshape(keys, [-1]), *per_key)
         slot_parts = parts[2] if slots is not None else [None] * self.num_shards
         return tf.add_n([shard.update(k, v, s, step) for shard, k, v, s in

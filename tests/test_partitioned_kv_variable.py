@@ -651,3 +651,17 @@ def test_kv_embedding_config_keeps_num_shards():
     clone = KVEmbedding.from_config(layer.get_config())
     assert clone.get_config()["num_shards"] == 3 and clone.kv.num_shards == 3
     assert isinstance(KVEmbedding(2).kv, KVVariable)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda kv: kv.update(tf.constant([1, 2], tf.int64), tf.zeros([1, 4])),
+     r"values must have shape keys.shape \+ \[2\] = \(2, 2\), got \(1, 4\)"),
+    (lambda kv: kv.update(tf.constant([1, 2], tf.int64), tf.zeros([2, 2]), slots=tf.zeros([2, 2])),
+     r"slots must have shape keys.shape \+ \[0, 2\]"),
+    (lambda kv: kv.lookup_or_insert(tf.constant([1, 2], tf.int64), counts=[1, 2, 3]),
+     r"counts must have shape keys.shape \+ \[\] = \(2,\), got \(3,\)"),
+])
+def test_per_key_arguments_of_another_shape_are_refused_by_name(call, message):
+    kv = PartitionedKVVariable(2, 3)
+    with pytest.raises(ValueError, match=message):
+        call(kv)
