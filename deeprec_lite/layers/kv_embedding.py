@@ -4,11 +4,12 @@ How gradients reach the table under any train_step (functional, Sequential,
 subclassed and tfrs.Model alike): each call deduplicates the batch's ids once
 (unique), looks the unique keys up, remembers the unique-keys tensor of the
 graph it was traced in (of the call, when eager) and ties the looked-up rows to
-a small trainable "gradient anchor" weight through a custom gradient. The anchor's gradient is an IndexedSlices whose rows are the
-gradients of the unique keys (duplicates already summed by the gather's
-gradient). `deeprec_lite.optimizers.KVOptimizer` recognizes anchors and applies
-the sparse optimizer to the table in one fused kernel; every other weight goes
-to an ordinary tf_keras optimizer.
+a small trainable "gradient anchor" weight through a custom gradient. The
+anchor's gradient is an IndexedSlices whose rows are the gradients of the
+unique keys (duplicates already summed by the gather's gradient).
+`deeprec_lite.optimizers.KVOptimizer` recognizes anchors and applies the sparse
+optimizer to the table in one fused kernel, in the graph of the step; every
+other weight goes to an ordinary tf_keras optimizer.
 """
 import weakref
 
@@ -119,8 +120,8 @@ class KVEmbedding(keras.layers.Layer):
                     default_value=self.default_value, admission=self.admission,
                     eviction=self.eviction, name=self.name)
         num_shards = self.num_shards
-        if num_shards is None and parameter_server_devices():
-            num_shards = len(parameter_server_devices())
+        if num_shards is None:
+            num_shards = len(parameter_server_devices() or []) or None
         if num_shards is None:
             return KVVariable(self.dim, **args)
         return PartitionedKVVariable(self.dim, num_shards, **args)
