@@ -107,7 +107,8 @@ def run(args, cluster_spec=None):
         "auc": evaluate(model, test_x, test_y, args.batch_size),
         "freq_total": {n: int(kv.export().freqs.numpy().sum()) for n, kv in tables.items()},
         "table_sizes": {n: int(kv.size().numpy()) for n, kv in tables.items()},
-        "shards": {n: getattr(kv, "num_shards", 1) for n, kv in tables.items()},
+        "shard_devices": {n: [s.resource_handle.device for s in getattr(kv, "shards", [kv])]
+                          for n, kv in tables.items()},
     }
     print(json.dumps(summary), flush=True)
     return summary
