@@ -7,6 +7,7 @@
 
 #include "hash_index.h"
 #include "key_hash.h"
+#include "parallel_tasks.h"
 #include "row_arena.h"
 #include "tensorflow/core/framework/device_base.h"
 #include "tensorflow/core/platform/mutex.h"
@@ -98,8 +99,8 @@ struct KeyCodec<tstring> {
   }
 };
 
-// The keys of one batch, hashed and split into parts, one per worker thread:
-// part p owns shards [first_shard[p], first_shard[p + 1]), which hold about
+// The keys of one batch, hashed and split into parts (tasks for the worker
+// threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold about
 // the same number of the batch's keys, and lists their positions in input order
 // at positions[begin[p], begin[p + 1]).
 struct Batch {
@@ -130,7 +131,7 @@ class KvTable : public KvTableBase {
 
   DataType key_dtype() const override { return KeyCodec<K>::kDtype; }
 
-  // Read-only, so no grouping by shard: each thread takes a contiguous range of
+  // Read-only, so no grouping by shard: each task takes a contiguous range of
   // the batch, holds every shard's lock shared, and walks its keys in input
   // order with a prefetch pipeline (index entry 16 keys ahead, record 8 ahead).
   void Find(OpKernelContext* ctx, const Tensor& keys, float* values) override {
@@ -167,18 +168,19 @@ class KvTable : public KvTableBase {
       }
       for (auto& s : shards_) s->mu.unlock_shared();
     };
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, keys.NumElements(),
-                      150 + 2 * dim, work);
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t n = keys.NumElements();
+    const int64_t tasks = NumTasks(workers, n);
+    ParallelTasks(workers, tasks, [&](int64_t t) { work(n * t / tasks, n * (t + 1) / tasks); });
   }
 
   void FindOrInsert(OpKernelContext* ctx, const Tensor& keys, const int64_t* counts, int64_t step,
                     float* values, bool* admitted) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
-    Batch batch = Split(ctx, k, keys.NumElements());
+    const Batch batch = Split(ctx, k, keys.NumElements());
     const int64_t dim = config_.dim;
-    ForEachKey(ctx, batch, 200, [&](Shard& s, int, int64_t i, uint64_t h) {
+    ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
       const int64_t count = counts ? counts[i] : 1;
       char* rec = FindOrInsertLocked(s, h, k[i], count, step);
       admitted[i] = rec != nullptr;
@@ -191,8 +193,7 @@ class KvTable : public KvTableBase {
                      const RowFn& fn) override {
     tf_shared_lock table_lock(table_mu_);
     const int64_t dim = config_.dim;
-    return ForEachFound(ctx, keys, 100 + 4 * dim * (1 + config_.num_slots),
-                        [&](Shard& s, int64_t pos, int64_t i) {
+    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t i) {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
@@ -312,7 +313,7 @@ class KvTable : public KvTableBase {
     const int64_t* f = freqs.flat<int64_t>().data();
     const int64_t* ver = versions.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
-    Batch batch = Split(ctx, k, n);
+    const Batch batch = Split(ctx, k, n);
 
     mutex_lock table_lock(table_mu_);  // no batch op runs while the contents change
     // Check for duplicate keys before touching anything.
@@ -320,7 +321,7 @@ class KvTable : public KvTableBase {
     {
       std::vector<int64_t> dup(kShards, -1);
       std::vector<HashIndex> seen(kShards);
-      ForEachKey(ctx, batch, 100, [&](Shard&, int si, int64_t i, uint64_t h) {
+      ForEachKey(ctx, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
         if (dup[si] >= 0) return;
         auto same = [&](uint32_t j) { return k[j] == k[i]; };
         if (seen[si].Full()) seen[si].Grow();
@@ -345,8 +346,7 @@ class KvTable : public KvTableBase {
         sp->rows.Clear();
         sp->pending.Clear();
       }
-      ForEachKey(ctx, batch, 100 + 4 * dim * (1 + num_slots),
-                 [&](Shard& s, int, int64_t i, uint64_t h) {
+      ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
         if (s.index.Full()) s.index.Grow();
         size_t ins;
         s.index.Find(h, SameKey(s, k[i]), &ins);
@@ -370,7 +370,7 @@ class KvTable : public KvTableBase {
 
   int64_t Remove(OpKernelContext* ctx, const Tensor& keys) override {
     tf_shared_lock table_lock(table_mu_);
-    return ForEachFound(ctx, keys, 200, [&](Shard& s, int64_t pos, int64_t) {
+    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t) {
       EraseAt(s, pos);
       return true;
     });
@@ -481,37 +481,51 @@ class KvTable : public KvTableBase {
 
   static int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
 
-  // Hashes the keys and splits them into parts (see Batch), one per worker
-  // thread, or one for a small batch.
+  // Tasks for a batch of n keys on the intra-op threads: a few per thread, so
+  // that a thread the machine delays leaves its share to the others; one for a
+  // small batch.
+  static int64_t NumTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers, int64_t n) {
+    constexpr int64_t kMinKeysPerTask = 2048;
+    return std::max<int64_t>(1, std::min<int64_t>(4 * workers.num_threads, n / kMinKeysPerTask));
+  }
+
+  // Hashes the keys and splits them into parts (see Batch).
   Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t tasks = NumTasks(workers, n);
     Batch b;
     b.n = n;
     b.hashes.reset(new uint64_t[n]);
     b.positions.reset(new uint32_t[n]);
-    std::array<std::atomic<int64_t>, kShards> count{};
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, n, 30,
-                      [&](int64_t first, int64_t last) {
-                        std::array<int64_t, kShards> c{};
-                        for (int64_t i = first; i < last; ++i) {
-                          b.hashes[i] = HashKey(keys[i]);
-                          ++c[ShardIndex(b.hashes[i])];
-                        }
-                        for (int s = 0; s < kShards; ++s) count[s] += c[s];
-                      });
-    constexpr int64_t kMinKeysPerPart = 4096;
-    const int64_t parts = std::max<int64_t>(
-        1, std::min<int64_t>(workers->num_threads, n / kMinKeysPerPart));
+    std::vector<std::array<int64_t, kShards>> block_count(tasks);
+    ParallelTasks(workers, tasks, [&](int64_t t) {
+      std::array<int64_t, kShards>& c = block_count[t];
+      c.fill(0);
+      for (int64_t i = n * t / tasks; i < n * (t + 1) / tasks; ++i) {
+        b.hashes[i] = HashKey(keys[i]);
+        ++c[ShardIndex(b.hashes[i])];
+      }
+    });
+    std::array<int64_t, kShards> count{};
+    for (const auto& c : block_count) {
+      for (int s = 0; s < kShards; ++s) count[s] += c[s];
+    }
+    std::array<int, kShards> part_of_shard;
     b.first_shard.push_back(0);
     b.begin.push_back(0);
     int64_t cumulative = 0;
     for (int s = 0; s < kShards; ++s) {
+      part_of_shard[s] = static_cast<int>(b.first_shard.size()) - 1;
       cumulative += count[s];
       const int64_t p = static_cast<int64_t>(b.first_shard.size());
-      if (s + 1 == kShards || (p < parts && cumulative * parts >= p * n)) {
+      if (s + 1 == kShards || (p < tasks && cumulative * tasks >= p * n)) {
         b.first_shard.push_back(s + 1);
         b.begin.push_back(cumulative);
       }
+    }
+    std::vector<int64_t> cursor(b.begin.begin(), b.begin.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      b.positions[cursor[part_of_shard[ShardIndex(b.hashes[i])]]++] = static_cast<uint32_t>(i);
     }
     return b;
   }
@@ -521,52 +535,41 @@ class KvTable : public KvTableBase {
   // visits its keys in input order (so occurrences of one key are visited in
   // input order), prefetching index entries and records ahead.
   template <typename Visit>
-  void ForEachKey(OpKernelContext* ctx, Batch& b, int64_t cost_per_key,
-                  const Visit& visit) {
+  void ForEachKey(OpKernelContext* ctx, const Batch& b, const Visit& visit) {
     const uint64_t* h = b.hashes.get();
-    auto run = [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p) {
-        const int lo = b.first_shard[p];
-        const unsigned owned = b.first_shard[p + 1] - lo;
-        uint32_t* pos = b.positions.get() + b.begin[p];
-        const int64_t m = b.begin[p + 1] - b.begin[p];
-        for (int64_t i = 0, t = 0; t < m; ++i) {
-          pos[t] = static_cast<uint32_t>(i);
-          t += static_cast<unsigned>(ShardIndex(h[i]) - lo) < owned;
-        }
-        for (int s = lo; s < lo + static_cast<int>(owned); ++s) shards_[s]->mu.lock();
-        constexpr int64_t kAhead = 16;
-        for (int64_t t = 0; t < m; ++t) {
-          if (t + kAhead < m) {
-            const uint64_t a = h[pos[t + kAhead]];
-            ShardOf(a).index.Prefetch(a);
-          }
-          if (t + kAhead / 2 < m) {
-            const uint64_t a = h[pos[t + kAhead / 2]];
-            PrefetchRecord(ShardOf(a), a);
-          }
-          const int64_t i = pos[t];
-          const int si = ShardIndex(h[i]);
-          visit(*shards_[si], si, i, h[i]);
-        }
-        for (int s = lo; s < lo + static_cast<int>(owned); ++s) shards_[s]->mu.unlock();
-      }
-    };
     const int64_t parts = static_cast<int64_t>(b.first_shard.size()) - 1;
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, parts,
-                      std::max<int64_t>(1, b.n / parts) * cost_per_key, run);
+    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), parts, [&](int64_t p) {
+      const int lo = b.first_shard[p];
+      const int hi = b.first_shard[p + 1];
+      const uint32_t* pos = b.positions.get() + b.begin[p];
+      const int64_t m = b.begin[p + 1] - b.begin[p];
+      for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
+      constexpr int64_t kAhead = 16;
+      for (int64_t t = 0; t < m; ++t) {
+        if (t + kAhead < m) {
+          const uint64_t a = h[pos[t + kAhead]];
+          ShardOf(a).index.Prefetch(a);
+        }
+        if (t + kAhead / 2 < m) {
+          const uint64_t a = h[pos[t + kAhead / 2]];
+          PrefetchRecord(ShardOf(a), a);
+        }
+        const int64_t i = pos[t];
+        const int si = ShardIndex(h[i]);
+        visit(*shards_[si], si, i, h[i]);
+      }
+      for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
+    });
   }
 
   // Calls fn(shard, index position, i) for each keys[i] present in the table, under
   // its shard's exclusive lock; returns how many calls returned true.
   template <typename Fn>
-  int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, int64_t cost_per_key,
-                       const Fn& fn) {
+  int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, const Fn& fn) {
     const K* k = keys.flat<K>().data();
-    Batch batch = Split(ctx, k, keys.NumElements());
+    const Batch batch = Split(ctx, k, keys.NumElements());
     std::array<int64_t, kShards> counted{};
-    ForEachKey(ctx, batch, cost_per_key, [&](Shard& s, int si, int64_t i, uint64_t h) {
+    ForEachKey(ctx, batch, [&](Shard& s, int si, int64_t i, uint64_t h) {
       const int64_t pos = s.index.Find(h, SameKey(s, k[i]));
       if (pos != HashIndex::kNotFound && fn(s, pos, i)) ++counted[si];
     });
