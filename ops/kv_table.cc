@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstring>
 
 #include "hash_index.h"
@@ -100,9 +99,9 @@ struct KeyCodec<tstring> {
 };
 
 // The keys of one batch, hashed and split into parts (tasks for the worker
-// threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold about
-// the same number of the batch's keys, and lists their positions in input order
-// at positions[begin[p], begin[p + 1]).
+// threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold
+// about the same number of the batch's keys, and lists their positions in input
+// order at positions[begin[p], begin[p + 1]).
 struct Batch {
   int64_t n = 0;
   std::unique_ptr<uint64_t[]> hashes;
