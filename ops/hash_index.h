@@ -24,6 +24,9 @@ class HashIndex {
 
   static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash); }
   static uint32_t Ref(uint64_t entry) { return static_cast<uint32_t>(entry) - 1; }
+  static bool SameTag(uint64_t entry, uint64_t hash) {
+    return static_cast<uint32_t>(entry >> 32) == Tag(hash);
+  }
   uint64_t entry(size_t pos) const { return entries_[pos]; }
 
   size_t HomeOf(uint64_t hash) const { return Tag(hash) & mask_; }
@@ -33,14 +36,13 @@ class HashIndex {
   // kNotFound. `*insert_pos` receives the empty position where it would go.
   template <typename SameKey>
   int64_t Find(uint64_t hash, const SameKey& same_key, size_t* insert_pos = nullptr) const {
-    const uint32_t tag = Tag(hash);
-    for (size_t pos = tag & mask_;; pos = (pos + 1) & mask_) {
+    for (size_t pos = HomeOf(hash);; pos = (pos + 1) & mask_) {
       const uint64_t e = entries_[pos];
       if (e == 0) {
         if (insert_pos != nullptr) *insert_pos = pos;
         return kNotFound;
       }
-      if (static_cast<uint32_t>(e >> 32) == tag && same_key(Ref(e))) return pos;
+      if (SameTag(e, hash) && same_key(Ref(e))) return pos;
     }
   }
 

@@ -1,7 +1,8 @@
 // Deterministic initial values: a new key's embedding is a pure function of
 // (key hash, seed, initializer), independent of batch order, thread count and
 // shard count. Each key draws from its own counter-based stream (splitmix64);
-// normals come from the Marsaglia-Tsang ziggurat (128 layers).
+// normals come from the Marsaglia-Tsang ziggurat (128 layers), truncated normals
+// from the inverse CDF, one stream word per value (truncated_normal.h).
 #ifndef DEEPREC_LITE_OPS_INITIALIZER_H_
 #define DEEPREC_LITE_OPS_INITIALIZER_H_
 
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "key_hash.h"
+#include "truncated_normal.h"
 
 namespace deeprec_lite {
 
@@ -65,8 +67,11 @@ inline bool ParseInitKind(const std::string& name, InitKind* kind) {
 // counter, so every value depends only on (key hash, seed, position).
 class KeyStream {
  public:
-  KeyStream(uint64_t key_hash, uint64_t seed)
-      : base_(Mix64(key_hash ^ Mix64(seed + 0x9e3779b97f4a7c15ULL))) {}
+  explicit KeyStream(uint64_t base) : base_(base) {}
+
+  static uint64_t Base(uint64_t key_hash, uint64_t seed) {
+    return Mix64(key_hash ^ Mix64(seed + 0x9e3779b97f4a7c15ULL));
+  }
 
   uint32_t Next32() {
     if (has_spare_) {
@@ -126,7 +131,8 @@ struct Initializer {
   uint64_t seed = 0;
 
   void Fill(uint64_t key_hash, float* out, int64_t dim) const {
-    KeyStream stream(key_hash, seed);
+    const uint64_t base = KeyStream::Base(key_hash, seed);
+    KeyStream stream(base);
     switch (kind) {
       case InitKind::kZeros:
         std::fill(out, out + dim, 0.0f);
@@ -141,11 +147,7 @@ struct Initializer {
         for (int64_t j = 0; j < dim; ++j) out[j] = a + b * stream.StandardNormal();
         return;
       case InitKind::kTruncatedNormal:
-        for (int64_t j = 0; j < dim; ++j) {
-          float z = stream.StandardNormal();
-          while (z < -2.0f || z > 2.0f) z = stream.StandardNormal();
-          out[j] = a + b * z;
-        }
+        FillTruncatedNormal(base, a, b, out, dim);
         return;
     }
   }

@@ -6,6 +6,7 @@
 
 #include "hash_index.h"
 #include "key_hash.h"
+#include "parallel_tasks.h"
 #include "row_arena.h"
 #include "tensorflow/core/framework/device_base.h"
 #include "tensorflow/core/platform/mutex.h"
@@ -97,12 +98,16 @@ struct KeyCodec<tstring> {
   }
 };
 
-// The keys of one batch, hashed and grouped by shard (a counting sort).
-template <int kShards>
-struct GroupedKeys {
-  std::vector<uint64_t> hashes;
-  std::vector<uint32_t> order;  // positions in the batch, shard by shard
-  std::array<int64_t, kShards + 1> begin{};
+// The keys of one batch, hashed and split into parts (tasks for the worker
+// threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold
+// about the same number of the batch's keys, and lists their positions in input
+// order at positions[begin[p], begin[p + 1]).
+struct Batch {
+  int64_t n = 0;
+  std::unique_ptr<uint64_t[]> hashes;
+  std::unique_ptr<uint32_t[]> positions;
+  std::vector<int> first_shard;
+  std::vector<int64_t> begin;
 };
 
 template <typename K>
@@ -125,7 +130,7 @@ class KvTable : public KvTableBase {
 
   DataType key_dtype() const override { return KeyCodec<K>::kDtype; }
 
-  // Read-only, so no grouping by shard: each thread takes a contiguous range of
+  // Read-only, so no grouping by shard: each task takes a contiguous range of
   // the batch, holds every shard's lock shared, and walks its keys in input
   // order with a prefetch pipeline (index entry 16 keys ahead, record 8 ahead).
   void Find(OpKernelContext* ctx, const Tensor& keys, float* values) override {
@@ -144,7 +149,7 @@ class KvTable : public KvTableBase {
         const uint64_t h = ring[i % kAhead];
         if (i + kAhead / 2 < last) {
           const uint64_t ahead = ring[(i + kAhead / 2) % kAhead];
-          PrefetchRecordAtHome(ShardOf(ahead), ahead);
+          PrefetchRecord(ShardOf(ahead), ahead);
         }
         if (i + kAhead < last) {
           const uint64_t next = HashKey(k[i + kAhead]);
@@ -162,32 +167,24 @@ class KvTable : public KvTableBase {
       }
       for (auto& s : shards_) s->mu.unlock_shared();
     };
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, keys.NumElements(),
-                      150 + 2 * dim, work);
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t n = keys.NumElements();
+    const int64_t tasks = NumTasks(workers, n);
+    ParallelTasks(workers, tasks, [&](int64_t t) { work(n * t / tasks, n * (t + 1) / tasks); });
   }
 
   void FindOrInsert(OpKernelContext* ctx, const Tensor& keys, const int64_t* counts, int64_t step,
                     float* values, bool* admitted) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
-    GroupedKeys<kShards> g;
-    Group(ctx, k, keys.NumElements(), &g);
+    const Batch batch = Split(ctx, k, keys.NumElements());
     const int64_t dim = config_.dim;
-    ForEachShard(ctx, g, 200, [&](int si, int64_t begin, int64_t end) {
-      Shard& s = *shards_[si];
-      mutex_lock lock(s.mu);
-      for (int64_t t = begin; t < end; ++t) {
-        if (t + 8 < end) s.index.Prefetch(g.hashes[g.order[t + 8]]);
-        if (t + 4 < end) PrefetchRecordAtHome(s, g.hashes[g.order[t + 4]]);
-        const int64_t i = g.order[t];
-        const uint64_t h = g.hashes[i];
-        const int64_t count = counts ? counts[i] : 1;
-        char* rec = FindOrInsertLocked(s, h, k[i], count, step);
-        admitted[i] = rec != nullptr;
-        std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
-                    sizeof(float) * dim);
-      }
+    ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
+      const int64_t count = counts ? counts[i] : 1;
+      char* rec = FindOrInsertLocked(s, h, k[i], count, step);
+      admitted[i] = rec != nullptr;
+      std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
+                  sizeof(float) * dim);
     });
   }
 
@@ -195,8 +192,7 @@ class KvTable : public KvTableBase {
                      const RowFn& fn) override {
     tf_shared_lock table_lock(table_mu_);
     const int64_t dim = config_.dim;
-    return ForEachFound(ctx, keys, 100 + 4 * dim * (1 + config_.num_slots),
-                        [&](Shard& s, int64_t pos, int64_t i) {
+    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t i) {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
@@ -316,26 +312,23 @@ class KvTable : public KvTableBase {
     const int64_t* f = freqs.flat<int64_t>().data();
     const int64_t* ver = versions.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
-    GroupedKeys<kShards> g;
-    Group(ctx, k, n, &g);
+    const Batch batch = Split(ctx, k, n);
 
     mutex_lock table_lock(table_mu_);  // no batch op runs while the contents change
     // Check for duplicate keys before touching anything.
     Status st;
     {
       std::vector<int64_t> dup(kShards, -1);
-      ForEachShard(ctx, g, 100, [&](int si, int64_t begin, int64_t end) {
-        HashIndex seen;
-        for (int64_t t = begin; t < end && dup[si] < 0; ++t) {
-          const int64_t i = g.order[t];
-          auto same = [&](uint32_t j) { return k[j] == k[i]; };
-          if (seen.Full()) seen.Grow();
-          size_t ins;
-          if (seen.Find(g.hashes[i], same, &ins) != HashIndex::kNotFound) {
-            dup[si] = i;
-          } else {
-            seen.Insert(ins, g.hashes[i], static_cast<uint32_t>(i));
-          }
+      std::vector<HashIndex> seen(kShards);
+      ForEachKey(ctx, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
+        if (dup[si] >= 0) return;
+        auto same = [&](uint32_t j) { return k[j] == k[i]; };
+        if (seen[si].Full()) seen[si].Grow();
+        size_t ins;
+        if (seen[si].Find(h, same, &ins) != HashIndex::kNotFound) {
+          dup[si] = i;
+        } else {
+          seen[si].Insert(ins, h, static_cast<uint32_t>(i));
         }
       });
       for (int64_t d : dup) {
@@ -352,23 +345,17 @@ class KvTable : public KvTableBase {
         sp->rows.Clear();
         sp->pending.Clear();
       }
-      ForEachShard(ctx, g, 100 + 4 * dim * (1 + num_slots),
-                   [&](int si, int64_t begin, int64_t end) {
-        Shard& s = *shards_[si];
-        for (int64_t t = begin; t < end; ++t) {
-          const int64_t i = g.order[t];
-          const uint64_t h = g.hashes[i];
-          if (s.index.Full()) s.index.Grow();
-          size_t ins;
-          s.index.Find(h, SameKey(s, k[i]), &ins);
-          char* rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
-          Freq(rec) = f[i];
-          Version(rec) = ver[i];
-          if (a[i]) {
-            std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
-            std::memcpy(Value(rec) + dim, sl + i * num_slots * dim,
-                        sizeof(float) * num_slots * dim);
-          }
+      ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
+        if (s.index.Full()) s.index.Grow();
+        size_t ins;
+        s.index.Find(h, SameKey(s, k[i]), &ins);
+        char* rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
+        Freq(rec) = f[i];
+        Version(rec) = ver[i];
+        if (a[i]) {
+          std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
+          std::memcpy(Value(rec) + dim, sl + i * num_slots * dim,
+                      sizeof(float) * num_slots * dim);
         }
       });
       auto b = bloom.flat<int32_t>();
@@ -382,7 +369,7 @@ class KvTable : public KvTableBase {
 
   int64_t Remove(OpKernelContext* ctx, const Tensor& keys) override {
     tf_shared_lock table_lock(table_mu_);
-    return ForEachFound(ctx, keys, 200, [&](Shard& s, int64_t pos, int64_t) {
+    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t) {
       EraseAt(s, pos);
       return true;
     });
@@ -480,69 +467,110 @@ class KvTable : public KvTableBase {
     return [&s, &key](uint32_t ref) { return KeyCodec<K>::Equal(Record(s, ref), key); };
   }
 
-  // Prefetches the record whose entry sits at the key's home position: the
-  // key itself, most of the time (its index entry was prefetched earlier).
+  // Prefetches the key's record when its entry sits at its home position (most
+  // keys; its index entry was prefetched earlier); a new key prefetches nothing.
   // Both ends of the key word .. value span, which crosses a cache line in most rows.
-  void PrefetchRecordAtHome(const Shard& s, uint64_t hash) const {
+  void PrefetchRecord(const Shard& s, uint64_t hash) const {
     const uint64_t e = s.index.entry(s.index.HomeOf(hash));
-    if (e == 0) return;
+    if (e == 0 || !HashIndex::SameTag(e, hash)) return;
     const char* rec = Record(s, HashIndex::Ref(e));
     __builtin_prefetch(rec);
     __builtin_prefetch(rec + kValueOffset + sizeof(float) * config_.dim - 1);
   }
 
-  void Group(OpKernelContext* ctx, const K* keys, int64_t n, GroupedKeys<kShards>* g) const {
-    g->hashes.resize(n);
-    uint64_t* h = g->hashes.data();
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, n, 30,
-                      [&](int64_t first, int64_t last) {
-                        for (int64_t i = first; i < last; ++i) h[i] = HashKey(keys[i]);
-                      });
-    std::array<int64_t, kShards + 1> count{};
-    for (int64_t i = 0; i < n; ++i) ++count[(h[i] >> (64 - kShardBits)) + 1];
-    for (int s = 0; s < kShards; ++s) count[s + 1] += count[s];
-    g->begin = count;
-    g->order.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      g->order[count[h[i] >> (64 - kShardBits)]++] = static_cast<uint32_t>(i);
-    }
+  static int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
+
+  // Tasks for a batch of n keys on the intra-op threads: a few per thread, so
+  // that a thread the machine delays leaves its share to the others; one for a
+  // small batch.
+  static int64_t NumTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers, int64_t n) {
+    constexpr int64_t kMinKeysPerTask = 2048;
+    return std::max<int64_t>(1, std::min<int64_t>(4 * workers.num_threads, n / kMinKeysPerTask));
   }
 
-  // Runs fn(shard, begin, end) over the shards that have keys, in parallel.
-  template <typename Fn>
-  void ForEachShard(OpKernelContext* ctx, const GroupedKeys<kShards>& g, int64_t cost_per_key,
-                    const Fn& fn) const {
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    const int64_t n = g.begin[kShards];
-    tensorflow::Shard(workers->num_threads, workers->workers, kShards,
-                      std::max<int64_t>(1, n / kShards) * cost_per_key,
-                      [&](int64_t first, int64_t last) {
-                        for (int64_t si = first; si < last; ++si) {
-                          if (g.begin[si] < g.begin[si + 1]) {
-                            fn(static_cast<int>(si), g.begin[si], g.begin[si + 1]);
-                          }
-                        }
-                      });
+  // Hashes the keys and splits them into parts (see Batch).
+  Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t tasks = NumTasks(workers, n);
+    Batch b;
+    b.n = n;
+    b.hashes.reset(new uint64_t[n]);
+    b.positions.reset(new uint32_t[n]);
+    std::vector<std::array<int64_t, kShards>> block_count(tasks);
+    ParallelTasks(workers, tasks, [&](int64_t t) {
+      std::array<int64_t, kShards>& c = block_count[t];
+      c.fill(0);
+      for (int64_t i = n * t / tasks; i < n * (t + 1) / tasks; ++i) {
+        b.hashes[i] = HashKey(keys[i]);
+        ++c[ShardIndex(b.hashes[i])];
+      }
+    });
+    std::array<int64_t, kShards> count{};
+    for (const auto& c : block_count) {
+      for (int s = 0; s < kShards; ++s) count[s] += c[s];
+    }
+    std::array<int, kShards> part_of_shard;
+    b.first_shard.push_back(0);
+    b.begin.push_back(0);
+    int64_t cumulative = 0;
+    for (int s = 0; s < kShards; ++s) {
+      part_of_shard[s] = static_cast<int>(b.first_shard.size()) - 1;
+      cumulative += count[s];
+      const int64_t p = static_cast<int64_t>(b.first_shard.size());
+      if (s + 1 == kShards || (p < tasks && cumulative * tasks >= p * n)) {
+        b.first_shard.push_back(s + 1);
+        b.begin.push_back(cumulative);
+      }
+    }
+    std::vector<int64_t> cursor(b.begin.begin(), b.begin.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      b.positions[cursor[part_of_shard[ShardIndex(b.hashes[i])]]++] = static_cast<uint32_t>(i);
+    }
+    return b;
+  }
+
+  // Calls visit(shard, shard index, i, hash) for each key of the batch, under
+  // its shard's exclusive lock: each part holds the locks of its shards and
+  // visits its keys in input order (so occurrences of one key are visited in
+  // input order), prefetching index entries and records ahead.
+  template <typename Visit>
+  void ForEachKey(OpKernelContext* ctx, const Batch& b, const Visit& visit) {
+    const uint64_t* h = b.hashes.get();
+    const int64_t parts = static_cast<int64_t>(b.first_shard.size()) - 1;
+    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), parts, [&](int64_t p) {
+      const int lo = b.first_shard[p];
+      const int hi = b.first_shard[p + 1];
+      const uint32_t* pos = b.positions.get() + b.begin[p];
+      const int64_t m = b.begin[p + 1] - b.begin[p];
+      for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
+      constexpr int64_t kAhead = 16;
+      for (int64_t t = 0; t < m; ++t) {
+        if (t + kAhead < m) {
+          const uint64_t a = h[pos[t + kAhead]];
+          ShardOf(a).index.Prefetch(a);
+        }
+        if (t + kAhead / 2 < m) {
+          const uint64_t a = h[pos[t + kAhead / 2]];
+          PrefetchRecord(ShardOf(a), a);
+        }
+        const int64_t i = pos[t];
+        const int si = ShardIndex(h[i]);
+        visit(*shards_[si], si, i, h[i]);
+      }
+      for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
+    });
   }
 
   // Calls fn(shard, index position, i) for each keys[i] present in the table, under
   // its shard's exclusive lock; returns how many calls returned true.
   template <typename Fn>
-  int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, int64_t cost_per_key,
-                       const Fn& fn) {
+  int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, const Fn& fn) {
     const K* k = keys.flat<K>().data();
-    GroupedKeys<kShards> g;
-    Group(ctx, k, keys.NumElements(), &g);
+    const Batch batch = Split(ctx, k, keys.NumElements());
     std::array<int64_t, kShards> counted{};
-    ForEachShard(ctx, g, cost_per_key, [&](int si, int64_t begin, int64_t end) {
-      Shard& s = *shards_[si];
-      mutex_lock lock(s.mu);
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t i = g.order[t];
-        const int64_t pos = s.index.Find(g.hashes[i], SameKey(s, k[i]));
-        if (pos != HashIndex::kNotFound && fn(s, pos, i)) ++counted[si];
-      }
+    ForEachKey(ctx, batch, [&](Shard& s, int si, int64_t i, uint64_t h) {
+      const int64_t pos = s.index.Find(h, SameKey(s, k[i]));
+      if (pos != HashIndex::kNotFound && fn(s, pos, i)) ++counted[si];
     });
     int64_t total = 0;
     for (int64_t c : counted) total += c;

@@ -10,6 +10,17 @@ import dataclasses
 import numpy as np
 
 
+def mix64(x):
+    """The splitmix64 finalizer (ops/key_hash.h Mix64) on numpy uint64 values."""
+    x = np.asarray(x, np.uint64)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 @dataclasses.dataclass
 class Record:
     freq: int

@@ -368,32 +368,3 @@ def test_checkpoint_with_slots_restores_into_a_table_without_slots(tmp_path):
     assert fresh.slot_names == ("m", "v")
     assert sorted_records(fresh) == sorted_records(kv)
     assert int(fresh.step) == int(kv.step)
-
-
-def _mix64(x):
-    x = np.asarray(x, np.uint64)
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def test_uniform_initial_values_match_an_independent_numpy_model():
-    """The documented stream: splitmix64 of a per-key counter, two 32-bit words per draw,
-    24-bit floats; pins the function so a build on another machine initializes alike."""
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    keys = np.array([0, 1, -1, 123456789, I64_MIN, I64_MAX], np.int64)
-    seed, dim, low, high = 42, 6, np.float32(-0.5), np.float32(1.5)
-    with np.errstate(over="ignore"):
-        base = _mix64(_mix64(keys.view(np.uint64)) ^ _mix64(np.uint64(seed) + golden))
-        draws = [_mix64(base + np.uint64(c) * golden) for c in range(1, dim // 2 + 1)]
-    words = []
-    for r in draws:
-        words += [r >> np.uint64(32), r & np.uint64(0xFFFFFFFF)]
-    u = [((w >> np.uint64(8)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -24)
-         for w in words]
-    want = np.stack([low + (high - low) * x for x in u], axis=1).astype(np.float32)
-    kv = KVVariable(dim, initializer=kv_initializers.uniform(-0.5, 1.5), seed=seed)
-    np.testing.assert_array_equal(kv.lookup_or_insert(keys)[0].numpy(), want)

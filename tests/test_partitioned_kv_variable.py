@@ -13,7 +13,7 @@ from deeprec_lite.partitioned_kv_variable import PartitionedKVVariable
 from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                    StalenessEviction)
 from deeprec_lite.warm_start import MIGRATED, warm_start
-from kv_reference import records_by_key
+from kv_reference import mix64, records_by_key
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
 MASK64 = (1 << 64) - 1
@@ -22,17 +22,6 @@ GOLDEN = 0x9E3779B97F4A7C15
 
 
 # ----- an independent model of the shard hash (ops/key_hash.h, ops/kv_partition_ops.cc) --
-
-def np_mix64(x):
-    """splitmix64 finalizer on a numpy uint64 array."""
-    x = np.asarray(x, np.uint64)
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
 
 def np_mulhi(h, n):
     """(h * n) >> 64 of uint64 h and a small n (< 2**32), as 32-bit halves in uint64."""
@@ -43,7 +32,7 @@ def np_mulhi(h, n):
 
 def np_int64_shards(keys, num_shards):
     """The shard of every int64 key: HashKey(k) = Mix64(uint64(k)), salted and mixed again."""
-    h = np_mix64(np_mix64(np.asarray(keys, np.int64).view(np.uint64)) ^ np.uint64(SALT))
+    h = mix64(mix64(np.asarray(keys, np.int64).view(np.uint64)) ^ np.uint64(SALT))
     return np_mulhi(h, num_shards).astype(np.int32)
 
 
