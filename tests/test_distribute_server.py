@@ -1,8 +1,10 @@
 """The ps/worker server entry point and LocalCluster: argument checks (no cluster started
 except where a test says so)."""
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -76,3 +78,25 @@ def test_local_cluster_tasks_listen_and_restart_after_a_kill(tmp_path):
         assert set(cluster.pids()) == {("ps", 0), ("worker", 0)}
     assert cluster.pids() == {}
     assert (tmp_path / "ps_0.log").exists()
+
+
+def test_tasks_die_with_the_process_that_started_them():
+    script = ("import os; from deeprec_lite.distribute import LocalCluster; "
+              "c = LocalCluster(1, 1).start(); print(*c.pids().values(), flush=True); os._exit(0)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=180)
+    pids = [int(p) for p in result.stdout.split()]
+    assert len(pids) == 2, result.stderr[-3000:]
+    deadline = time.monotonic() + 30
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, pids))
+
+
+def _running(pid):
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -8,8 +8,10 @@ the process that connects (see `cluster_spec` and `strategy`).
         strategy = cluster.strategy()      # in the chief process, or in another
         ...                                # process: server.strategy(cluster.spec)
 """
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,11 +20,21 @@ from typing import Dict, List, Optional
 
 from deeprec_lite.distribute import server
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL it when the thread that started it ends (Linux),
+    so a crashed test or benchmark leaves no task behind. Start tasks from a thread
+    that outlives them (the main thread)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _wait_listening(port, process, timeout):
@@ -89,7 +101,8 @@ class LocalCluster:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         process = subprocess.Popen(
             [sys.executable, "-m", "deeprec_lite.distribute.server", "--cluster", self.spec_json,
-             "--job", job, "--task", str(task)], stdout=out, stderr=subprocess.STDOUT, env=env)
+             "--job", job, "--task", str(task)], stdout=out, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()
         self.processes[(job, task)] = process
