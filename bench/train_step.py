@@ -5,11 +5,15 @@
    (fused sparse update) against Hashing(1M bins) + Embedding with the same tf_keras
    optimizer.
 2. model.fit examples/s of a DeepFM on synthetic Criteo-like data (39 fields), KV
-   against Hashing + Embedding.
+   against Hashing + Embedding, each in a fresh process (what the earlier
+   measurements leave behind in memory and thread pools moved these figures).
 
 Last line: train_step: adam_vs_keras=<x> adagrad_vs_keras=<y> fit_vs_keras=<z>
 """
 import argparse
+import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -72,6 +76,13 @@ def fit_throughput(use_kv, generator, rows, batch_size, dim):
     return rows / (time.perf_counter() - start)
 
 
+def fit_in_fresh_process(kind, args):
+    out = subprocess.run([sys.executable, __file__, "--fit-only", kind, "--dim", str(args.dim),
+                          "--fit-rows", str(args.fit_rows)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
@@ -79,7 +90,14 @@ def main():
     parser.add_argument("--batch", type=int, default=65_536)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--fit-rows", type=int, default=200_000)
+    parser.add_argument("--fit-only", choices=["kv", "keras"],
+                        help="measure only model.fit of one embedding kind; print JSON")
     args = parser.parse_args()
+    if args.fit_only:
+        generator = SyntheticCTR(SyntheticConfig(seed=0))  # 13 numeric + 26 categorical fields
+        print(json.dumps(fit_throughput(args.fit_only == "kv", generator, args.fit_rows, 4096,
+                                        args.dim)))
+        return
 
     batches = zipf_batches(args.keys, args.batch, 8)
     ratios = {}
@@ -94,9 +112,7 @@ def main():
         print(f"  {name:>8}: kv {kv / 1e6:7.2f}   keras Embedding+Hashing {ref / 1e6:7.2f}   "
               f"ratio {kv / ref:.2f}", flush=True)
 
-    generator = SyntheticCTR(SyntheticConfig(seed=0))  # 13 numeric + 26 categorical fields
-    kv = fit_throughput(True, generator, args.fit_rows, 4096, args.dim)
-    ref = fit_throughput(False, generator, args.fit_rows, 4096, args.dim)
+    kv, ref = (fit_in_fresh_process(kind, args) for kind in ("kv", "keras"))
     ratios["fit"] = kv / ref
     print(f"DeepFM model.fit, 39 fields, batch 4096: examples/s kv {kv:,.0f}   "
           f"keras Embedding+Hashing {ref:,.0f}   ratio {kv / ref:.2f}")
