@@ -37,18 +37,26 @@ def _key_dtype(key_dtype):
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
 
 
-def bloom_counts_of_shard(bloom_counts, saved_shards, num_shards: int, shard: int):
-    """The counting Bloom filter of shard `shard` of `num_shards`, restored from the
-    counters of `saved_shards` filters saved one after another.
+def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard: int):
+    """The counting Bloom filter of shard `shard` of `num_shards`, restored from saved
+    counters: the filters of one or more shards of `filter_size` counters each, one
+    after another (a checkpoint holds one logical table however it was sharded).
 
-    With as many shards as were saved, each shard gets its own counters back. With
+    With as many filters as shards, each shard gets its own counters back. With
     another number, every shard gets the element-wise sum of the saved filters
     (saturating at the 16-bit counter's maximum): a counting Bloom filter of all the
     keys, which never under-counts a key; holding more keys, it has a higher false
     positive rate until the pending keys are admitted or forgotten.
     """
-    saved_shards = tf.cast(saved_shards, tf.int64)
-    per_shard = tf.reshape(bloom_counts, tf.stack([saved_shards, -1]))
+    if filter_size == 0:  # no Bloom filter: the import checks that none was saved
+        return bloom_counts
+    size = tf.size(bloom_counts, out_type=tf.int64)
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            size % filter_size, tf.constant(0, tf.int64),
+            message=f"saved Bloom filter counters are not a whole number of filters of "
+                    f"{filter_size} counters (this variable's admission policy)")]):
+        saved_shards = size // filter_size
+    per_shard = tf.reshape(bloom_counts, tf.stack([saved_shards, filter_size]))
     return tf.cond(tf.equal(saved_shards, num_shards),
                    lambda: per_shard[shard],
                    lambda: tf.minimum(tf.reduce_sum(per_shard, 0), _BLOOM_COUNTER_MAX))
@@ -182,6 +190,13 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     @property
     def admission(self):
         return self._admission
+
+    @property
+    def bloom_filter_size(self):
+        """Counters of the table's counting Bloom filter (0 without one)."""
+        if isinstance(self._admission, policies.BloomFilter):
+            return self._admission.num_counters
+        return 0
 
     @property
     def eviction(self):
@@ -356,14 +371,14 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def _serialize_to_tensors(self):
         # The format of one logical table, shared with PartitionedKVVariable.
         tensors = dict(self.export()._asdict())
-        tensors.update(self._serialize_spec(), num_shards=tf.constant(1, tf.int64))
+        tensors.update(self._serialize_spec())
         return tensors
 
     def _restore_from_tensors(self, restored_tensors):
         restored = dict(restored_tensors)
         names, inits = restored.pop("slot_names"), restored.pop("slot_inits")
         restored["bloom_counts"] = bloom_counts_of_shard(
-            restored["bloom_counts"], restored.pop("num_shards"), num_shards=1, shard=0)
+            restored["bloom_counts"], self.bloom_filter_size, num_shards=1, shard=0)
         # The table may not have its optimizer's slots yet (restored before training).
         if tf.executing_eagerly():
             self.ensure_slots(dict(zip((n.decode() for n in names.numpy()),

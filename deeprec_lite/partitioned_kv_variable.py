@@ -11,7 +11,7 @@ only the batch's keys and rows travel. Every batch is split by shard with
 
 The API is KVVariable's. A key's initial value depends only on (key, seed), so a
 partitioned variable holds exactly what an unpartitioned one would. A checkpoint
-holds one logical table (the shards' records concatenated), the same format
+holds one logical table (the shards' records concatenated), the format
 KVVariable writes, so checkpoints move freely between partitioned and plain
 variables and between shard counts.
 """
@@ -292,24 +292,20 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
     # ----- checkpointing: one logical table ------------------------------------
 
     def _serialize_to_tensors(self):
-        tensors = dict(self.export()._asdict())
-        spec = self._shards[0]._serialize_spec()
-        tensors.update(spec, num_shards=tf.constant(self.num_shards, tf.int64))
-        return tensors
+        # KVVariable's format: one logical table, whatever the number of shards.
+        return dict(self.export()._asdict(), **self._shards[0]._serialize_spec())
 
     def _restore_from_tensors(self, restored_tensors):
         restored = dict(restored_tensors)
         spec = {k: restored.pop(k) for k in ("slot_names", "slot_inits")}
-        saved_shards = restored.pop("num_shards")
         records = KVRecords(**restored)
+        filter_size = self._shards[0].bloom_filter_size
 
         def bloom_of_shard(i):
-            return bloom_counts_of_shard(records.bloom_counts, saved_shards, self.num_shards, i)
+            return bloom_counts_of_shard(records.bloom_counts, filter_size, self.num_shards, i)
 
-        return tf.group([
-            shard._restore_from_tensors(dict(r._asdict(), num_shards=tf.constant(1, tf.int64),
-                                             **spec))
-            for shard, r in self._shard_records(records, bloom_of_shard)])
+        return tf.group([shard._restore_from_tensors(dict(r._asdict(), **spec))
+                         for shard, r in self._shard_records(records, bloom_of_shard)])
 
     def __repr__(self):
         return (f"PartitionedKVVariable(name={self._name!r}, dim={self.dim}, "

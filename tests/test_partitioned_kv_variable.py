@@ -654,3 +654,31 @@ def test_per_key_arguments_of_another_shape_are_refused_by_name(call, message):
     kv = PartitionedKVVariable(2, 3)
     with pytest.raises(ValueError, match=message):
         call(kv)
+
+
+def _checkpoint_tensor_names(path):
+    return sorted(name.split("/.ATTRIBUTES/")[1].split("/")[0] for name, _ in
+                  tf.train.list_variables(path) if "/.ATTRIBUTES/" in name and "t/" in name
+                  and "VARIABLE_VALUE" not in name)
+
+
+def test_checkpoint_format_is_one_logical_table_like_kv_variable(tmp_path):
+    plain, part = KVVariable(2), PartitionedKVVariable(2, 3)
+    for kv in (plain, part):
+        kv.lookup_or_insert(tf.constant([1, 2, 3], tf.int64))
+    a = tf.train.Checkpoint(t=plain).save(str(tmp_path / "plain"))
+    b = tf.train.Checkpoint(t=part).save(str(tmp_path / "part"))
+    names = ["admitted", "bloom_counts", "freqs", "keys", "slot_inits", "slot_names", "slots",
+             "values", "versions"]
+    assert _checkpoint_tensor_names(a) == names
+    assert _checkpoint_tensor_names(b) == names
+
+
+def test_bloom_counters_of_another_filter_size_are_refused(tmp_path):
+    saved = PartitionedKVVariable(2, 2, admission=BloomFilter(3, expected_keys=100))
+    saved.lookup_or_insert(tf.constant([1, 2], tf.int64))
+    path = tf.train.Checkpoint(t=saved).save(str(tmp_path / "c"))
+    other = PartitionedKVVariable(2, 3, admission=BloomFilter(3, expected_keys=1000))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a whole number of filters|"
+                                                              "bloom filter has"):
+        tf.train.Checkpoint(t=other).restore(path)
