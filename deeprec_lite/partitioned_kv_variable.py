@@ -136,6 +136,11 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return self._shards[0].eviction
 
     @property
+    def bloom_filter_size(self):
+        """Counters of each shard's counting Bloom filter (0 without one)."""
+        return self._shards[0].bloom_filter_size
+
+    @property
     def step(self):
         """int64 tf.Variable: the global step of the last optimizer update."""
         return self._step
@@ -299,7 +304,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         restored = dict(restored_tensors)
         spec = {k: restored.pop(k) for k in ("slot_names", "slot_inits")}
         records = KVRecords(**restored)
-        filter_size = self._shards[0].bloom_filter_size
+        filter_size = self.bloom_filter_size
 
         def bloom_of_shard(i):
             return bloom_counts_of_shard(records.bloom_counts, filter_size, self.num_shards, i)
