@@ -61,6 +61,21 @@ def check_restored_tables(model, checkpoint_dir):
     return len(saved)
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds of each epoch, in `seconds`."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
 def evaluate(model, features, labels, batch_size):
     """AUC of inference calls made by the chief (lookups run on the parameter servers)."""
     scores = [model({k: v[i:i + batch_size] for k, v in features.items()}, training=False)
@@ -87,11 +102,7 @@ def run(args, cluster_spec=None):
         tables = check_restored_tables(model, args.checkpoint_dir)
         print(f"restored {prefix} at step {restored_step}: {tables} tables identical to the "
               "checkpoint", flush=True)
-    epoch_seconds = []
-    timer = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
-        on_epoch_end=lambda epoch, logs: epoch_seconds.__setitem__(
-            -1, epoch_seconds[-1] + time.perf_counter()))
+    timer = EpochTimer()
     save = [keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: checkpoints.save(model, args.checkpoint_dir))] \
         if args.checkpoint_dir else []
@@ -100,9 +111,9 @@ def run(args, cluster_spec=None):
               callbacks=[timer] + save, verbose=2)
     tables = callbacks.kv_tables(model)
     summary = {
-        "restored_step": restored_step, "epoch_seconds": epoch_seconds,
+        "restored_step": restored_step, "epoch_seconds": timer.seconds,
         # The last epoch: the first one also traces and ships the functions and data.
-        "examples_per_second": args.steps_per_epoch * args.batch_size / epoch_seconds[-1],
+        "examples_per_second": args.steps_per_epoch * args.batch_size / timer.seconds[-1],
         "iterations": int(model.optimizer.iterations.numpy()),
         "auc": evaluate(model, test_x, test_y, args.batch_size),
         "freq_total": {n: int(kv.export().freqs.numpy().sum()) for n, kv in tables.items()},
