@@ -3,6 +3,8 @@ import dataclasses
 
 import numpy as np
 
+from deeprec_lite.export import arrow_tables, manifest
+
 DROP_REASONS = ("not_admitted", "low_freq", "stale")
 
 
@@ -33,3 +35,17 @@ def filter_records(freqs, versions, admitted, global_step, min_freq, max_stalene
     dropped = {"not_admitted": int(admitted.size - np.count_nonzero(admitted)),
                "low_freq": int(np.count_nonzero(low)), "stale": int(np.count_nonzero(stale))}
     return FilterResult(keep, dropped)
+
+
+def filter_table(records, global_step, min_freq, max_staleness):
+    """Filters one table's records (sources.TableRecords). Returns (indices of the kept
+    records, None when every record is kept; the kept keys as an Arrow array; the
+    table's manifest summary)."""
+    result = filter_records(records.freqs, records.versions, records.admitted, global_step,
+                            min_freq, max_staleness)
+    all_keys = arrow_tables.key_array(records.keys)
+    keep = None if result.kept == len(records.keys) else np.flatnonzero(result.keep)
+    kept_keys = all_keys if keep is None else all_keys.take(keep)
+    summary = manifest.table_summary(records, result, arrow_tables.key_bytes(all_keys),
+                                     arrow_tables.key_bytes(kept_keys))
+    return keep, kept_keys, summary

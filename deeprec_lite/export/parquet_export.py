@@ -3,11 +3,10 @@ import concurrent.futures
 import os
 import re
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from deeprec_lite.export import arrow_tables, atomic, manifest, sources, validation
-from deeprec_lite.export.filtering import filter_records
+from deeprec_lite.export.filtering import filter_table
 
 DEFAULT_MAX_FILE_BYTES = 64 << 20
 
@@ -35,21 +34,13 @@ def _directory_names(names):
 
 
 def _filtered_table(records, global_step, min_freq, max_staleness):
-    result = filter_records(records.freqs, records.versions, records.admitted, global_step,
-                            min_freq, max_staleness)
-    all_keys = arrow_tables.key_array(records.keys)
-    if result.kept == len(records.keys):  # nothing dropped: no copies
-        kept_keys, values, freqs, versions = (all_keys, records.values, records.freqs,
-                                              records.versions)
+    keep, kept_keys, summary = filter_table(records, global_step, min_freq, max_staleness)
+    if keep is None:  # nothing dropped: no copies
+        values, freqs, versions = records.values, records.freqs, records.versions
     else:
-        keep = np.flatnonzero(result.keep)
-        kept_keys = all_keys.take(keep)
         values, freqs, versions = records.values[keep], records.freqs[keep], records.versions[keep]
-    table = arrow_tables.records_table(kept_keys, values, freqs, versions)
-    summary = manifest.table_summary(records, result, arrow_tables.key_bytes(all_keys),
-                                     arrow_tables.key_bytes(kept_keys))
     summary["key_arrow_type"] = str(kept_keys.type)
-    return table, summary
+    return arrow_tables.records_table(kept_keys, values, freqs, versions), summary
 
 
 def _row_bytes(table):

@@ -11,12 +11,9 @@ import contextlib
 import json
 import os
 
-import numpy as np
-
 from deeprec_lite.compat import tf
-from deeprec_lite.export import (arrow_tables, atomic, manifest, serving_signature, sources,
-                                 validation)
-from deeprec_lite.export.filtering import filter_records
+from deeprec_lite.export import atomic, manifest, serving_signature, sources, validation
+from deeprec_lite.export.filtering import filter_table
 from deeprec_lite.export.serving_table import ServingTable
 
 MANIFEST_PATH = os.path.join("assets.extra", "deeprec_lite_export.json")
@@ -75,16 +72,12 @@ def _serving_tables(kvs, global_step, min_freq, max_staleness, out):
     tables, by_kv = {}, {}
     for name, kv in kvs.items():
         records = sources.records_of(kv, name)
-        result = filter_records(records.freqs, records.versions, records.admitted, global_step,
-                                min_freq, max_staleness)
-        keep = np.flatnonzero(result.keep)
-        all_keys = arrow_tables.key_array(records.keys)
-        tables[name] = ServingTable(records.keys[keep], records.values[keep],
+        keep, _, out["tables"][name] = filter_table(records, global_step, min_freq,
+                                                    max_staleness)
+        kept = slice(None) if keep is None else keep
+        tables[name] = ServingTable(records.keys[kept], records.values[kept],
                                     records.default_value, name=f"serving_{name}")
         by_kv[id(kv)] = tables[name]
-        out["tables"][name] = manifest.table_summary(
-            records, result, arrow_tables.key_bytes(all_keys),
-            arrow_tables.key_bytes(all_keys.take(keep)))
     return tables, by_kv
 
 
