@@ -22,18 +22,23 @@ def model_input_spec(model, input_signature=None):
     return args[0]
 
 
-def _named(spec):
-    if isinstance(spec, dict):
-        return dict(spec)
-    if isinstance(spec, (list, tuple)):
-        return {f"input_{i}": s for i, s in enumerate(spec)}
-    return {"inputs": spec}
+def _named(structure, prefix, single):
+    """A dict of a dict, list / tuple ({prefix}_i) or single item (`single`)."""
+    if isinstance(structure, dict):
+        return dict(structure)
+    if isinstance(structure, (list, tuple)):
+        return {f"{prefix}_{i}": s for i, s in enumerate(structure)}
+    return {single: structure}
+
+
+def _named_inputs(spec):
+    return _named(spec, "input", "inputs")
 
 
 def flat_signature(spec):
     """{argument name: TensorSpec} of the serving signature."""
     flat = {}
-    for name, s in _named(spec).items():
+    for name, s in _named_inputs(spec).items():
         if isinstance(s, tf.RaggedTensorSpec):
             if s.ragged_rank != 1 or s.shape.rank != 2:
                 raise ValueError(f"input {name!r}: only 2-D ragged inputs can be served, got {s}")
@@ -51,7 +56,7 @@ def flat_signature(spec):
 def unflatten(spec, flat):
     """The model's input structure from the serving arguments."""
     named = {}
-    for name, s in _named(spec).items():
+    for name, s in _named_inputs(spec).items():
         if isinstance(s, tf.RaggedTensorSpec):
             named[name] = tf.RaggedTensor.from_row_lengths(flat[f"{name}_values"],
                                                            flat[f"{name}_row_lengths"])
@@ -66,8 +71,4 @@ def unflatten(spec, flat):
 
 def named_outputs(outputs):
     """A signature's output dict: {"prediction": y} for a single tensor."""
-    if isinstance(outputs, dict):
-        return dict(outputs)
-    if isinstance(outputs, (list, tuple)):
-        return {f"output_{i}": y for i, y in enumerate(outputs)}
-    return {"prediction": outputs}
+    return _named(outputs, "output", "prediction")
