@@ -18,6 +18,9 @@ from deeprec_lite import sparse_optimizers
 from deeprec_lite.compat import keras, tf
 
 
+_KERAS_OPTIMIZERS = (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer)
+
+
 def _kv_layer(variable):
     return getattr(variable, "_drl_kv_embedding", None)
 
@@ -43,12 +46,11 @@ class KVOptimizer(keras.optimizers.Optimizer):
         if not isinstance(sparse, sparse_optimizers.SparseOptimizer):
             raise ValueError("sparse must be a deeprec_lite.sparse_optimizers optimizer, got "
                              f"{sparse!r}")
-        if not isinstance(dense, (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer)):
+        if not isinstance(dense, _KERAS_OPTIMIZERS):
             raise ValueError(f"dense must be a tf_keras optimizer, got {dense!r}")
         groups = dict(groups or {})
         for group, optimizer in groups.items():
-            if not isinstance(optimizer, (keras.optimizers.Optimizer,
-                                          keras.optimizers.legacy.Optimizer)):
+            if not isinstance(optimizer, _KERAS_OPTIMIZERS):
                 raise ValueError(f"groups[{group!r}] must be a tf_keras optimizer, got "
                                  f"{optimizer!r}")
         super().__init__(name=name, **kwargs)
