@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -80,7 +79,6 @@ def main():
     results = {}
     for workers, ps in CONFIGS:
         with LocalCluster(num_ps=ps, num_workers=workers) as cluster:
-            time.sleep(1.0)
             summary, moved = run_chief(args, ["--cluster", cluster.spec_json])
         rate = summary["examples_per_second"]
         results[(workers, ps)] = rate
