@@ -1,16 +1,22 @@
-// z = sqrt(2) erfinv(t erf(sqrt(2))) for t = 2u - 1 in (-1, 1), u the top 24
-// bits of a word (t is exact). erfinv is Giles' single-precision approximation
-// ("Approximating the erfinv function", 2010), whose central branch covers
-// |x| <= erf(sqrt(2)) (there w = -log(1 - x^2) <= 2.42), and log is the Cephes
-// logf polynomial; both polynomials are evaluated by Estrin's scheme (short
-// dependency chains). Only IEEE float +, -, * and integer ops, in a fixed order:
-// the values are bit-identical whichever instruction set runs them (the library
-// is built with -ffp-contract=off), and tests/test_kv_initial_values.py models them in
-// numpy.
+// z = sqrt(2) erfinv(t erf(sqrt(2))) for t = 2u - 1 in (-1, 1), u in (0, 1) from
+// the top 24 bits of a stream word, read off a table: the exact curve is
+// evaluated at the 4097 points t_j = j / 2048 - 1 and interpolated linearly
+// within the cell of u (4096 cells, 12 bits of u pick the cell, the other 12
+// place u inside it; at most 5.3e-6 from the curve, at the tails). The curve is
+// Giles' single-precision erfinv ("Approximating the erfinv function", 2010),
+// whose central branch covers |x| <= erf(sqrt(2)) (there w = -log(1 - x^2) <=
+// 2.42), with the Cephes logf polynomial; both by Estrin's scheme. Only IEEE
+// float +, -, * and integer ops in a fixed order: the values are bit-identical
+// whichever instruction set runs them (the library is built with
+// -ffp-contract=off), and tests/test_kv_initial_values.py models them in numpy.
 #include "truncated_normal.h"
 
 #include <algorithm>
 #include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "key_hash.h"
 
@@ -51,44 +57,117 @@ inline float LogPositive(float y) {
   return (f + p) + k * 0.693359375f;
 }
 
-inline float TruncatedStandardNormal(uint32_t word) {
+// The curve at t in [-1, 1].
+float TruncatedStandardNormalAt(float t) {
   static constexpr float kErfinv[9] = {1.50140941f, 0.246640727f, -0.00417768164f,
                                        -0.00125372503f, 0.00021858087f, -4.39150654e-06f,
                                        -3.5233877e-06f, 3.43273939e-07f, 2.81022636e-08f};
-  const int32_t odd = static_cast<int32_t>(word >> 8) * 2 + 1 - (1 << 24);
-  const float t = static_cast<float>(odd) * (1.0f / 16777216.0f);
   const float x = t * 0.954499736f;  // erf(sqrt(2))
   const float w = -LogPositive((1.0f - x) * (1.0f + x)) - 2.5f;
   const float z = (Poly8(w, kErfinv) * x) * 1.41421356f;
   return std::min(std::max(z, -2.0f), 2.0f);
 }
 
+constexpr int kCellBits = 12;
+constexpr int kCells = 1 << kCellBits;
+constexpr uint32_t kInCellMask = (1u << (24 - kCellBits)) - 1;
+constexpr float kInCellScale = 1.0f / (1 << (24 - kCellBits));
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+
+// at[j]: the curve at t_j; step[j] = at[j + 1] - at[j].
+struct CurveTable {
+  float at[kCells + 1];
+  float step[kCells];
+  CurveTable() {
+    for (int j = 0; j <= kCells; ++j) {
+      at[j] = TruncatedStandardNormalAt(static_cast<float>(j) * (2.0f / kCells) - 1.0f);
+    }
+    for (int j = 0; j < kCells; ++j) step[j] = at[j + 1] - at[j];
+  }
+};
+const CurveTable kCurve;
+
+typedef uint64_t U64x8 __attribute__((vector_size(64)));
+typedef uint32_t U32x16 __attribute__((vector_size(64)));
+typedef float F32x16 __attribute__((vector_size(64)));
+
+// Stream draws j0 / 2 + 1 .. j0 / 2 + 8 (Mix64 of base + draw * golden), each
+// with its high word first in memory: words j0 .. j0 + 15 of the key stream.
+inline U32x16 StreamWords(uint64_t stream_base, int64_t j0) {
+  const U64x8 draw = {1, 2, 3, 4, 5, 6, 7, 8};
+  U64x8 x = stream_base + (draw + static_cast<uint64_t>(j0 / 2)) * kGolden;
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  x = (x >> 32) | (x << 32);
+  U32x16 words;
+  std::memcpy(&words, &x, sizeof(words));
+  return words;
+}
+
+// Compiled once per x86 instruction set level and picked at load time (GCC 12+).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void FillPortable(uint64_t stream_base, float mean, float stddev, float* out, int64_t dim) {
+  for (int64_t j0 = 0; j0 < dim; j0 += kBlock) {
+    const U32x16 u = StreamWords(stream_base, j0) >> 8;
+    const U32x16 cell = u >> (24 - kCellBits);
+    const F32x16 frac =
+        (__builtin_convertvector(u & kInCellMask, F32x16) + 0.5f) * kInCellScale;
+    F32x16 at, step;
+    for (int j = 0; j < kBlock; ++j) {
+      at[j] = kCurve.at[cell[j]];
+      step[j] = kCurve.step[cell[j]];
+    }
+    const F32x16 values = mean + stddev * (at + frac * step);
+    std::memcpy(out + j0, &values, sizeof(float) * std::min<int64_t>(kBlock, dim - j0));
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// The same values with AVX-512 gathers from the table.
+__attribute__((target("avx512f,avx512dq"))) void FillAvx512(uint64_t stream_base, float mean,
+                                                           float stddev, float* out,
+                                                           int64_t dim) {
+  for (int64_t j0 = 0; j0 < dim; j0 += kBlock) {
+    __m512i u;
+    const U32x16 words = StreamWords(stream_base, j0) >> 8;
+    std::memcpy(&u, &words, sizeof(u));
+    const __m512i cell = _mm512_srli_epi32(u, 24 - kCellBits);
+    const __m512 frac = _mm512_mul_ps(
+        _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_and_si512(u, _mm512_set1_epi32(kInCellMask))),
+                      _mm512_set1_ps(0.5f)),
+        _mm512_set1_ps(kInCellScale));
+    const __m512 at = _mm512_i32gather_ps(cell, kCurve.at, sizeof(float));
+    const __m512 step = _mm512_i32gather_ps(cell, kCurve.step, sizeof(float));
+    const __m512 z = _mm512_add_ps(at, _mm512_mul_ps(frac, step));
+    const __m512 values =
+        _mm512_add_ps(_mm512_set1_ps(mean), _mm512_mul_ps(_mm512_set1_ps(stddev), z));
+    const int64_t n = std::min<int64_t>(kBlock, dim - j0);
+    _mm512_mask_storeu_ps(out + j0, static_cast<__mmask16>((1u << n) - 1), values);
+  }
+}
+#endif
+
+using FillFn = void (*)(uint64_t, float, float, float*, int64_t);
+
+FillFn PickFill() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return FillAvx512;
+#endif
+  return FillPortable;
+}
+
+const FillFn kFill = PickFill();
+
 }  // namespace
 
-// Compiled once per x86 instruction set level and picked at load time (GCC 12+);
-// every version computes the same bits (no FMA contraction: -ffp-contract=off).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
 void FillTruncatedNormal(uint64_t stream_base, float mean, float stddev, float* out,
                          int64_t dim) {
-  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
-  for (int64_t j0 = 0; j0 < dim; j0 += kBlock) {
-    uint64_t draws[kBlock / 2];
-    for (int i = 0; i < kBlock / 2; ++i) {
-      const uint64_t r = Mix64(stream_base + static_cast<uint64_t>(j0 / 2 + i + 1) * kGolden);
-      draws[i] = (r >> 32) | (r << 32);  // the high word first, in memory
-    }
-    uint32_t words[kBlock];
-    std::memcpy(words, draws, sizeof(words));
-    float values[kBlock];
-    for (int j = 0; j < kBlock; ++j) values[j] = mean + stddev * TruncatedStandardNormal(words[j]);
-    if (dim - j0 >= kBlock) {
-      std::memcpy(out + j0, values, sizeof(values));
-    } else {
-      std::memcpy(out + j0, values, sizeof(float) * (dim - j0));
-    }
-  }
+  kFill(stream_base, mean, stddev, out, dim);
 }
 
 }  // namespace deeprec_lite

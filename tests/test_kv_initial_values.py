@@ -48,13 +48,29 @@ def log_positive(y):
     return (f + p) + k * F(0.693359375)
 
 
-def truncated_standard_normal(words):
-    t = ((words >> np.uint32(8)).astype(np.int64) * 2 + 1 - 2 ** 24).astype(F) * F(2.0 ** -24)
+def truncated_normal_curve(t):
+    """sqrt(2) erfinv(t erf(sqrt(2))) for float32 t in [-1, 1], as ops/truncated_normal.cc."""
     x = t * F(0.954499736)
     w = -log_positive((F(1) - x) * (F(1) + x)) - F(2.5)
     p = poly8(w, [1.50140941, 0.246640727, -0.00417768164, -0.00125372503, 0.00021858087,
                   -4.39150654e-06, -3.5233877e-06, 3.43273939e-07, 2.81022636e-08])
     return np.clip((p * x) * F(1.41421356), F(-2), F(2))
+
+
+CELL_BITS = 12
+CURVE = truncated_normal_curve(np.arange(2 ** CELL_BITS + 1).astype(F) * F(2.0 ** (1 - CELL_BITS))
+                               - F(1))
+STEP = CURVE[1:] - CURVE[:-1]
+
+
+def truncated_standard_normal(words):
+    """The curve at u = the top 24 bits of each word, interpolated linearly between its values
+    at the 4097 cell edges t_j = j / 2048 - 1."""
+    u = words >> np.uint32(8)
+    cell = u >> np.uint32(24 - CELL_BITS)
+    frac = ((u & np.uint32(2 ** (24 - CELL_BITS) - 1)).astype(F) + F(0.5)) * F(
+        2.0 ** (CELL_BITS - 24))
+    return CURVE[cell] + frac * STEP[cell]
 
 
 def test_uniform_initial_values_match_the_model():
@@ -75,6 +91,14 @@ def test_truncated_normal_initial_values_match_the_model(dim):
     want = mean + stddev * z
     kv = KVVariable(dim, initializer=kv_initializers.truncated_normal(0.25, 0.05), seed=seed)
     np.testing.assert_array_equal(kv.lookup_or_insert(KEYS)[0].numpy(), want)
+
+
+def test_table_follows_the_curve():
+    """Interpolating the table is within 5.3e-6 of the curve itself, for every 24-bit u."""
+    u = np.arange(2 ** 24, dtype=np.uint32)
+    t = ((u.astype(np.int64) * 2 + 1 - 2 ** 24).astype(F) * F(2.0 ** -24))
+    error = np.abs(truncated_standard_normal(u << np.uint32(8)) - truncated_normal_curve(t))
+    assert error.max() < 5.3e-6
 
 
 def test_model_is_a_truncated_normal():
