@@ -6,7 +6,9 @@ lookup of existing keys with values gathered, and resident memory per key. In
 the same run: tf.lookup.experimental.MutableHashTable, DenseHashTable key->row
 plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 
-The last line (1M keys, dim 16) is:
+Each configuration runs --repeats times, each time in a fresh process; the table
+shows the median of each figure and the last line (1M keys, dim 16) the median
+of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
@@ -133,6 +135,8 @@ def main():
     parser.add_argument("--keys", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--lookup_batches", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fresh-process runs per configuration (medians are reported)")
     parser.add_argument("--one", type=int, nargs=2, metavar=("KEYS", "DIM"),
                         help="measure one configuration and print it as JSON")
     args = parser.parse_args()
@@ -145,24 +149,39 @@ def main():
               f"{'(table)':>7} {'mutable':>8} {'raw':>5}")
     print("throughput in M keys/s; memory in resident bytes per key ((table): as the table counts it)")
     print(header)
-    results = {}
+    ratios = {}
     for num_keys in args.keys:
         for dim in args.dims:
-            r = measure_in_subprocess(num_keys, dim, args.lookup_batches)
-            results[(num_keys, dim)] = r
+            runs = [measure_in_subprocess(num_keys, dim, args.lookup_batches)
+                    for _ in range(args.repeats)]
+            r = {field: float(np.median([run[field] for run in runs])) for field in runs[0]}
+            ratios[(num_keys, dim)] = {
+                name: float(np.median([run[a] / run[b] for run in runs]))
+                for name, a, b in (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
+                                   ("lookup_vs_dense_gather", "kv_lookup", "dense_gather"),
+                                   ("insert_vs_mutable", "kv_insert", "mutable_insert"))}
+            ratios[(num_keys, dim)].update(bytes_per_key=r["bytes_per_key"],
+                                           raw_bytes_per_key=r["raw_bytes_per_key"])
             m = 1e6
             print(f"{num_keys:>10} {dim:>4} | {r['kv_insert'] / m:>10.2f} "
                   f"{r['mutable_insert'] / m:>9.2f} | {r['kv_lookup'] / m:>10.2f} "
                   f"{r['mutable_lookup'] / m:>9.2f} {r['dense_hash_lookup'] / m:>9.2f} "
                   f"{r['dense_gather'] / m:>9.2f} | {r['bytes_per_key']:>8.1f} "
                   f"{r['kv_table_bytes_per_key']:>7.1f} {r['mutable_bytes_per_key']:>8.1f} "
-                  f"{r['raw_bytes_per_key']:>5}", flush=True)
-    key = (1_000_000, 16) if (1_000_000, 16) in results else next(iter(results))
-    r = results[key]
-    print(f"kv_lookup: lookup_vs_mutable={r['kv_lookup'] / r['mutable_lookup']:.2f} "
-          f"lookup_vs_dense_gather={r['kv_lookup'] / r['dense_gather']:.2f} "
-          f"insert_vs_mutable={r['kv_insert'] / r['mutable_insert']:.2f} "
-          f"bytes_per_key={r['bytes_per_key']:.1f} raw_bytes_per_key={r['raw_bytes_per_key']}")
+                  f"{r['raw_bytes_per_key']:>5.0f}", flush=True)
+            print("  per run: insert_vs_mutable "
+                  + " ".join(f"{run['kv_insert'] / run['mutable_insert']:.2f}" for run in runs)
+                  + ", lookup_vs_mutable "
+                  + " ".join(f"{run['kv_lookup'] / run['mutable_lookup']:.2f}" for run in runs)
+                  + ", lookup_vs_dense_gather "
+                  + " ".join(f"{run['kv_lookup'] / run['dense_gather']:.2f}" for run in runs),
+                  flush=True)
+    key = (1_000_000, 16) if (1_000_000, 16) in ratios else next(iter(ratios))
+    q = ratios[key]
+    print(f"kv_lookup: lookup_vs_mutable={q['lookup_vs_mutable']:.2f} "
+          f"lookup_vs_dense_gather={q['lookup_vs_dense_gather']:.2f} "
+          f"insert_vs_mutable={q['insert_vs_mutable']:.2f} "
+          f"bytes_per_key={q['bytes_per_key']:.1f} raw_bytes_per_key={q['raw_bytes_per_key']:.0f}")
 
 
 if __name__ == "__main__":
