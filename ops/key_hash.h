@@ -12,8 +12,10 @@
 
 namespace deeprec_lite {
 
-// splitmix64 finalizer: a bijective mix of all 64 bits.
-inline uint64_t Mix64(uint64_t x) {
+// splitmix64 finalizer: a bijective mix of all 64 bits; lane by lane for a GCC
+// vector of uint64_t.
+template <typename U64>
+inline U64 Mix64Lanes(U64 x) {
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
   x ^= x >> 27;
@@ -21,6 +23,8 @@ inline uint64_t Mix64(uint64_t x) {
   x ^= x >> 31;
   return x;
 }
+
+inline uint64_t Mix64(uint64_t x) { return Mix64Lanes(x); }
 
 inline uint64_t HashKey(int64_t key) { return Mix64(static_cast<uint64_t>(key)); }
 

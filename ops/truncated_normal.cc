@@ -95,12 +95,7 @@ typedef float F32x16 __attribute__((vector_size(64)));
 // with its high word first in memory: words j0 .. j0 + 15 of the key stream.
 inline U32x16 StreamWords(uint64_t stream_base, int64_t j0) {
   const U64x8 draw = {1, 2, 3, 4, 5, 6, 7, 8};
-  U64x8 x = stream_base + (draw + static_cast<uint64_t>(j0 / 2)) * kGolden;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
+  U64x8 x = Mix64Lanes(stream_base + (draw + static_cast<uint64_t>(j0 / 2)) * kGolden);
   x = (x >> 32) | (x << 32);
   U32x16 words;
   std::memcpy(&words, &x, sizeof(words));
