@@ -149,8 +149,10 @@ __attribute__((target("avx512f,avx512dq"))) void FillAvx512(uint64_t stream_base
 
 using FillFn = void (*)(uint64_t, float, float, float*, int64_t);
 
+// Runs while the library loads, so it initializes the CPU feature check itself.
 FillFn PickFill() {
 #if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return FillAvx512;
 #endif
   return FillPortable;
