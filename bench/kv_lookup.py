@@ -25,6 +25,10 @@ from deeprec_lite import KVVariable
 from deeprec_lite.compat import tf
 
 BATCH = 65_536
+# (name, numerator, denominator): the ratios of the last line, from the same run's figures
+RATIOS = (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
+          ("lookup_vs_dense_gather", "kv_lookup", "dense_gather"),
+          ("insert_vs_mutable", "kv_insert", "mutable_insert"))
 
 
 def rss_bytes():
@@ -156,10 +160,7 @@ def main():
                     for _ in range(args.repeats)]
             r = {field: float(np.median([run[field] for run in runs])) for field in runs[0]}
             ratios[(num_keys, dim)] = {
-                name: float(np.median([run[a] / run[b] for run in runs]))
-                for name, a, b in (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
-                                   ("lookup_vs_dense_gather", "kv_lookup", "dense_gather"),
-                                   ("insert_vs_mutable", "kv_insert", "mutable_insert"))}
+                name: [run[a] / run[b] for run in runs] for name, a, b in RATIOS}
             ratios[(num_keys, dim)].update(bytes_per_key=r["bytes_per_key"],
                                            raw_bytes_per_key=r["raw_bytes_per_key"])
             m = 1e6
@@ -169,19 +170,14 @@ def main():
                   f"{r['dense_gather'] / m:>9.2f} | {r['bytes_per_key']:>8.1f} "
                   f"{r['kv_table_bytes_per_key']:>7.1f} {r['mutable_bytes_per_key']:>8.1f} "
                   f"{r['raw_bytes_per_key']:>5.0f}", flush=True)
-            print("  per run: insert_vs_mutable "
-                  + " ".join(f"{run['kv_insert'] / run['mutable_insert']:.2f}" for run in runs)
-                  + ", lookup_vs_mutable "
-                  + " ".join(f"{run['kv_lookup'] / run['mutable_lookup']:.2f}" for run in runs)
-                  + ", lookup_vs_dense_gather "
-                  + " ".join(f"{run['kv_lookup'] / run['dense_gather']:.2f}" for run in runs),
-                  flush=True)
+            print("  per run: " + ", ".join(
+                name + " " + " ".join(f"{x:.2f}" for x in ratios[(num_keys, dim)][name])
+                for name, _, _ in RATIOS), flush=True)
     key = (1_000_000, 16) if (1_000_000, 16) in ratios else next(iter(ratios))
     q = ratios[key]
-    print(f"kv_lookup: lookup_vs_mutable={q['lookup_vs_mutable']:.2f} "
-          f"lookup_vs_dense_gather={q['lookup_vs_dense_gather']:.2f} "
-          f"insert_vs_mutable={q['insert_vs_mutable']:.2f} "
-          f"bytes_per_key={q['bytes_per_key']:.1f} raw_bytes_per_key={q['raw_bytes_per_key']:.0f}")
+    print("kv_lookup: " + " ".join(f"{name}={np.median(q[name]):.2f}" for name, _, _ in RATIOS)
+          + f" bytes_per_key={q['bytes_per_key']:.1f}"
+          + f" raw_bytes_per_key={q['raw_bytes_per_key']:.0f}")
 
 
 if __name__ == "__main__":
