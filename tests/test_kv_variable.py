@@ -10,6 +10,7 @@ from deeprec_lite.kv_variable import KVVariable
 from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                    StalenessEviction)
 from kv_reference import records_by_key
+from saved_lookup import save_and_load_lookup
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
 
@@ -205,12 +206,7 @@ def test_checkpoint_round_trip_is_bit_exact(key_dtype, tmp_path):
 
 def test_saved_model_round_trip_is_bit_exact(tmp_path):
     kv, keys = make_trained()
-    module = tf.Module()
-    module.table = kv
-    module.serve = tf.function(lambda k: kv.lookup(k),
-                               input_signature=[tf.TensorSpec([None], tf.int64)])
-    tf.saved_model.save(module, str(tmp_path / "sm"))
-    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    loaded = save_and_load_lookup(kv, tmp_path / "sm")
     np.testing.assert_array_equal(loaded.serve(tf.constant(keys, tf.int64)), kv.lookup(keys))
     restored = KVVariable(3, slots={"m": 0.0, "v": 0.1}, admission=CounterFilter(2), seed=11)
     restored.import_records(loaded.table.export() if hasattr(loaded.table, "export") else

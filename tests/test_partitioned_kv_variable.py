@@ -14,6 +14,7 @@ from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction
                                    StalenessEviction)
 from deeprec_lite.warm_start import MIGRATED, warm_start
 from kv_reference import mix64, records_by_key
+from saved_lookup import save_and_load_lookup
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
 MASK64 = (1 << 64) - 1
@@ -367,12 +368,7 @@ def test_checkpoint_of_a_plain_variable_restores_into_four_shards(tmp_path):
 
 def test_saved_model_serves_lookups_and_holds_the_logical_table(tmp_path):
     kv = trained(3)
-    module = tf.Module()
-    module.table = kv
-    module.serve = tf.function(lambda k: kv.lookup(k),
-                               input_signature=[tf.TensorSpec([None], tf.int64)])
-    tf.saved_model.save(module, str(tmp_path / "sm"))
-    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    loaded = save_and_load_lookup(kv, tmp_path / "sm")
     keys = vocab("int64")
     np.testing.assert_array_equal(loaded.serve(tf.constant(keys)), kv.lookup(keys))
     target = new_variable(2, admission=CounterFilter(2))
