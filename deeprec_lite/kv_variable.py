@@ -233,11 +233,12 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return keys
 
     def _with_dim(self, keys, values):
-        values.set_shape(keys.shape.concatenate([self._dim]))
+        if not values.shape.is_fully_defined():  # in a graph; an eager result is exact
+            values.set_shape(keys.shape.concatenate([self._dim]))
         return values
 
     def _step_or_clock(self, global_step):
-        return self._step.read_value() if global_step is None else tf.cast(global_step, tf.int64)
+        return self._step.value() if global_step is None else tf.cast(global_step, tf.int64)
 
     def lookup(self, keys):
         """Inference lookup: values [*keys.shape, dim]; never inserts, never counts.
@@ -256,7 +257,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         """
         keys = self._keys(keys)
         if counts is None:
-            counts = tf.zeros([0], tf.int64)
+            counts = tf.constant([], tf.int64)
         values, admitted = self._ops.drl_kv_find_or_insert(
             self.resource_handle, keys, tf.cast(counts, tf.int64), self._step_or_clock(global_step))
         return self._with_dim(keys, values), admitted
@@ -266,7 +267,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         admitted keys and stamps their version with global_step (default:
         `self.step`); other keys are skipped. Returns the number of rows written."""
         keys = self._keys(keys)
-        slots = tf.zeros([0], tf.float32) if slots is None else tf.cast(slots, tf.float32)
+        slots = tf.constant([], tf.float32) if slots is None else tf.cast(slots, tf.float32)
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
                                        slots, self._step_or_clock(global_step))
 

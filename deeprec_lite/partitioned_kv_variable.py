@@ -189,7 +189,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return out
 
     def _step_or_clock(self, global_step):
-        return self._step.read_value() if global_step is None else tf.cast(global_step, tf.int64)
+        return self._step.value() if global_step is None else tf.cast(global_step, tf.int64)
 
     # ----- lookups and updates -------------------------------------------------
 
