@@ -58,18 +58,13 @@ class HashIndex {
   bool Full() const { return (count_ + 1) * 4 > entries_.size() * 3; }
 
   // Doubles the capacity.
-  void Grow() {
-    std::vector<uint64_t> old;
-    old.swap(entries_);
-    const size_t count = count_;
-    Reset(old.size() * 2);
-    count_ = count;
-    for (uint64_t e : old) {
-      if (e == 0) continue;
-      size_t pos = Home(e);
-      while (entries_[pos] != 0) pos = (pos + 1) & mask_;
-      entries_[pos] = e;
-    }
+  void Grow() { Rehash(entries_.size() * 2); }
+
+  // Grows, at most once, so that `n` entries in all fit without another Grow().
+  void Reserve(size_t n) {
+    size_t capacity = entries_.size();
+    while (n * 4 > capacity * 3) capacity *= 2;
+    if (capacity > entries_.size()) Rehash(capacity);
   }
 
   // Removes the entry at `pos`, shifting later entries of its probe run back.
@@ -96,6 +91,21 @@ class HashIndex {
 
  private:
   size_t Home(uint64_t entry) const { return static_cast<uint32_t>(entry >> 32) & mask_; }
+
+  // Places every entry again in a new array of `capacity` entries.
+  void Rehash(size_t capacity) {
+    std::vector<uint64_t> old;
+    old.swap(entries_);
+    const size_t count = count_;
+    Reset(capacity);
+    count_ = count;
+    for (uint64_t e : old) {
+      if (e == 0) continue;
+      size_t pos = Home(e);
+      while (entries_[pos] != 0) pos = (pos + 1) & mask_;
+      entries_[pos] = e;
+    }
+  }
 
   void Reset(size_t capacity) {
     entries_.assign(capacity, 0);

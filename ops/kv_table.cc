@@ -105,13 +105,15 @@ struct KeyCodec<tstring> {
 // The keys of one batch, hashed and split into parts (tasks for the worker
 // threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold
 // about the same number of the batch's keys, and lists their positions in input
-// order at positions[begin[p], begin[p + 1]).
+// order at positions[begin[p], begin[p + 1]). shard_keys[s]: the batch's keys in
+// shard s.
 struct Batch {
   int64_t n = 0;
   std::unique_ptr<uint64_t[]> hashes;
   std::unique_ptr<uint32_t[]> positions;
   std::vector<int> first_shard;
   std::vector<int64_t> begin;
+  std::vector<int64_t> shard_keys;
 };
 
 template <typename K>
@@ -324,10 +326,10 @@ class KvTable : public KvTableBase {
     {
       std::vector<int64_t> dup(kShards, -1);
       std::vector<HashIndex> seen(kShards);
+      for (int si = 0; si < kShards; ++si) seen[si].Reserve(batch.shard_keys[si]);
       ForEachKey(ctx, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
         if (dup[si] >= 0) return;
         auto same = [&](uint32_t j) { return k[j] == k[i]; };
-        if (seen[si].Full()) seen[si].Grow();
         size_t ins;
         if (seen[si].Find(h, same, &ins) != HashIndex::kNotFound) {
           dup[si] = i;
@@ -343,14 +345,15 @@ class KvTable : public KvTableBase {
       }
     }
     if (st.ok()) {
-      for (auto& sp : shards_) {
-        ReleaseAllKeys(*sp);
-        sp->index.Clear();
-        sp->rows.Clear();
-        sp->pending.Clear();
+      for (int si = 0; si < kShards; ++si) {
+        Shard& s = *shards_[si];
+        ReleaseAllKeys(s);
+        s.index.Clear();
+        s.index.Reserve(batch.shard_keys[si]);
+        s.rows.Clear();
+        s.pending.Clear();
       }
       ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
-        if (s.index.Full()) s.index.Grow();
         size_t ins;
         s.index.Find(h, SameKey(s, k[i]), &ins);
         char* rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
@@ -518,9 +521,9 @@ class KvTable : public KvTableBase {
         ++c[ShardIndex(b.hashes[i])];
       }
     });
-    std::array<int64_t, kShards> count{};
+    b.shard_keys.assign(kShards, 0);
     for (const auto& c : block_count) {
-      for (int s = 0; s < kShards; ++s) count[s] += c[s];
+      for (int s = 0; s < kShards; ++s) b.shard_keys[s] += c[s];
     }
     std::array<int, kShards> part_of_shard;
     b.first_shard.push_back(0);
@@ -528,7 +531,7 @@ class KvTable : public KvTableBase {
     int64_t cumulative = 0;
     for (int s = 0; s < kShards; ++s) {
       part_of_shard[s] = static_cast<int>(b.first_shard.size()) - 1;
-      cumulative += count[s];
+      cumulative += b.shard_keys[s];
       const int64_t p = static_cast<int64_t>(b.first_shard.size());
       if (s + 1 == kShards || (p < tasks && cumulative * tasks >= p * n)) {
         b.first_shard.push_back(s + 1);

@@ -111,12 +111,11 @@ class ReferenceTable:
 
 def records_by_key(records):
     """{key: (value, freq, version, slots, admitted)} from a KVRecords of numpy arrays."""
-    keys = records.keys.numpy()
+    keys, values, freqs, versions, slots, admitted = (
+        x.numpy() for x in records[:6])
     out = {}
     for i, key in enumerate(keys):
-        out[key] = (records.values.numpy()[i], int(records.freqs.numpy()[i]),
-                    int(records.versions.numpy()[i]), records.slots.numpy()[i],
-                    bool(records.admitted.numpy()[i]))
+        out[key] = (values[i], int(freqs[i]), int(versions[i]), slots[i], bool(admitted[i]))
     assert len(out) == len(keys), "export returned a key twice"
     return out
 

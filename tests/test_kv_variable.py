@@ -6,7 +6,7 @@ import pytest
 
 from deeprec_lite import kv_initializers
 from deeprec_lite.compat import tf
-from deeprec_lite.kv_variable import KVVariable
+from deeprec_lite.kv_variable import KVRecords, KVVariable
 from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                    StalenessEviction)
 from kv_reference import records_by_key
@@ -213,6 +213,33 @@ def test_saved_model_round_trip_is_bit_exact(tmp_path):
                             kv.export())
     tf.train.Checkpoint(t=restored).read(str(tmp_path / "sm" / "variables" / "variables"))
     assert sorted_records(restored) == sorted_records(kv)
+
+
+def test_import_of_many_keys_keeps_every_key_reachable_as_the_table_grows_again():
+    """An import sizes each shard's index for its keys at once; later inserts grow it."""
+    rng = np.random.default_rng(5)
+    keys = np.unique(rng.integers(-2 ** 62, 2 ** 62, 20_000))
+    more = np.setdiff1d(np.unique(rng.integers(-2 ** 62, 2 ** 62, 20_000)), keys)
+    kv = KVVariable(4, seed=3)
+    kv.lookup_or_insert(keys, global_step=1)
+    restored = KVVariable(4, seed=3)
+    restored.import_records(kv.export())
+    assert sorted_records(restored) == sorted_records(kv)
+    for table in (kv, restored):
+        table.lookup_or_insert(more, global_step=2)
+    assert int(restored.size()) == len(keys) + len(more)
+    assert sorted_records(restored) == sorted_records(kv)
+
+
+def test_import_with_a_duplicate_key_fails_and_leaves_the_table_unchanged():
+    kv, _ = make_trained()
+    before = sorted_records(kv)
+    records = kv.export()
+    doubled = KVRecords(*(tf.concat([x, x[:1]], 0) if i < 6 else x
+                          for i, x in enumerate(records)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="duplicate"):
+        kv.import_records(doubled)
+    assert sorted_records(kv) == before
 
 
 def test_restore_into_other_dim_or_key_dtype_fails_clearly(tmp_path):
