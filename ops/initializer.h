@@ -69,9 +69,10 @@ class KeyStream {
  public:
   explicit KeyStream(uint64_t base) : base_(base) {}
 
-  static uint64_t Base(uint64_t key_hash, uint64_t seed) {
-    return Mix64(key_hash ^ Mix64(seed + 0x9e3779b97f4a7c15ULL));
-  }
+  // The seed's share of every base, computed once per table.
+  static uint64_t SeedMix(uint64_t seed) { return Mix64(seed + 0x9e3779b97f4a7c15ULL); }
+
+  static uint64_t Base(uint64_t key_hash, uint64_t seed_mix) { return Mix64(key_hash ^ seed_mix); }
 
   uint32_t Next32() {
     if (has_spare_) {
@@ -128,10 +129,10 @@ struct Initializer {
   InitKind kind = InitKind::kTruncatedNormal;
   float a = 0.0f;
   float b = 1.0f;
-  uint64_t seed = 0;
+  uint64_t seed_mix = KeyStream::SeedMix(0);  // KeyStream::SeedMix(seed)
 
   void Fill(uint64_t key_hash, float* out, int64_t dim) const {
-    const uint64_t base = KeyStream::Base(key_hash, seed);
+    const uint64_t base = KeyStream::Base(key_hash, seed_mix);
     KeyStream stream(base);
     switch (kind) {
       case InitKind::kZeros:

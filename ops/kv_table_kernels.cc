@@ -45,7 +45,7 @@ Status ParseConfig(OpKernelConstruction* ctx, TableConfig* c) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("init_b", &c->initializer.b));
   int64_t seed;
   TF_RETURN_IF_ERROR(ctx->GetAttr("seed", &seed));
-  c->initializer.seed = static_cast<uint64_t>(seed);
+  c->initializer.seed_mix = KeyStream::SeedMix(static_cast<uint64_t>(seed));
   TF_RETURN_IF_ERROR(ctx->GetAttr("default_value", &c->default_value));
   if (c->default_value.empty()) c->default_value.assign(c->dim, 0.0f);
   if (c->default_value.size() == 1) c->default_value.assign(c->dim, c->default_value[0]);
