@@ -110,9 +110,8 @@ class ReferenceTable:
 
 
 def records_by_key(records):
-    """{key: (value, freq, version, slots, admitted)} from a KVRecords of numpy arrays."""
-    keys, values, freqs, versions, slots, admitted = (
-        x.numpy() for x in records[:6])
+    """{key: (value, freq, version, slots, admitted)} from a KVRecords of tensors."""
+    keys, values, freqs, versions, slots, admitted = (x.numpy() for x in records[:6])
     out = {}
     for i, key in enumerate(keys):
         out[key] = (values[i], int(freqs[i]), int(versions[i]), slots[i], bool(admitted[i]))
