@@ -37,6 +37,11 @@ def _key_dtype(key_dtype):
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
 
 
+def step_or_clock(clock, global_step):
+    """global_step as an int64 tensor, or the value of the `clock` variable when it is None."""
+    return clock.value() if global_step is None else tf.cast(global_step, tf.int64)
+
+
 def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard: int):
     """The counting Bloom filter of shard `shard` of `num_shards`, restored from saved
     counters: the filters of one or more shards of `filter_size` counters each, one
@@ -237,9 +242,6 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             values.set_shape(keys.shape.concatenate([self._dim]))
         return values
 
-    def _step_or_clock(self, global_step):
-        return self._step.value() if global_step is None else tf.cast(global_step, tf.int64)
-
     def lookup(self, keys):
         """Inference lookup: values [*keys.shape, dim]; never inserts, never counts.
 
@@ -259,7 +261,8 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         if counts is None:
             counts = tf.constant([], tf.int64)
         values, admitted = self._ops.drl_kv_find_or_insert(
-            self.resource_handle, keys, tf.cast(counts, tf.int64), self._step_or_clock(global_step))
+            self.resource_handle, keys, tf.cast(counts, tf.int64),
+            step_or_clock(self._step, global_step))
         return self._with_dim(keys, values), admitted
 
     def update(self, keys, values, slots=None, global_step=None):
@@ -269,7 +272,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         keys = self._keys(keys)
         slots = tf.constant([], tf.float32) if slots is None else tf.cast(slots, tf.float32)
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
-                                       slots, self._step_or_clock(global_step))
+                                       slots, step_or_clock(self._step, global_step))
 
     def apply_kernel(self, kernel, keys, grads):
         """kernel(table handle, keys [N], grads [N, dim]) -> int64 rows updated: runs a

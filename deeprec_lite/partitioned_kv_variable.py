@@ -21,7 +21,8 @@ from typing import Mapping, Optional, Sequence, Union
 from deeprec_lite import _ops
 from deeprec_lite import policies
 from deeprec_lite.compat import tf
-from deeprec_lite.kv_variable import KVRecords, KVVariable, bloom_counts_of_shard
+from deeprec_lite.kv_variable import (KVRecords, KVVariable, bloom_counts_of_shard,
+                                       step_or_clock)
 
 
 def parameter_server_devices():
@@ -188,9 +189,6 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         out.set_shape(keys.shape.concatenate(list(row_shape)))
         return out
 
-    def _step_or_clock(self, global_step):
-        return self._step.value() if global_step is None else tf.cast(global_step, tf.int64)
-
     # ----- lookups and updates -------------------------------------------------
 
     def lookup(self, keys):
@@ -203,7 +201,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
     def lookup_or_insert(self, keys, counts=None, global_step=None):
         """See KVVariable.lookup_or_insert."""
         keys = self._keys(keys)
-        step = self._step_or_clock(global_step)
+        step = step_or_clock(self._step, global_step)
         flat = tf.reshape(keys, [-1])
         if counts is None:
             positions, (key_parts,) = self._split(flat)
@@ -220,7 +218,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
     def update(self, keys, values, slots=None, global_step=None):
         """See KVVariable.update."""
         keys = self._keys(keys)
-        step = self._step_or_clock(global_step)
+        step = step_or_clock(self._step, global_step)
         per_key = [self._per_key("values", values, keys, tf.float32, [self.dim])]
         if slots is not None:
             per_key.append(self._per_key("slots", slots, keys, tf.float32,
