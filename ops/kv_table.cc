@@ -102,26 +102,44 @@ struct KeyCodec<tstring> {
   }
 };
 
+// 32 shards, chosen by the top bits of the key hash.
+constexpr int kShardBits = 5;
+constexpr int kShards = 1 << kShardBits;
+
+inline int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
+
 // The keys of one batch, hashed and split into parts (tasks for the worker
 // threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold
-// about the same number of the batch's keys, and lists their positions in input
-// order at positions[begin[p], begin[p + 1]). shard_keys[s]: the batch's keys in
-// shard s.
+// about the same number of the batch's keys. The batch is hashed in blocks of
+// consecutive keys, block t at [block_begin[t], block_begin[t + 1]); each block's
+// positions are stably sorted by shard in the same range of `positions`, shard
+// s's from offset shard_begin[t][s] to shard_begin[t][s + 1]. shard_keys[s]: the
+// batch's keys in shard s.
 struct Batch {
   int64_t n = 0;
   std::unique_ptr<uint64_t[]> hashes;
   std::unique_ptr<uint32_t[]> positions;
+  std::vector<int64_t> block_begin;
+  std::vector<std::array<uint32_t, kShards + 1>> shard_begin;
   std::vector<int> first_shard;
-  std::vector<int64_t> begin;
   std::vector<int64_t> shard_keys;
+
+  // Part p's positions, each shard's in input order.
+  std::vector<uint32_t> PartPositions(int64_t p) const {
+    const int lo = first_shard[p];
+    const int hi = first_shard[p + 1];
+    std::vector<uint32_t> out;
+    for (size_t t = 0; t < shard_begin.size(); ++t) {
+      const uint32_t* block = positions.get() + block_begin[t];
+      out.insert(out.end(), block + shard_begin[t][lo], block + shard_begin[t][hi]);
+    }
+    return out;
+  }
 };
 
 template <typename K>
 class KvTable : public KvTableBase {
  public:
-  static constexpr int kShardBits = 5;
-  static constexpr int kShards = 1 << kShardBits;
-
   explicit KvTable(const TableConfig& config)
       : KvTableBase(config), row_stride_(RowStride(config.dim, config.num_slots)) {
     for (int s = 0; s < kShards; ++s) shards_[s].reset(new Shard(row_stride_));
@@ -494,17 +512,18 @@ class KvTable : public KvTableBase {
     }
   }
 
-  static int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
+  static constexpr int64_t kMinKeysPerTask = 2048;
 
   // Tasks for a batch of n keys on the intra-op threads: a few per thread, so
   // that a thread the machine delays leaves its share to the others; one for a
   // small batch.
   static int64_t NumTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers, int64_t n) {
-    constexpr int64_t kMinKeysPerTask = 2048;
     return std::max<int64_t>(1, std::min<int64_t>(4 * workers.num_threads, n / kMinKeysPerTask));
   }
 
-  // Hashes the keys and splits them into parts (see Batch).
+  // Hashes the keys and splits them into parts (see Batch). Each block is hashed
+  // and sorted by shard on its own thread: nothing of the split runs serially
+  // but the choice of parts.
   Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
     const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
     const int64_t tasks = NumTasks(workers, n);
@@ -512,43 +531,49 @@ class KvTable : public KvTableBase {
     b.n = n;
     b.hashes.reset(new uint64_t[n]);
     b.positions.reset(new uint32_t[n]);
-    std::vector<std::array<int64_t, kShards>> block_count(tasks);
+    b.block_begin.resize(tasks + 1);
+    for (int64_t t = 0; t <= tasks; ++t) b.block_begin[t] = n * t / tasks;
+    b.shard_begin.resize(tasks);
     ParallelTasks(workers, tasks, [&](int64_t t) {
-      std::array<int64_t, kShards>& c = block_count[t];
-      c.fill(0);
-      for (int64_t i = n * t / tasks; i < n * (t + 1) / tasks; ++i) {
+      const int64_t first = b.block_begin[t];
+      const int64_t last = b.block_begin[t + 1];
+      std::array<uint32_t, kShards + 1>& begin = b.shard_begin[t];
+      begin.fill(0);
+      for (int64_t i = first; i < last; ++i) {
         b.hashes[i] = HashKey(keys[i]);
-        ++c[ShardIndex(b.hashes[i])];
+        ++begin[ShardIndex(b.hashes[i]) + 1];
+      }
+      for (int s = 0; s < kShards; ++s) begin[s + 1] += begin[s];
+      std::array<uint32_t, kShards> cursor;
+      std::copy(begin.begin(), begin.end() - 1, cursor.begin());
+      uint32_t* block = b.positions.get() + first;
+      for (int64_t i = first; i < last; ++i) {
+        block[cursor[ShardIndex(b.hashes[i])]++] = static_cast<uint32_t>(i);
       }
     });
     b.shard_keys.assign(kShards, 0);
-    for (const auto& c : block_count) {
-      for (int s = 0; s < kShards; ++s) b.shard_keys[s] += c[s];
+    for (const auto& begin : b.shard_begin) {
+      for (int s = 0; s < kShards; ++s) b.shard_keys[s] += begin[s + 1] - begin[s];
     }
-    std::array<int, kShards> part_of_shard;
+    // Parts of about kMinKeysPerTask keys, at most one per shard: small parts keep
+    // the threads' shares even at the end of the batch.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kShards, n / kMinKeysPerTask));
     b.first_shard.push_back(0);
-    b.begin.push_back(0);
     int64_t cumulative = 0;
     for (int s = 0; s < kShards; ++s) {
-      part_of_shard[s] = static_cast<int>(b.first_shard.size()) - 1;
       cumulative += b.shard_keys[s];
       const int64_t p = static_cast<int64_t>(b.first_shard.size());
-      if (s + 1 == kShards || (p < tasks && cumulative * tasks >= p * n)) {
+      if (s + 1 == kShards || (p < parts && cumulative * parts >= p * n)) {
         b.first_shard.push_back(s + 1);
-        b.begin.push_back(cumulative);
       }
-    }
-    std::vector<int64_t> cursor(b.begin.begin(), b.begin.end() - 1);
-    for (int64_t i = 0; i < n; ++i) {
-      b.positions[cursor[part_of_shard[ShardIndex(b.hashes[i])]]++] = static_cast<uint32_t>(i);
     }
     return b;
   }
 
   // Calls visit(shard, shard index, i, hash) for each key of the batch, under
   // its shard's exclusive lock: each part holds the locks of its shards and
-  // visits its keys in input order (so occurrences of one key are visited in
-  // input order), prefetching index entries and records ahead.
+  // visits each shard's keys in input order (so occurrences of one key are
+  // visited in input order), prefetching index entries and records ahead.
   template <typename Visit>
   void ForEachKey(OpKernelContext* ctx, const Batch& b, const Visit& visit) {
     const uint64_t* h = b.hashes.get();
@@ -556,8 +581,9 @@ class KvTable : public KvTableBase {
     ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), parts, [&](int64_t p) {
       const int lo = b.first_shard[p];
       const int hi = b.first_shard[p + 1];
-      const uint32_t* pos = b.positions.get() + b.begin[p];
-      const int64_t m = b.begin[p + 1] - b.begin[p];
+      const std::vector<uint32_t> order = b.PartPositions(p);
+      const uint32_t* pos = order.data();
+      const int64_t m = static_cast<int64_t>(order.size());
       for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
       constexpr int64_t kAhead = 16;
       for (int64_t t = 0; t < m; ++t) {

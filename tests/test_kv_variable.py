@@ -121,6 +121,24 @@ def test_admission_returns_default_and_blocks_updates_until_min_count(admission)
     assert int(kv.update([42], [[9.0, 9.0]], global_step=3)) == 1
 
 
+@pytest.mark.parametrize("admission", [CounterFilter(3), BloomFilter(3, expected_keys=10_000)])
+def test_admission_within_a_large_batch_follows_input_order(admission):
+    # A batch big enough to be split over threads: each key's occurrences are spread
+    # over the whole batch, and the k-th occurrence is admitted exactly when k >= 3.
+    keys = np.random.default_rng(0).integers(0, 3_000, 40_000)
+    kv = KVVariable(2, default_value=[-1.0, -1.0], admission=admission)
+    values, admitted = kv.lookup_or_insert(keys)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    group_start = np.searchsorted(sorted_keys, sorted_keys)
+    occurrence = np.empty_like(keys)
+    occurrence[order] = np.arange(keys.size) - group_start + 1
+    np.testing.assert_array_equal(admitted, occurrence >= 3)
+    np.testing.assert_array_equal(values.numpy()[occurrence < 3], -1.0)
+    np.testing.assert_array_equal(values.numpy()[occurrence >= 3],
+                                  kv.lookup(keys[occurrence >= 3]))
+
+
 def test_bloom_admission_keeps_no_record_for_pending_keys():
     kv = KVVariable(2, admission=BloomFilter(5, expected_keys=10_000))
     kv.lookup_or_insert(np.arange(1000, dtype=np.int64))
