@@ -116,7 +116,6 @@ inline int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kSh
 // s's from offset shard_begin[t][s] to shard_begin[t][s + 1]. shard_keys[s]: the
 // batch's keys in shard s.
 struct Batch {
-  int64_t n = 0;
   std::unique_ptr<uint64_t[]> hashes;
   std::unique_ptr<uint32_t[]> positions;
   std::vector<int64_t> block_begin;
@@ -201,9 +200,8 @@ class KvTable : public KvTableBase {
                     float* values, bool* admitted) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
-    const Batch batch = Split(ctx, k, keys.NumElements());
     const int64_t dim = config_.dim;
-    ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
+    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int, int64_t i, uint64_t h) {
       const int64_t count = counts ? counts[i] : 1;
       char* rec = FindOrInsertLocked(s, h, k[i], count, step);
       admitted[i] = rec != nullptr;
@@ -521,86 +519,119 @@ class KvTable : public KvTableBase {
     return std::max<int64_t>(1, std::min<int64_t>(4 * workers.num_threads, n / kMinKeysPerTask));
   }
 
-  // Hashes the keys and splits them into parts (see Batch). Each block is hashed
-  // and sorted by shard on its own thread: nothing of the split runs serially
-  // but the choice of parts.
+  // Hashes the keys and splits them into parts (see Batch).
   Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
-    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
-    const int64_t tasks = NumTasks(workers, n);
-    Batch b;
-    b.n = n;
-    b.hashes.reset(new uint64_t[n]);
-    b.positions.reset(new uint32_t[n]);
-    b.block_begin.resize(tasks + 1);
-    for (int64_t t = 0; t <= tasks; ++t) b.block_begin[t] = n * t / tasks;
-    b.shard_begin.resize(tasks);
-    ParallelTasks(workers, tasks, [&](int64_t t) {
-      const int64_t first = b.block_begin[t];
-      const int64_t last = b.block_begin[t + 1];
-      std::array<uint32_t, kShards + 1>& begin = b.shard_begin[t];
-      begin.fill(0);
-      for (int64_t i = first; i < last; ++i) {
-        b.hashes[i] = HashKey(keys[i]);
-        ++begin[ShardIndex(b.hashes[i]) + 1];
-      }
-      for (int s = 0; s < kShards; ++s) begin[s + 1] += begin[s];
-      std::array<uint32_t, kShards> cursor;
-      std::copy(begin.begin(), begin.end() - 1, cursor.begin());
-      uint32_t* block = b.positions.get() + first;
-      for (int64_t i = first; i < last; ++i) {
-        block[cursor[ShardIndex(b.hashes[i])]++] = static_cast<uint32_t>(i);
-      }
-    });
-    b.shard_keys.assign(kShards, 0);
-    for (const auto& begin : b.shard_begin) {
-      for (int s = 0; s < kShards; ++s) b.shard_keys[s] += begin[s + 1] - begin[s];
-    }
-    // Parts of about kMinKeysPerTask keys, at most one per shard: small parts keep
-    // the threads' shares even at the end of the batch.
-    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kShards, n / kMinKeysPerTask));
-    b.first_shard.push_back(0);
-    int64_t cumulative = 0;
-    for (int s = 0; s < kShards; ++s) {
-      cumulative += b.shard_keys[s];
-      const int64_t p = static_cast<int64_t>(b.first_shard.size());
-      if (s + 1 == kShards || (p < parts && cumulative * parts >= p * n)) {
-        b.first_shard.push_back(s + 1);
-      }
-    }
+    Batch b = StartSplit(ctx, n);
+    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b),
+                  [&](int64_t t) { HashBlock(keys, t, &b); });
+    ChooseParts(&b);
     return b;
   }
 
-  // Calls visit(shard, shard index, i, hash) for each key of the batch, under
-  // its shard's exclusive lock: each part holds the locks of its shards and
-  // visits each shard's keys in input order (so occurrences of one key are
-  // visited in input order), prefetching index entries and records ahead.
+  // Calls visit(shard, shard index, i, hash) for each key of a split batch (see
+  // VisitPart).
   template <typename Visit>
   void ForEachKey(OpKernelContext* ctx, const Batch& b, const Visit& visit) {
-    const uint64_t* h = b.hashes.get();
-    const int64_t parts = static_cast<int64_t>(b.first_shard.size()) - 1;
-    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), parts, [&](int64_t p) {
-      const int lo = b.first_shard[p];
-      const int hi = b.first_shard[p + 1];
-      const std::vector<uint32_t> order = b.PartPositions(p);
-      const uint32_t* pos = order.data();
-      const int64_t m = static_cast<int64_t>(order.size());
-      for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
-      constexpr int64_t kAhead = 16;
-      for (int64_t t = 0; t < m; ++t) {
-        if (t + kAhead < m) {
-          const uint64_t a = h[pos[t + kAhead]];
-          ShardOf(a).index.Prefetch(a);
-        }
-        if (t + kAhead / 2 < m) {
-          const uint64_t a = h[pos[t + kAhead / 2]];
-          PrefetchRecord(ShardOf(a), a, 0);
-        }
-        const int64_t i = pos[t];
-        const int si = ShardIndex(h[i]);
-        visit(*shards_[si], si, i, h[i]);
+    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumParts(b),
+                  [&](int64_t p) { VisitPart(b, p, visit); });
+  }
+
+  // Split and ForEachKey in one dispatch to the pool.
+  template <typename Visit>
+  void SplitAndVisit(OpKernelContext* ctx, const K* keys, int64_t n, const Visit& visit) {
+    Batch b = StartSplit(ctx, n);
+    const TaskFn hash = [&](int64_t t) { HashBlock(keys, t, &b); };
+    const std::function<int64_t()> plan = [&] { return ChooseParts(&b); };
+    const TaskFn walk = [&](int64_t p) { VisitPart(b, p, visit); };
+    ParallelRounds(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b), hash, &plan,
+                   &walk);
+  }
+
+  // A batch of n keys in NumTasks blocks, not hashed yet.
+  static Batch StartSplit(OpKernelContext* ctx, int64_t n) {
+    const int64_t blocks = NumTasks(*ctx->device()->tensorflow_cpu_worker_threads(), n);
+    Batch b;
+    b.hashes.reset(new uint64_t[n]);
+    b.positions.reset(new uint32_t[n]);
+    b.block_begin.resize(blocks + 1);
+    for (int64_t t = 0; t <= blocks; ++t) b.block_begin[t] = n * t / blocks;
+    b.shard_begin.resize(blocks);
+    return b;
+  }
+
+  static int64_t NumBlocks(const Batch& b) { return static_cast<int64_t>(b.shard_begin.size()); }
+  static int64_t NumParts(const Batch& b) { return static_cast<int64_t>(b.first_shard.size()) - 1; }
+
+  // Hashes block t's keys and sorts their positions by shard.
+  static void HashBlock(const K* keys, int64_t t, Batch* b) {
+    const int64_t first = b->block_begin[t];
+    const int64_t last = b->block_begin[t + 1];
+    std::array<uint32_t, kShards + 1>& begin = b->shard_begin[t];
+    begin.fill(0);
+    for (int64_t i = first; i < last; ++i) {
+      b->hashes[i] = HashKey(keys[i]);
+      ++begin[ShardIndex(b->hashes[i]) + 1];
+    }
+    for (int s = 0; s < kShards; ++s) begin[s + 1] += begin[s];
+    std::array<uint32_t, kShards> cursor;
+    std::copy(begin.begin(), begin.end() - 1, cursor.begin());
+    uint32_t* block = b->positions.get() + first;
+    for (int64_t i = first; i < last; ++i) {
+      block[cursor[ShardIndex(b->hashes[i])]++] = static_cast<uint32_t>(i);
+    }
+  }
+
+  // Once every block is hashed: counts each shard's keys and groups the shards
+  // into parts of about kMinKeysPerTask keys, at most one per shard (small parts
+  // keep the threads' shares even at the end of the batch). Returns the number
+  // of parts.
+  static int64_t ChooseParts(Batch* b) {
+    b->shard_keys.assign(kShards, 0);
+    for (const auto& begin : b->shard_begin) {
+      for (int s = 0; s < kShards; ++s) b->shard_keys[s] += begin[s + 1] - begin[s];
+    }
+    const int64_t n = b->block_begin.back();
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kShards, n / kMinKeysPerTask));
+    b->first_shard.assign(1, 0);
+    int64_t cumulative = 0;
+    for (int s = 0; s < kShards; ++s) {
+      cumulative += b->shard_keys[s];
+      const int64_t p = static_cast<int64_t>(b->first_shard.size());
+      if (s + 1 == kShards || (p < parts && cumulative * parts >= p * n)) {
+        b->first_shard.push_back(s + 1);
       }
-      for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
-    });
+    }
+    return NumParts(*b);
+  }
+
+  // Calls visit(shard, shard index, i, hash) for each key of part p, under its
+  // shard's exclusive lock: the part holds the locks of its shards and visits
+  // each shard's keys in input order (so occurrences of one key are visited in
+  // input order), prefetching index entries and records ahead.
+  template <typename Visit>
+  void VisitPart(const Batch& b, int64_t p, const Visit& visit) {
+    const uint64_t* h = b.hashes.get();
+    const int lo = b.first_shard[p];
+    const int hi = b.first_shard[p + 1];
+    const std::vector<uint32_t> order = b.PartPositions(p);
+    const uint32_t* pos = order.data();
+    const int64_t m = static_cast<int64_t>(order.size());
+    for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
+    constexpr int64_t kAhead = 16;
+    for (int64_t t = 0; t < m; ++t) {
+      if (t + kAhead < m) {
+        const uint64_t a = h[pos[t + kAhead]];
+        ShardOf(a).index.Prefetch(a);
+      }
+      if (t + kAhead / 2 < m) {
+        const uint64_t a = h[pos[t + kAhead / 2]];
+        PrefetchRecord(ShardOf(a), a, 0);
+      }
+      const int64_t i = pos[t];
+      const int si = ShardIndex(h[i]);
+      visit(*shards_[si], si, i, h[i]);
+    }
+    for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
   }
 
   // Calls fn(shard, index position, i) for each keys[i] present in the table, under
@@ -608,9 +639,8 @@ class KvTable : public KvTableBase {
   template <typename Fn>
   int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, const Fn& fn) {
     const K* k = keys.flat<K>().data();
-    const Batch batch = Split(ctx, k, keys.NumElements());
     std::array<int64_t, kShards> counted{};
-    ForEachKey(ctx, batch, [&](Shard& s, int si, int64_t i, uint64_t h) {
+    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int si, int64_t i, uint64_t h) {
       const int64_t pos = s.index.Find(h, SameKey(s, k[i]));
       if (pos != HashIndex::kNotFound && fn(s, pos, i)) ++counted[si];
     });

@@ -10,39 +10,84 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <thread>
 
 #include "tensorflow/core/framework/device_base.h"
 #include "tensorflow/core/platform/mutex.h"
 
 namespace deeprec_lite {
 
-// Calls fn(t) once for each t in [0, tasks).
-inline void ParallelTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers,
-                          int64_t tasks, const std::function<void(int64_t)>& fn) {
+using TaskFn = std::function<void(int64_t)>;
+
+// Calls first(t) once for each t in [0, first_tasks). With a second round: once
+// all of those are done, plan() runs once and returns how many second-round
+// tasks there are, and second(t) runs once for each; a thread that runs out of
+// first-round tasks waits (yielding) for those still running. Both rounds use
+// the threads of one dispatch to the pool: waking a pool thread can take longer
+// than a round on this kind of machine.
+inline void ParallelRounds(const tensorflow::DeviceBase::CpuWorkerThreads& workers,
+                           int64_t first_tasks, const TaskFn& first,
+                           const std::function<int64_t()>* plan = nullptr,
+                           const TaskFn* second = nullptr) {
   struct State {
-    const std::function<void(int64_t)>* fn;
-    int64_t tasks;
-    std::atomic<int64_t> next{0};
-    int64_t done = 0;
+    const TaskFn* first;
+    const std::function<int64_t()>* plan;
+    const TaskFn* second;
+    int64_t first_tasks;
+    std::atomic<int64_t> next_first{0};
+    std::atomic<int64_t> first_done{0};
+    int64_t second_tasks = 0;  // set by plan() before `planned`
+    std::atomic<bool> planned{false};
+    std::atomic<int64_t> next_second{0};
+    int64_t second_done = 0;
+    bool finished = false;
     tensorflow::mutex mu;
     tensorflow::condition_variable all_done;
-  };
-  auto state = std::make_shared<State>();
-  state->fn = &fn;
-  state->tasks = tasks;
-  // Touches *fn only for a claimed task, which the caller waits for.
-  auto drain = [state]() {
-    for (int64_t t; (t = state->next.fetch_add(1)) < state->tasks;) {
-      (*state->fn)(t);
-      tensorflow::mutex_lock lock(state->mu);
-      if (++state->done == state->tasks) state->all_done.notify_all();
+
+    void Finish() {
+      tensorflow::mutex_lock lock(mu);
+      finished = true;
+      all_done.notify_all();
     }
   };
-  const int64_t helpers = std::min<int64_t>(workers.num_threads, tasks) - 1;
+  auto state = std::make_shared<State>();
+  state->first = &first;
+  state->plan = plan;
+  state->second = second;
+  state->first_tasks = first_tasks;
+  if (first_tasks == 0) state->Finish();
+  // Touches the functions only for a claimed task, which the caller waits for.
+  auto drain = [state]() {
+    State& s = *state;
+    for (int64_t t; (t = s.next_first.fetch_add(1)) < s.first_tasks;) {
+      (*s.first)(t);
+      if (s.first_done.fetch_add(1) + 1 < s.first_tasks) continue;
+      if (s.plan != nullptr) s.second_tasks = (*s.plan)();
+      s.planned.store(true, std::memory_order_release);
+      if (s.second_tasks == 0) s.Finish();
+    }
+    if (s.plan == nullptr) return;
+    while (!s.planned.load(std::memory_order_acquire)) std::this_thread::yield();
+    for (int64_t t; (t = s.next_second.fetch_add(1)) < s.second_tasks;) {
+      (*s.second)(t);
+      tensorflow::mutex_lock lock(s.mu);
+      if (++s.second_done == s.second_tasks) {
+        s.finished = true;
+        s.all_done.notify_all();
+      }
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(workers.num_threads, first_tasks) - 1;
   for (int64_t i = 0; i < helpers; ++i) workers.workers->Schedule(drain);
   drain();
   tensorflow::mutex_lock lock(state->mu);
-  while (state->done < tasks) state->all_done.wait(lock);
+  while (!state->finished) state->all_done.wait(lock);
+}
+
+// Calls fn(t) once for each t in [0, tasks).
+inline void ParallelTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers,
+                          int64_t tasks, const TaskFn& fn) {
+  ParallelRounds(workers, tasks, fn);
 }
 
 }  // namespace deeprec_lite
