@@ -108,28 +108,34 @@ constexpr int kShards = 1 << kShardBits;
 
 inline int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
 
+// A key of a batch: its hash and its position in the batch.
+struct BatchKey {
+  uint64_t hash;
+  uint32_t i;
+};
+
 // The keys of one batch, hashed and split into parts (tasks for the worker
 // threads): part p owns shards [first_shard[p], first_shard[p + 1]), which hold
 // about the same number of the batch's keys. The batch is hashed in blocks of
-// consecutive keys, block t at [block_begin[t], block_begin[t + 1]); each block's
-// positions are stably sorted by shard in the same range of `positions`, shard
-// s's from offset shard_begin[t][s] to shard_begin[t][s + 1]. shard_keys[s]: the
+// consecutive keys, block t at [block_begin[t], block_begin[t + 1]); `sorted`
+// holds each block's keys in the same range, stably sorted by shard, shard s's
+// from offset shard_begin[t][s] to shard_begin[t][s + 1]. shard_keys[s]: the
 // batch's keys in shard s.
 struct Batch {
-  std::unique_ptr<uint64_t[]> hashes;
-  std::unique_ptr<uint32_t[]> positions;
+  std::unique_ptr<uint64_t[]> hashes;  // in input order
+  std::unique_ptr<BatchKey[]> sorted;
   std::vector<int64_t> block_begin;
   std::vector<std::array<uint32_t, kShards + 1>> shard_begin;
   std::vector<int> first_shard;
   std::vector<int64_t> shard_keys;
 
-  // Part p's positions, each shard's in input order.
-  std::vector<uint32_t> PartPositions(int64_t p) const {
+  // Part p's keys, each shard's in input order, contiguous for the walk.
+  std::vector<BatchKey> PartKeys(int64_t p) const {
     const int lo = first_shard[p];
     const int hi = first_shard[p + 1];
-    std::vector<uint32_t> out;
+    std::vector<BatchKey> out;
     for (size_t t = 0; t < shard_begin.size(); ++t) {
-      const uint32_t* block = positions.get() + block_begin[t];
+      const BatchKey* block = sorted.get() + block_begin[t];
       out.insert(out.end(), block + shard_begin[t][lo], block + shard_begin[t][hi]);
     }
     return out;
@@ -343,7 +349,7 @@ class KvTable : public KvTableBase {
       std::vector<int64_t> dup(kShards, -1);
       std::vector<HashIndex> seen(kShards);
       for (int si = 0; si < kShards; ++si) seen[si].Reserve(batch.shard_keys[si]);
-      ForEachKey(ctx, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
+      ForEachKey(ctx, k, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
         if (dup[si] >= 0) return;
         auto same = [&](uint32_t j) { return k[j] == k[i]; };
         size_t ins;
@@ -369,7 +375,7 @@ class KvTable : public KvTableBase {
         s.rows.Clear();
         s.pending.Clear();
       }
-      ForEachKey(ctx, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
+      ForEachKey(ctx, k, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
         size_t ins;
         s.index.Find(h, SameKey(s, k[i]), &ins);
         char* rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
@@ -531,9 +537,9 @@ class KvTable : public KvTableBase {
   // Calls visit(shard, shard index, i, hash) for each key of a split batch (see
   // VisitPart).
   template <typename Visit>
-  void ForEachKey(OpKernelContext* ctx, const Batch& b, const Visit& visit) {
+  void ForEachKey(OpKernelContext* ctx, const K* keys, const Batch& b, const Visit& visit) {
     ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumParts(b),
-                  [&](int64_t p) { VisitPart(b, p, visit); });
+                  [&](int64_t p) { VisitPart(keys, b, p, visit); });
   }
 
   // Split and ForEachKey in one dispatch to the pool.
@@ -542,7 +548,7 @@ class KvTable : public KvTableBase {
     Batch b = StartSplit(ctx, n);
     const TaskFn hash = [&](int64_t t) { HashBlock(keys, t, &b); };
     const std::function<int64_t()> plan = [&] { return ChooseParts(&b); };
-    const TaskFn walk = [&](int64_t p) { VisitPart(b, p, visit); };
+    const TaskFn walk = [&](int64_t p) { VisitPart(keys, b, p, visit); };
     ParallelRounds(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b), hash, &plan,
                    &walk);
   }
@@ -552,7 +558,7 @@ class KvTable : public KvTableBase {
     const int64_t blocks = NumTasks(*ctx->device()->tensorflow_cpu_worker_threads(), n);
     Batch b;
     b.hashes.reset(new uint64_t[n]);
-    b.positions.reset(new uint32_t[n]);
+    b.sorted.reset(new BatchKey[n]);
     b.block_begin.resize(blocks + 1);
     for (int64_t t = 0; t <= blocks; ++t) b.block_begin[t] = n * t / blocks;
     b.shard_begin.resize(blocks);
@@ -562,7 +568,7 @@ class KvTable : public KvTableBase {
   static int64_t NumBlocks(const Batch& b) { return static_cast<int64_t>(b.shard_begin.size()); }
   static int64_t NumParts(const Batch& b) { return static_cast<int64_t>(b.first_shard.size()) - 1; }
 
-  // Hashes block t's keys and sorts their positions by shard.
+  // Hashes block t's keys and sorts them by shard.
   static void HashBlock(const K* keys, int64_t t, Batch* b) {
     const int64_t first = b->block_begin[t];
     const int64_t last = b->block_begin[t + 1];
@@ -575,9 +581,10 @@ class KvTable : public KvTableBase {
     for (int s = 0; s < kShards; ++s) begin[s + 1] += begin[s];
     std::array<uint32_t, kShards> cursor;
     std::copy(begin.begin(), begin.end() - 1, cursor.begin());
-    uint32_t* block = b->positions.get() + first;
+    BatchKey* block = b->sorted.get() + first;
     for (int64_t i = first; i < last; ++i) {
-      block[cursor[ShardIndex(b->hashes[i])]++] = static_cast<uint32_t>(i);
+      const uint64_t h = b->hashes[i];
+      block[cursor[ShardIndex(h)]++] = BatchKey{h, static_cast<uint32_t>(i)};
     }
   }
 
@@ -609,27 +616,25 @@ class KvTable : public KvTableBase {
   // each shard's keys in input order (so occurrences of one key are visited in
   // input order), prefetching index entries and records ahead.
   template <typename Visit>
-  void VisitPart(const Batch& b, int64_t p, const Visit& visit) {
-    const uint64_t* h = b.hashes.get();
+  void VisitPart(const K* keys, const Batch& b, int64_t p, const Visit& visit) {
     const int lo = b.first_shard[p];
     const int hi = b.first_shard[p + 1];
-    const std::vector<uint32_t> order = b.PartPositions(p);
-    const uint32_t* pos = order.data();
-    const int64_t m = static_cast<int64_t>(order.size());
+    const std::vector<BatchKey> part = b.PartKeys(p);
+    const int64_t m = static_cast<int64_t>(part.size());
     for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
     constexpr int64_t kAhead = 16;
     for (int64_t t = 0; t < m; ++t) {
       if (t + kAhead < m) {
-        const uint64_t a = h[pos[t + kAhead]];
-        ShardOf(a).index.Prefetch(a);
+        const BatchKey& a = part[t + kAhead];
+        ShardOf(a.hash).index.Prefetch(a.hash);
+        __builtin_prefetch(keys + a.i);
       }
       if (t + kAhead / 2 < m) {
-        const uint64_t a = h[pos[t + kAhead / 2]];
+        const uint64_t a = part[t + kAhead / 2].hash;
         PrefetchRecord(ShardOf(a), a, 0);
       }
-      const int64_t i = pos[t];
-      const int si = ShardIndex(h[i]);
-      visit(*shards_[si], si, i, h[i]);
+      const int si = ShardIndex(part[t].hash);
+      visit(*shards_[si], si, part[t].i, part[t].hash);
     }
     for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
   }
