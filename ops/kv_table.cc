@@ -518,11 +518,11 @@ class KvTable : public KvTableBase {
 
   static constexpr int64_t kMinKeysPerTask = 2048;
 
-  // Tasks for a batch of n keys on the intra-op threads: a few per thread, so
-  // that a thread the machine delays leaves its share to the others; one for a
-  // small batch.
+  // Tasks for a batch of n keys on the intra-op threads: up to 16 per thread, of
+  // at least kMinKeysPerTask keys, so that the threads finish together (a thread
+  // the machine delays leaves its share to the others); one for a small batch.
   static int64_t NumTasks(const tensorflow::DeviceBase::CpuWorkerThreads& workers, int64_t n) {
-    return std::max<int64_t>(1, std::min<int64_t>(4 * workers.num_threads, n / kMinKeysPerTask));
+    return std::max<int64_t>(1, std::min<int64_t>(16 * workers.num_threads, n / kMinKeysPerTask));
   }
 
   // Hashes the keys and splits them into parts (see Batch).
