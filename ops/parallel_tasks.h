@@ -19,12 +19,12 @@ namespace deeprec_lite {
 
 using TaskFn = std::function<void(int64_t)>;
 
-// Calls first(t) once for each t in [0, first_tasks). With a second round: once
-// all of those are done, plan() runs once and returns how many second-round
-// tasks there are, and second(t) runs once for each; a thread that runs out of
-// first-round tasks waits (yielding) for those still running. Both rounds use
-// the threads of one dispatch to the pool: waking a pool thread can take longer
-// than a round on this kind of machine.
+// Calls first(t) once for each t in [0, first_tasks). With a second round
+// (first_tasks >= 1): once all of those are done, plan() runs once and returns
+// how many second-round tasks there are, and second(t) runs once for each; a
+// thread that runs out of first-round tasks waits (yielding) for those still
+// running. Both rounds use the threads of one dispatch to the pool: waking a
+// pool thread can take longer than a round on a busy machine.
 inline void ParallelRounds(const tensorflow::DeviceBase::CpuWorkerThreads& workers,
                            int64_t first_tasks, const TaskFn& first,
                            const std::function<int64_t()>* plan = nullptr,
