@@ -39,7 +39,7 @@ inline void ParallelRounds(const tensorflow::DeviceBase::CpuWorkerThreads& worke
     int64_t second_tasks = 0;  // set by plan() before `planned`
     std::atomic<bool> planned{false};
     std::atomic<int64_t> next_second{0};
-    int64_t second_done = 0;
+    std::atomic<int64_t> second_done{0};
     bool finished = false;
     tensorflow::mutex mu;
     tensorflow::condition_variable all_done;
@@ -70,11 +70,7 @@ inline void ParallelRounds(const tensorflow::DeviceBase::CpuWorkerThreads& worke
     while (!s.planned.load(std::memory_order_acquire)) std::this_thread::yield();
     for (int64_t t; (t = s.next_second.fetch_add(1)) < s.second_tasks;) {
       (*s.second)(t);
-      tensorflow::mutex_lock lock(s.mu);
-      if (++s.second_done == s.second_tasks) {
-        s.finished = true;
-        s.all_done.notify_all();
-      }
+      if (s.second_done.fetch_add(1) + 1 == s.second_tasks) s.Finish();
     }
   };
   const int64_t helpers = std::min<int64_t>(workers.num_threads, first_tasks) - 1;
