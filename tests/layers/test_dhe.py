@@ -80,8 +80,10 @@ def test_output_shapes_and_unseen_ids_are_valid():
     assert layer(tf.constant([1, 2, 3], tf.int64)).shape == (3, 3)
     out = layer(tf.constant(IDS), training=False).numpy()
     assert out.shape == (4, 2, 3) and np.all(np.isfinite(out))
-    int32_out = layer(tf.constant([[0, 1]], tf.int32), training=False)
-    np.testing.assert_allclose(int32_out, out[:1], rtol=1e-6)
+    # int32 ids give the same output as the same ids in int64 (same batch shape, so the
+    # dense layers run the same kernels and the outputs match bit for bit).
+    np.testing.assert_array_equal(layer(tf.constant(IDS[:2], tf.int32), training=False),
+                                  layer(tf.constant(IDS[:2]), training=False))
 
 
 def test_hash_params_survive_config():
