@@ -74,15 +74,22 @@ constexpr uint32_t kInCellMask = (1u << (24 - kCellBits)) - 1;
 constexpr float kInCellScale = 1.0f / (1 << (24 - kCellBits));
 constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
-// at[j]: the curve at t_j; step[j] = at[j + 1] - at[j].
+// cell[j] = {the curve at t_j, the curve at t_(j + 1) minus that}: one 8-byte
+// load gives both ends of a cell.
 struct CurveTable {
-  float at[kCells + 1];
-  float step[kCells];
+  struct Cell {
+    float at;
+    float step;
+  };
+  alignas(64) Cell cell[kCells];
   CurveTable() {
-    for (int j = 0; j <= kCells; ++j) {
-      at[j] = TruncatedStandardNormalAt(static_cast<float>(j) * (2.0f / kCells) - 1.0f);
+    float at = TruncatedStandardNormalAt(-1.0f);
+    for (int j = 0; j < kCells; ++j) {
+      const float t = static_cast<float>(j + 1) * (2.0f / kCells) - 1.0f;
+      const float next = TruncatedStandardNormalAt(t);
+      cell[j] = {at, next - at};
+      at = next;
     }
-    for (int j = 0; j < kCells; ++j) step[j] = at[j + 1] - at[j];
   }
 };
 const CurveTable kCurve;
@@ -114,8 +121,8 @@ void FillPortable(uint64_t stream_base, float mean, float stddev, float* out, in
         (__builtin_convertvector(u & kInCellMask, F32x16) + 0.5f) * kInCellScale;
     F32x16 at, step;
     for (int j = 0; j < kBlock; ++j) {
-      at[j] = kCurve.at[cell[j]];
-      step[j] = kCurve.step[cell[j]];
+      at[j] = kCurve.cell[cell[j]].at;
+      step[j] = kCurve.cell[cell[j]].step;
     }
     const F32x16 values = mean + stddev * (at + frac * step);
     std::memcpy(out + j0, &values, sizeof(float) * std::min<int64_t>(kBlock, dim - j0));
@@ -136,8 +143,16 @@ __attribute__((target("avx512f,avx512dq"))) void FillAvx512(uint64_t stream_base
         _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_and_si512(u, _mm512_set1_epi32(kInCellMask))),
                       _mm512_set1_ps(0.5f)),
         _mm512_set1_ps(kInCellScale));
-    const __m512 at = _mm512_i32gather_ps(cell, kCurve.at, sizeof(float));
-    const __m512 step = _mm512_i32gather_ps(cell, kCurve.step, sizeof(float));
+    // Lanes 0-7 and 8-15 each gather their cells' (at, step) pairs; the pairs
+    // are then split into the at and step vectors.
+    const __m512i lo = _mm512_i32gather_epi64(_mm512_castsi512_si256(cell), kCurve.cell, 8);
+    const __m512i hi =
+        _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(cell, 1), kCurve.cell, 8);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 at = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, even, hi));
+    const __m512 step = _mm512_castsi512_ps(
+        _mm512_permutex2var_epi32(lo, _mm512_add_epi32(even, _mm512_set1_epi32(1)), hi));
     const __m512 z = _mm512_add_ps(at, _mm512_mul_ps(frac, step));
     const __m512 values =
         _mm512_add_ps(_mm512_set1_ps(mean), _mm512_mul_ps(_mm512_set1_ps(stddev), z));
