@@ -6,9 +6,12 @@ lookup of existing keys with values gathered, and resident memory per key. In
 the same run: tf.lookup.experimental.MutableHashTable, DenseHashTable key->row
 plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 
-Each configuration runs --repeats times, each time in a fresh process; the table
-shows the median of each figure and the last line (1M keys, dim 16) the median
-of each run's ratios:
+Lookups are the best of 7 passes over the query batches and inserts the best of
+--insert_passes fresh tables, for every table alike, as timeit takes the best of
+its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
+can stretch by a quarter). Each configuration runs --repeats times, each time in
+a fresh process; the table shows the median of each figure and the last line
+(1M keys, dim 16) the median of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
@@ -63,15 +66,26 @@ def timed_batches(fn, batches, repeats=7):
 
 
 @gc_paused
-def timed_insert(fn, batches):
-    start = time.perf_counter()
-    for b in batches:
-        fn(*b) if isinstance(b, tuple) else fn(b)
-    return sum(int((b[0] if isinstance(b, tuple) else b).shape[0]) for b in batches) / (
-        time.perf_counter() - start)
+def timed_inserts(new_table, insert, batches, passes):
+    """Keys per second of inserting all batches into a fresh table: the best of `passes`
+    fresh tables, each freed before the next is made. Returns it with the last table
+    and the resident bytes the first table added."""
+    best, table, added = float("inf"), None, 0
+    for p in range(passes):
+        table = None
+        gc.collect()
+        before = rss_bytes()
+        table = new_table()
+        start = time.perf_counter()
+        for b in batches:
+            insert(table, *b)
+        best = min(best, time.perf_counter() - start)
+        if p == 0:
+            added = rss_bytes() - before
+    return sum(int(b[0].shape[0]) for b in batches) / best, table, added
 
 
-def measure(num_keys, dim, lookup_batches):
+def measure(num_keys, dim, lookup_batches, passes):
     rng = np.random.default_rng(num_keys + dim)
     keys = np.unique(rng.integers(-2 ** 62, 2 ** 62, int(num_keys * 1.01)))[:num_keys]
     rng.shuffle(keys)
@@ -83,26 +97,27 @@ def measure(num_keys, dim, lookup_batches):
     # The KV variable (no slots: the raw payload is key + value + freq + version).
     # Load kernels and let the allocator hold one batch's buffers before measuring memory.
     KVVariable(dim).lookup_or_insert(query[0])
-    gc.collect()
-    before = rss_bytes()
-    kv = KVVariable(dim, initializer="truncated_normal")
-    out["kv_insert"] = timed_insert(kv.lookup_or_insert, insert_batches)
-    out["bytes_per_key"] = (rss_bytes() - before) / num_keys
+    out["kv_insert"], kv, kv_bytes = timed_inserts(
+        lambda: KVVariable(dim, initializer="truncated_normal"),
+        lambda table, b: table.lookup_or_insert(b), [(b,) for b in insert_batches], passes)
+    out["bytes_per_key"] = kv_bytes / num_keys
     out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
     out["kv_lookup"] = timed_batches(kv.lookup, query)
     del kv
 
     # MutableHashTable: key -> row of dim floats, rows precomputed outside the timing.
-    gc.collect()
-    before = rss_bytes()
-    mutable = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, tf.zeros([dim]))
-    mutable.insert(query[0][:8], tf.zeros([8, dim]))
     rows = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
             for b in insert_batches]
-    out["mutable_insert"] = timed_insert(mutable.insert, rows)
+
+    def new_mutable():
+        table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, tf.zeros([dim]))
+        table.insert(query[0][:8], tf.zeros([8, dim]))
+        return table
+
+    out["mutable_insert"], mutable, mutable_bytes = timed_inserts(
+        new_mutable, lambda table, b, r: table.insert(b, r), rows, passes)
     del rows
-    gc.collect()
-    out["mutable_bytes_per_key"] = (rss_bytes() - before) / num_keys
+    out["mutable_bytes_per_key"] = mutable_bytes / num_keys
     out["mutable_lookup"] = timed_batches(mutable.lookup, query)
     del mutable
 
@@ -125,11 +140,12 @@ def measure(num_keys, dim, lookup_batches):
     return out
 
 
-def measure_in_subprocess(num_keys, dim, lookup_batches):
+def measure_in_subprocess(num_keys, dim, lookup_batches, passes):
     """Each configuration runs in a fresh process, so resident memory is not confounded
     by memory that an earlier configuration freed."""
     out = subprocess.run([sys.executable, __file__, "--one", str(num_keys), str(dim),
-                          "--lookup_batches", str(lookup_batches)],
+                          "--lookup_batches", str(lookup_batches),
+                          "--insert_passes", str(passes)],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -139,13 +155,16 @@ def main():
     parser.add_argument("--keys", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--lookup_batches", type=int, default=30)
+    parser.add_argument("--insert_passes", type=int, default=3,
+                        help="fresh tables filled per insert measurement (the best is reported)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh-process runs per configuration (medians are reported)")
     parser.add_argument("--one", type=int, nargs=2, metavar=("KEYS", "DIM"),
                         help="measure one configuration and print it as JSON")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.lookup_batches)))
+        print(json.dumps(measure(args.one[0], args.one[1], args.lookup_batches,
+                                   args.insert_passes)))
         return
 
     header = (f"{'keys':>10} {'dim':>4} | {'kv insert':>10} {'mutable':>9} | {'kv lookup':>10} "
@@ -156,7 +175,8 @@ def main():
     ratios = {}
     for num_keys in args.keys:
         for dim in args.dims:
-            runs = [measure_in_subprocess(num_keys, dim, args.lookup_batches)
+            runs = [measure_in_subprocess(num_keys, dim, args.lookup_batches,
+                                         args.insert_passes)
                     for _ in range(args.repeats)]
             r = {field: float(np.median([run[field] for run in runs])) for field in runs[0]}
             ratios[(num_keys, dim)] = {
