@@ -115,3 +115,26 @@ def test_interrupted_replacement_is_rolled_back(tmp_path):
     atomic.recover(str(out))
     assert snapshot(out) == before
     assert os.listdir(tmp_path) == ["out"]
+
+
+def test_the_new_export_is_on_disk_before_it_is_renamed_in(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    out = tmp_path / "out"
+    for overwrite in (False, True):
+        synced.clear()
+        export_embeddings(make_kv(500, 0), out, max_file_bytes=256, overwrite=overwrite)
+        # every file and directory, while still in the temporary directory; then the parent
+        assert synced[-1] == str(tmp_path)
+        tmp = os.path.commonpath(synced[:-1])
+        assert os.path.basename(tmp).startswith(".out.tmp-")
+        published = {os.path.relpath(os.path.join(d, name), out)
+                     for d, dirs, files in os.walk(out) for name in dirs + files} | {"."}
+        assert {os.path.relpath(p, tmp) for p in synced[:-1]} == published
+        assert len(published) > 3

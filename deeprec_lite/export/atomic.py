@@ -3,9 +3,12 @@
 Everything is written into a temporary directory beside the target
 (`.<name>.tmp-<pid>-<random>`) and renamed into place when complete. Replacing an
 existing output renames the old one away (`.<name>.old-<pid>-<random>`), renames
-the new one in, then deletes the old one. Leftovers of a killed process are
-cleaned up by the next export to the same target (and an old output whose
-replacement never arrived is put back).
+the new one in, then deletes the old one. Every file and directory of the new
+output is flushed to stable storage (fsync) before it is renamed in, and the
+parent directory after, so a crash or power loss leaves the old output or the
+complete new one. Leftovers of a killed process are cleaned up by the next
+export to the same target (and an old output whose replacement never arrived is
+put back).
 """
 import contextlib
 import os
@@ -76,10 +79,28 @@ def atomic_directory(target, overwrite=False):
         raise
 
 
+def _fsync(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(root):
+    """Flushes every file under root, and the directories naming them, to stable storage."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            _fsync(os.path.join(directory, name))
+        _fsync(directory, directory=True)
+
+
 def _publish(tmp, target, overwrite):
     parent, base = os.path.split(target)
+    _sync_tree(tmp)
     if not os.path.exists(target):
         os.rename(tmp, target)
+        _fsync(parent, directory=True)
         return
     check_target(target, overwrite)
     old = tempfile.mkdtemp(prefix=f".{base}.old-{os.getpid()}-", dir=parent)
@@ -90,4 +111,5 @@ def _publish(tmp, target, overwrite):
         os.rename(os.path.join(old, "previous"), target)
         os.rmdir(old)
         raise
+    _fsync(parent, directory=True)
     shutil.rmtree(old, ignore_errors=True)  # ... and delete the old one
