@@ -154,6 +154,15 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._key_dtype
 
     @property
+    def initializer(self):
+        """The kv_initializers.KVInitializer of new keys."""
+        return self._initializer
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @property
     def slot_names(self):
         return self._slot_names
 

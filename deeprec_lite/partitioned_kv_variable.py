@@ -117,6 +117,14 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return self._shards[0].key_dtype
 
     @property
+    def initializer(self):
+        return self._shards[0].initializer
+
+    @property
+    def seed(self):
+        return self._shards[0].seed
+
+    @property
     def slot_names(self):
         return self._shards[0].slot_names
 

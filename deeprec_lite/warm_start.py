@@ -25,10 +25,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from deeprec_lite import checkpoints
+from deeprec_lite import checkpoints, policies
 from deeprec_lite.callbacks import kv_tables
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv_variable import KVRecords
+from deeprec_lite.kv_variable import KVRecords, KVVariable, bloom_counts_of_shard
 
 MIGRATED, PARTIAL, NEW, UNUSED = "migrated", "partially migrated", "new", "unused in source"
 
@@ -57,7 +57,8 @@ class WarmStartReport:
 
 @dataclasses.dataclass
 class _SourceTable:
-    """The admitted records of one source table (slots None when unknown)."""
+    """The records of one source table (slots None when unknown; admitted False for a
+    key that its counter admission has not admitted yet)."""
 
     name: str
     key_dtype: tf.dtypes.DType
@@ -67,6 +68,9 @@ class _SourceTable:
     values: np.ndarray
     freqs: np.ndarray
     versions: np.ndarray
+    admitted: np.ndarray
+    admission: Optional[policies.Admission] = None
+    bloom_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     slot_names: tuple = ()
     slot_inits: tuple = ()
     slots: Optional[np.ndarray] = None
@@ -74,10 +78,9 @@ class _SourceTable:
 
 def _table_from_kv(kv):
     rec = KVRecords(*[t.numpy() for t in kv.export()])
-    a = rec.admitted
-    return _SourceTable(kv.name, kv.key_dtype, kv.dim, int(kv.step), rec.keys[a], rec.values[a],
-                        rec.freqs[a], rec.versions[a], kv.slot_names, kv.slot_initial_values,
-                        rec.slots[a])
+    return _SourceTable(kv.name, kv.key_dtype, kv.dim, int(kv.step), rec.keys, rec.values,
+                        rec.freqs, rec.versions, rec.admitted, kv.admission, rec.bloom_counts,
+                        kv.slot_names, kv.slot_initial_values, rec.slots)
 
 
 def _tables_from_export(export):
@@ -87,7 +90,8 @@ def _tables_from_export(export):
         string = summary["key_dtype"] == "string"
         keys = keys.astype(object) if string else keys.astype(np.int64)
         out[name] = _SourceTable(name, tf.string if string else tf.int64, summary["dim"],
-                                 export.manifest["global_step"], keys, values, freqs, versions)
+                                 export.manifest["global_step"], keys, values, freqs, versions,
+                                 np.ones(len(keys), bool))
     return out
 
 
@@ -140,6 +144,41 @@ def _overlap(old, new):
     return out
 
 
+def _initial_values(new_kv, keys):
+    """[len(keys), dim] values the new table gives these keys when it creates them (from
+    a scratch table: the new one may not admit them yet)."""
+    scratch = KVVariable(new_kv.dim, key_dtype=new_kv.key_dtype, initializer=new_kv.initializer,
+                         seed=new_kv.seed)
+    return scratch.lookup_or_insert(keys)[0].numpy().reshape(len(keys), new_kv.dim)
+
+
+def _not_admitted(src, new_kv, pending):
+    """What the new table takes of the counts of the source's keys not admitted yet:
+    (mask of the pending records it holds, its Bloom filter counters, report notes)."""
+    old, new = src.admission, new_kv.admission
+    taken = np.zeros_like(pending)
+    bloom = new_kv.export().bloom_counts
+    bloom_taken = False
+    notes = []
+    if isinstance(new, policies.CounterFilter):
+        taken = pending
+        if taken.any():
+            notes.append(f"{int(taken.sum())} keys not admitted yet")
+    elif isinstance(new, policies.BloomFilter) and isinstance(old, policies.BloomFilter) and \
+            (old.num_counters, old.num_hashes) == (new.num_counters, new.num_hashes):
+        shards = getattr(new_kv, "num_shards", 1)
+        bloom = tf.concat([bloom_counts_of_shard(src.bloom_counts, new.num_counters, shards, i)
+                           for i in range(shards)], 0)
+        bloom_taken = True
+        notes.append("Bloom filter counts")
+    lost = (pending & ~taken).any() or (
+        not bloom_taken and isinstance(old, policies.BloomFilter) and src.bloom_counts.any())
+    if lost:
+        notes.append(f"counts of keys not admitted yet not migrated (source: {old!r}, "
+                     f"here: {new!r})")
+    return taken, bloom, notes, lost
+
+
 def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_change):
     if src.key_dtype != new_kv.key_dtype:
         raise ValueError(f"table '{new_kv.name}' has {new_kv.key_dtype.name} keys but the "
@@ -152,13 +191,15 @@ def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_cha
         keep &= src.freqs >= min_freq
     if max_staleness is not None:
         keep &= src.step - src.versions <= max_staleness
+    pending, bloom, pending_notes, lost = _not_admitted(src, new_kv, keep & ~src.admitted)
+    admitted = keep & src.admitted
+    details = [f"{admitted.sum()} of {src.admitted.sum()} keys"]
+    keep = admitted | pending
     keys, freqs, versions, values = src.keys[keep], src.freqs[keep], src.versions[keep], \
         src.values[keep]
-    details = [f"{keep.sum()} of {len(keep)} keys"]
     if src.dim != new_kv.dim:
         # The new table's own initial values for these keys, then the common columns.
-        fresh = new_kv.lookup_or_insert(keys, counts=np.zeros(len(keys), np.int64))[0].numpy()
-        values = _overlap(values, fresh.reshape(len(keys), new_kv.dim))
+        values = _overlap(values, _initial_values(new_kv, keys))
         details.append(f"dim {src.dim} -> {new_kv.dim}")
     compatible = src.slot_names == new_kv.slot_names or not new_kv.slot_names
     if slots and src.slots is not None and src.slot_names and src.dim == new_kv.dim \
@@ -171,9 +212,10 @@ def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_cha
         slot_rows = np.broadcast_to(inits[None, :, None],
                                     (len(keys), len(inits), new_kv.dim)).copy()
     new_kv.import_records(KVRecords(keys, values, freqs, versions, slot_rows,
-                                    np.ones(len(keys), bool), new_kv.export().bloom_counts))
+                                    src.admitted[keep], bloom))
     new_kv.step.assign(src.step)
-    partial = src.dim != new_kv.dim or not keep.all()
+    details += pending_notes
+    partial = src.dim != new_kv.dim or admitted.sum() != src.admitted.sum() or lost
     return (PARTIAL if partial else MIGRATED), ", ".join(details)
 
 

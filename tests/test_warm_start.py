@@ -3,18 +3,19 @@ continuation when nothing changed."""
 import numpy as np
 import pytest
 
-from deeprec_lite import checkpoints, optimizers, sparse_optimizers
+from deeprec_lite import KVVariable, checkpoints, optimizers, policies, sparse_optimizers
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers import KVEmbedding
 from deeprec_lite.warm_start import MIGRATED, NEW, PARTIAL, UNUSED, warm_start
 from kv_reference import records_by_key
 
 
-def make_model(features=("a", "b"), dim=4, hidden=8, key_dtype="int64"):
+def make_model(features=("a", "b"), dim=4, hidden=8, key_dtype="int64", admission=None):
     dtype = tf.int64 if key_dtype == "int64" else tf.string
     inputs = {f: keras.Input((), dtype=dtype, name=f) for f in features}
     embedded = [KVEmbedding(dim, key_dtype=key_dtype, initializer="uniform", seed=i,
-                            name=f"emb_{f}")(inputs[f]) for i, f in enumerate(features)]
+                            admission=admission, name=f"emb_{f}")(inputs[f])
+                for i, f in enumerate(features)]
     h = keras.layers.Dense(hidden, activation="relu", name="hidden")(
         keras.layers.Concatenate()(embedded))
     out = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
@@ -135,3 +136,69 @@ def test_warm_start_from_an_embeddings_export_migrates_the_tables(tmp_path):
     for key, record in new_rec.items():
         np.testing.assert_array_equal(record[0], old_rec[key][0])
         assert record[1:3] == old_rec[key][1:3]
+
+
+def continue_both(old, new, x, y):
+    for model in (old, new):
+        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(new.predict(x, verbose=0), old.predict(x, verbose=0))
+
+
+def test_keys_not_admitted_yet_keep_their_counts(tmp_path):
+    x, y = make_data()
+    counter = policies.CounterFilter(min_count=8)  # ~6 sightings per key and epoch
+    old = make_model(admission=counter)
+    old.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    checkpoints.save(old, str(tmp_path / "ckpt"))
+    old_records = records_by_key(old.get_layer("emb_a").kv.export())
+    pending = sum(not r[4] for r in old_records.values())
+    assert 0 < pending < len(old_records)
+
+    new = make_model(admission=counter)
+    new.optimizer.build(new.trainable_variables)
+    status, detail = warm_start(new, str(tmp_path / "ckpt"), migrate_slots=True).entries[
+        "table:emb_a"]
+    assert status == MIGRATED and f"{pending} keys not admitted yet" in detail
+    assert sorted_records(new.get_layer("emb_a").kv) == sorted_records(old.get_layer("emb_a").kv)
+    continue_both(old, new, x, y)  # the same keys get admitted at the same step
+
+    # Into a table of another dim: admitted keys keep their columns and get the new
+    # table's own initial values in the others (the new table does not admit them yet).
+    wider = make_model(dim=6, admission=counter)
+    status, detail = warm_start(wider, str(tmp_path / "ckpt"), allow_dim_change=True).entries[
+        "table:emb_a"]
+    assert status == PARTIAL and f"{pending} keys not admitted yet" in detail
+    new_records = records_by_key(wider.get_layer("emb_a").kv.export())
+    assert {k: r[1:3] + r[4:] for k, r in new_records.items()} == \
+        {k: r[1:3] + r[4:] for k, r in old_records.items()}
+    admitted = [k for k, r in old_records.items() if r[4]]
+    fresh = KVVariable(6, initializer="uniform", seed=0).lookup_or_insert(admitted)[0].numpy()
+    assert np.all(fresh[:, 4:] != 0)
+    for key, row in zip(admitted, fresh):
+        np.testing.assert_array_equal(new_records[key][0][:4], old_records[key][0])
+        np.testing.assert_array_equal(new_records[key][0][4:], row[4:])
+
+    # A table without admission cannot hold them: reported.
+    status, detail = warm_start(make_model(), str(tmp_path / "ckpt")).entries["table:emb_a"]
+    assert status == PARTIAL and "not admitted yet not migrated" in detail
+
+
+def test_a_bloom_filter_moves_whole_to_a_filter_of_the_same_shape(tmp_path):
+    x, y = make_data()
+    bloom = policies.BloomFilter(min_count=8, expected_keys=100, false_positive_rate=0.01)
+    old = make_model(admission=bloom)
+    old.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    old_counts = old.get_layer("emb_a").kv.export().bloom_counts.numpy()
+    assert old_counts.any()
+
+    new = make_model(admission=bloom)
+    new.optimizer.build(new.trainable_variables)
+    status, detail = warm_start(new, old, migrate_slots=True).entries["table:emb_a"]
+    assert status == MIGRATED and "Bloom filter counts" in detail
+    np.testing.assert_array_equal(new.get_layer("emb_a").kv.export().bloom_counts.numpy(),
+                                  old_counts)
+    continue_both(old, new, x, y)
+
+    other = policies.BloomFilter(min_count=8, expected_keys=200, false_positive_rate=0.01)
+    status, detail = warm_start(make_model(admission=other), old).entries["table:emb_a"]
+    assert status == PARTIAL and "not admitted yet not migrated" in detail
