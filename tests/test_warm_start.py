@@ -33,6 +33,12 @@ def make_data(features=("a", "b"), n=256, seed=0):
     return x, y
 
 
+def continue_both(old, new, x, y):
+    for model in (old, new):
+        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(new.predict(x, verbose=0), old.predict(x, verbose=0))
+
+
 def sorted_records(kv):
     got = records_by_key(kv.export())
     return {k: tuple(np.asarray(x).tolist() for x in v) for k, v in got.items()}
@@ -49,9 +55,7 @@ def test_unchanged_model_with_slots_continues_exactly_like_the_checkpoint(tmp_pa
     report = warm_start(new, str(tmp_path / "ckpt"), migrate_slots=True)
     assert report.names(NEW) == [] and report.names(UNUSED) == []
     assert int(new.optimizer.iterations) == int(old.optimizer.iterations) == 16
-    for model in (old, new):
-        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    np.testing.assert_array_equal(new.predict(x, verbose=0), old.predict(x, verbose=0))
+    continue_both(old, new, x, y)
     for f in ("a", "b"):
         assert sorted_records(new.get_layer(f"emb_{f}").kv) == \
             sorted_records(old.get_layer(f"emb_{f}").kv)
@@ -136,12 +140,6 @@ def test_warm_start_from_an_embeddings_export_migrates_the_tables(tmp_path):
     for key, record in new_rec.items():
         np.testing.assert_array_equal(record[0], old_rec[key][0])
         assert record[1:3] == old_rec[key][1:3]
-
-
-def continue_both(old, new, x, y):
-    for model in (old, new):
-        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    np.testing.assert_array_equal(new.predict(x, verbose=0), old.predict(x, verbose=0))
 
 
 def test_keys_not_admitted_yet_keep_their_counts(tmp_path):
