@@ -160,33 +160,29 @@ class KvTable : public KvTableBase {
   DataType key_dtype() const override { return KeyCodec<K>::kDtype; }
 
   // Read-only, so no grouping by shard: each task takes a contiguous range of
-  // the batch, holds every shard's lock shared, and walks its keys in input
-  // order with a prefetch pipeline (index entry 16 keys ahead, record 8 ahead).
+  // the batch, hashes it, holds every shard's lock shared, and walks its keys in
+  // input order with a prefetch pipeline (index entry 16 keys ahead, record 8
+  // ahead).
   void Find(OpKernelContext* ctx, const Tensor& keys, float* values) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
     const int64_t dim = config_.dim;
     auto work = [&](int64_t first, int64_t last) {
+      std::unique_ptr<uint64_t[]> hashes(new uint64_t[last - first]);
+      for (int64_t i = first; i < last; ++i) hashes[i - first] = HashKey(k[i]);
+      const uint64_t* h = hashes.get() - first;  // h[i]: the hash of k[i]
       for (auto& s : shards_) s->mu.lock_shared();
       constexpr int64_t kAhead = 16;
-      uint64_t ring[kAhead];
       for (int64_t i = first; i < std::min(last, first + kAhead); ++i) {
-        ring[i % kAhead] = HashKey(k[i]);
-        ShardOf(ring[i % kAhead]).index.Prefetch(ring[i % kAhead]);
+        ShardOf(h[i]).index.Prefetch(h[i]);
       }
       for (int64_t i = first; i < last; ++i) {
-        const uint64_t h = ring[i % kAhead];
         if (i + kAhead / 2 < last) {
-          const uint64_t ahead = ring[(i + kAhead / 2) % kAhead];
-          PrefetchRecord(ShardOf(ahead), ahead, kKeyOffset);
+          PrefetchRecord(ShardOf(h[i + kAhead / 2]), h[i + kAhead / 2], kKeyOffset);
         }
-        if (i + kAhead < last) {
-          const uint64_t next = HashKey(k[i + kAhead]);
-          ring[i % kAhead] = next;
-          ShardOf(next).index.Prefetch(next);
-        }
-        const Shard& s = ShardOf(h);
-        const int64_t pos = s.index.Find(h, SameKey(s, k[i]));
+        if (i + kAhead < last) ShardOf(h[i + kAhead]).index.Prefetch(h[i + kAhead]);
+        const Shard& s = ShardOf(h[i]);
+        const int64_t pos = s.index.Find(h[i], SameKey(s, k[i]));
         const float* src = config_.default_value.data();
         if (pos != HashIndex::kNotFound) {
           const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
