@@ -9,9 +9,12 @@ plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 Lookups are the best of 7 passes over the query batches and inserts the best of
 --insert_passes fresh tables, for every table alike, as timeit takes the best of
 its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
-can stretch by a quarter). Each configuration runs --repeats times, each time in
-a fresh process; the table shows the median of each figure and the last line
-(1M keys, dim 16) the median of each run's ratios:
+can stretch by a quarter). The tables compared take turns, one pass of each per
+round, so that each meets the machine's quiet and busy spells alike. Resident
+memory is measured on each table's first fill, before the process has freed
+anything. Each configuration runs --repeats times, each time in a fresh process;
+the table shows the median of each figure and the last line (1M keys, dim 16)
+the median of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
@@ -28,6 +31,7 @@ from deeprec_lite import KVVariable
 from deeprec_lite.compat import tf
 
 BATCH = 65_536
+LOOKUP_PASSES = 7
 # (name, numerator, denominator): the ratios of the last line, from the same run's figures
 RATIOS = (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
           ("lookup_vs_dense_gather", "kv_lookup", "dense_gather"),
@@ -53,90 +57,99 @@ def gc_paused(fn):
 
 
 @gc_paused
-def timed_batches(fn, batches, repeats=7):
-    """Keys per second: the best of `repeats` passes over all batches."""
-    fn(batches[0])  # warm up kernels
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for b in batches:
-            fn(b)
-        best = min(best, time.perf_counter() - start)
-    return sum(int(b.shape[0]) for b in batches) / best
+def timed_pass(fn, batches):
+    """Seconds for one pass of fn over the batches (each a tuple of arguments)."""
+    start = time.perf_counter()
+    for args in batches:
+        fn(*args)
+    return time.perf_counter() - start
 
 
-@gc_paused
-def timed_inserts(new_table, insert, batches, passes):
-    """Keys per second of inserting all batches into a fresh table: the best of `passes`
-    fresh tables, each freed before the next is made. Returns it with the last table
-    and the resident bytes the first table added."""
-    best, table, added = float("inf"), None, 0
-    for p in range(passes):
-        table = None
-        gc.collect()
-        before = rss_bytes()
-        table = new_table()
-        start = time.perf_counter()
-        for b in batches:
-            insert(table, *b)
-        best = min(best, time.perf_counter() - start)
-        if p == 0:
-            added = rss_bytes() - before
-    return sum(int(b[0].shape[0]) for b in batches) / best, table, added
+def filled(new_table, insert, batches):
+    """A fresh table filled with the batches: (table, seconds, resident bytes added)."""
+    gc.collect()
+    before = rss_bytes()
+    table = new_table()
+    seconds = timed_pass(lambda *args: insert(table, *args), batches)
+    return table, seconds, rss_bytes() - before
+
+
+def interleaved_best(passes, rounds):
+    """Keys per second of each lookup: the best of `rounds` passes over its batches,
+    one pass of each per round. passes: name -> (fn, batches)."""
+    for fn, batches in passes.values():
+        fn(*batches[0])  # warm up kernels
+    seconds = {name: [] for name in passes}
+    for _ in range(rounds):
+        for name, (fn, batches) in passes.items():
+            seconds[name].append(timed_pass(fn, batches))
+    return {name: sum(int(b[0].shape[0]) for b in passes[name][1]) / min(seconds[name])
+            for name in passes}
 
 
 def measure(num_keys, dim, lookup_batches, passes):
     rng = np.random.default_rng(num_keys + dim)
     keys = np.unique(rng.integers(-2 ** 62, 2 ** 62, int(num_keys * 1.01)))[:num_keys]
     rng.shuffle(keys)
-    insert_batches = [tf.constant(keys[i:i + BATCH]) for i in range(0, num_keys, BATCH)]
-    query = [tf.constant(rng.choice(keys, BATCH)) for _ in range(lookup_batches)]
-    row_ids = [tf.constant(rng.integers(0, num_keys, BATCH)) for _ in range(lookup_batches)]
+    insert_batches = [(tf.constant(keys[i:i + BATCH]),) for i in range(0, num_keys, BATCH)]
+    query = [(tf.constant(rng.choice(keys, BATCH)),) for _ in range(lookup_batches)]
+    row_ids = [(tf.constant(rng.integers(0, num_keys, BATCH)),) for _ in range(lookup_batches)]
     out = {"raw_bytes_per_key": 8 + 4 * dim + 8 + 8}
 
-    # The KV variable (no slots: the raw payload is key + value + freq + version).
-    # Load kernels and let the allocator hold one batch's buffers before measuring memory.
-    KVVariable(dim).lookup_or_insert(query[0])
-    out["kv_insert"], kv, kv_bytes = timed_inserts(
-        lambda: KVVariable(dim, initializer="truncated_normal"),
-        lambda table, b: table.lookup_or_insert(b), [(b,) for b in insert_batches], passes)
-    out["bytes_per_key"] = kv_bytes / num_keys
-    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
-    out["kv_lookup"] = timed_batches(kv.lookup, query)
-    del kv
+    # The KV variable (no slots: the raw payload is key + value + freq + version) and
+    # MutableHashTable (key -> row of dim floats, rows precomputed outside the timing).
+    def new_kv():
+        return KVVariable(dim, initializer="truncated_normal")
 
-    # MutableHashTable: key -> row of dim floats, rows precomputed outside the timing.
-    rows = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
-            for b in insert_batches]
+    def kv_insert(table, b):
+        table.lookup_or_insert(b)
 
     def new_mutable():
         table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, tf.zeros([dim]))
-        table.insert(query[0][:8], tf.zeros([8, dim]))
+        table.insert(query[0][0][:8], tf.zeros([8, dim]))
         return table
 
-    out["mutable_insert"], mutable, mutable_bytes = timed_inserts(
-        new_mutable, lambda table, b, r: table.insert(b, r), rows, passes)
-    del rows
+    def mutable_insert(table, b, r):
+        table.insert(b, r)
+
+    mutable_batches = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
+                       for b, in insert_batches]
+    # Load kernels and let the allocator hold one batch's buffers before measuring memory.
+    new_kv().lookup_or_insert(query[0][0])
+    # Each one's first table is filled before anything was freed, for its resident
+    # memory, and kept for the lookups.
+    kv, kv_seconds, kv_bytes = filled(new_kv, kv_insert, insert_batches)
+    mutable, mutable_seconds, mutable_bytes = filled(new_mutable, mutable_insert,
+                                                     mutable_batches)
+    out["bytes_per_key"] = kv_bytes / num_keys
+    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
     out["mutable_bytes_per_key"] = mutable_bytes / num_keys
-    out["mutable_lookup"] = timed_batches(mutable.lookup, query)
-    del mutable
+    # Then one more fresh table of each per round, each freed before the next is made.
+    seconds = {"kv_insert": [kv_seconds], "mutable_insert": [mutable_seconds]}
+    for _ in range(passes - 1):
+        seconds["kv_insert"].append(filled(new_kv, kv_insert, insert_batches)[1])
+        seconds["mutable_insert"].append(
+            filled(new_mutable, mutable_insert, mutable_batches)[1])
+    del mutable_batches
+    out.update({name: num_keys / min(s) for name, s in seconds.items()})
 
     # DenseHashTable key -> row index, plus a gather from a dense variable.
     dense = tf.lookup.experimental.DenseHashTable(tf.int64, tf.int64, default_value=-1,
                                                   empty_key=2 ** 63 - 1, deleted_key=2 ** 63 - 2)
     start_row = 0
-    for b in insert_batches:
+    for b, in insert_batches:
         n = int(b.shape[0])
         dense.insert(b, tf.range(start_row, start_row + n, dtype=tf.int64))
         start_row += n
     embeddings = tf.Variable(tf.random.truncated_normal([num_keys, dim], stddev=0.05))
-    out["dense_hash_lookup"] = timed_batches(
-        lambda b: tf.gather(embeddings, tf.maximum(dense.lookup(b), 0)), query)
-    del dense
-
-    # The near-physical limit: a dense gather of random rows.
-    out["dense_gather"] = timed_batches(lambda i: tf.gather(embeddings, i), row_ids)
-    del embeddings
+    out.update(interleaved_best({
+        "kv_lookup": (kv.lookup, query),
+        "mutable_lookup": (mutable.lookup, query),
+        "dense_hash_lookup": (
+            lambda b: tf.gather(embeddings, tf.maximum(dense.lookup(b), 0)), query),
+        # The near-physical limit: a dense gather of random rows.
+        "dense_gather": (lambda i: tf.gather(embeddings, i), row_ids),
+    }, LOOKUP_PASSES))
     return out
 
 
