@@ -6,19 +6,22 @@ lookup of existing keys with values gathered, and resident memory per key. In
 the same run: tf.lookup.experimental.MutableHashTable, DenseHashTable key->row
 plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 
-Lookups are the best of 7 passes over the query batches and inserts the best of
---insert_passes fresh tables, for every table alike, as timeit takes the best of
-its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
-can stretch by a quarter). The tables compared take turns, one pass of each per
-round, so that each meets the machine's quiet and busy spells alike. Resident
-memory is measured on each table's first fill, before the process has freed
-anything. Each configuration runs --repeats times, each time in a fresh process;
-the table shows the median of each figure and the last line (1M keys, dim 16)
-the median of each run's ratios:
+Lookups are the best of 7 consecutive passes over the query batches (the table
+as warm in the caches as in a training loop that uses it) and inserts the best
+of --insert_passes fresh tables, for every table alike, as timeit takes the best
+of its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the
+machine can stretch by a quarter). The KV table and MutableHashTable fill their
+fresh tables in turns, so that each meets the machine's quiet and busy spells
+alike, and each fill starts after the memory freed before it went back to the
+system: a fill maps fresh pages, as a growing table does. Resident memory is
+measured on each table's first fill. Each configuration runs --repeats times,
+each time in a fresh process; the table shows the median of each figure and the
+last line (1M keys, dim 16) the median of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
 import argparse
+import ctypes
 import gc
 import json
 import subprocess
@@ -31,7 +34,6 @@ from deeprec_lite import KVVariable
 from deeprec_lite.compat import tf
 
 BATCH = 65_536
-LOOKUP_PASSES = 7
 # (name, numerator, denominator): the ratios of the last line, from the same run's figures
 RATIOS = (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
           ("lookup_vs_dense_gather", "kv_lookup", "dense_gather"),
@@ -65,26 +67,31 @@ def timed_pass(fn, batches):
     return time.perf_counter() - start
 
 
+def release_freed_memory():
+    """Hands what the process freed back to the system (glibc's malloc_trim), so that
+    every fill maps fresh pages as a growing table does, instead of reusing the pages
+    of the table freed before it."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def filled(new_table, insert, batches):
     """A fresh table filled with the batches: (table, seconds, resident bytes added)."""
     gc.collect()
+    release_freed_memory()
     before = rss_bytes()
     table = new_table()
     seconds = timed_pass(lambda *args: insert(table, *args), batches)
     return table, seconds, rss_bytes() - before
 
 
-def interleaved_best(passes, rounds):
-    """Keys per second of each lookup: the best of `rounds` passes over its batches,
-    one pass of each per round. passes: name -> (fn, batches)."""
-    for fn, batches in passes.values():
-        fn(*batches[0])  # warm up kernels
-    seconds = {name: [] for name in passes}
-    for _ in range(rounds):
-        for name, (fn, batches) in passes.items():
-            seconds[name].append(timed_pass(fn, batches))
-    return {name: sum(int(b[0].shape[0]) for b in passes[name][1]) / min(seconds[name])
-            for name in passes}
+def best_lookup(fn, batches, passes=7):
+    """Keys per second: the best of `passes` consecutive passes over all batches, so
+    that the table is as warm in the caches as in a training loop that uses it."""
+    fn(*batches[0])  # warm up kernels
+    best = min(timed_pass(fn, batches) for _ in range(passes))
+    return sum(int(b[0].shape[0]) for b in batches) / best
 
 
 def measure(num_keys, dim, lookup_batches, passes):
@@ -114,10 +121,10 @@ def measure(num_keys, dim, lookup_batches, passes):
 
     mutable_batches = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
                        for b, in insert_batches]
-    # Load kernels and let the allocator hold one batch's buffers before measuring memory.
+    # Load kernels and let TensorFlow's allocator hold one batch's outputs before
+    # memory is measured.
     new_kv().lookup_or_insert(query[0][0])
-    # Each one's first table is filled before anything was freed, for its resident
-    # memory, and kept for the lookups.
+    # Each one's first table gives its resident memory and is kept for the lookups.
     kv, kv_seconds, kv_bytes = filled(new_kv, kv_insert, insert_batches)
     mutable, mutable_seconds, mutable_bytes = filled(new_mutable, mutable_insert,
                                                      mutable_batches)
@@ -142,14 +149,12 @@ def measure(num_keys, dim, lookup_batches, passes):
         dense.insert(b, tf.range(start_row, start_row + n, dtype=tf.int64))
         start_row += n
     embeddings = tf.Variable(tf.random.truncated_normal([num_keys, dim], stddev=0.05))
-    out.update(interleaved_best({
-        "kv_lookup": (kv.lookup, query),
-        "mutable_lookup": (mutable.lookup, query),
-        "dense_hash_lookup": (
-            lambda b: tf.gather(embeddings, tf.maximum(dense.lookup(b), 0)), query),
-        # The near-physical limit: a dense gather of random rows.
-        "dense_gather": (lambda i: tf.gather(embeddings, i), row_ids),
-    }, LOOKUP_PASSES))
+    out["kv_lookup"] = best_lookup(kv.lookup, query)
+    out["mutable_lookup"] = best_lookup(mutable.lookup, query)
+    out["dense_hash_lookup"] = best_lookup(
+        lambda b: tf.gather(embeddings, tf.maximum(dense.lookup(b), 0)), query)
+    # The near-physical limit: a dense gather of random rows.
+    out["dense_gather"] = best_lookup(lambda i: tf.gather(embeddings, i), row_ids)
     return out
 
 
