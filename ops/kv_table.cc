@@ -663,6 +663,7 @@ class KvTable : public KvTableBase {
 
   char* NewRow(Shard& s, size_t pos, uint64_t hash, const K& key) {
     const uint32_t r = s.rows.Allocate();
+    s.rows.PrefetchNewRow(4);
     char* rec = s.rows.Row(r);
     s.key_heap_bytes += KeyCodec<K>::Store(KeyWord(rec), key);
     s.index.Insert(pos, hash, r);

@@ -56,6 +56,17 @@ class RowArena {
 
   void Free(uint32_t r) { free_.push_back(r); }
 
+  // Prefetches, for writing, the row that the `ahead`-th next Allocate() will
+  // return when it comes from the chunk being filled (no free row is waiting).
+  [[gnu::always_inline]] void PrefetchNewRow(uint32_t ahead) const {
+    const uint32_t r = high_ + ahead;
+    if (!free_.empty() || (r >> kChunkBits) != ((high_ - 1) >> kChunkBits)) return;
+    if (high_ < kChunkRows && r >= first_chunk_rows_) return;
+    const char* row = Row(r);
+    __builtin_prefetch(row, 1);
+    __builtin_prefetch(row + stride_ - 1, 1);
+  }
+
   // Changes the stride of every row; `move(new_row, old_row)` fills each new row
   // (free rows included) from the old one. Row numbers do not change.
   template <typename Move>
