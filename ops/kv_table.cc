@@ -663,6 +663,7 @@ class KvTable : public KvTableBase {
 
   char* NewRow(Shard& s, size_t pos, uint64_t hash, const K& key) {
     const uint32_t r = s.rows.Allocate();
+    // A part visits each shard's keys in long runs, so new rows come in sequence.
     s.rows.PrefetchNewRow(4);
     char* rec = s.rows.Row(r);
     s.key_heap_bytes += KeyCodec<K>::Store(KeyWord(rec), key);

@@ -56,8 +56,9 @@ class RowArena {
 
   void Free(uint32_t r) { free_.push_back(r); }
 
-  // Prefetches, for writing, the row that the `ahead`-th next Allocate() will
-  // return when it comes from the chunk being filled (no free row is waiting).
+  // Prefetches, for writing, the row that Allocate() returns once `ahead` more
+  // rows have been handed out, when it lies in the chunk being filled and no
+  // freed row will be handed out first.
   [[gnu::always_inline]] void PrefetchNewRow(uint32_t ahead) const {
     const uint32_t r = high_ + ahead;
     if (!free_.empty() || (r >> kChunkBits) != ((high_ - 1) >> kChunkBits)) return;
