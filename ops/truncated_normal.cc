@@ -101,8 +101,11 @@ typedef float F32x16 __attribute__((vector_size(64)));
 // Stream draws j0 / 2 + 1 .. j0 / 2 + 8 (Mix64 of base + draw * golden), each
 // with its high word first in memory: words j0 .. j0 + 15 of the key stream.
 inline U32x16 StreamWords(uint64_t stream_base, int64_t j0) {
-  const U64x8 draw = {1, 2, 3, 4, 5, 6, 7, 8};
-  U64x8 x = Mix64Lanes(stream_base + (draw + static_cast<uint64_t>(j0 / 2)) * kGolden);
+  // (draw + j0 / 2) * golden, as draw * golden + (j0 / 2) * golden: one vector
+  // multiply fewer, the same words (integer arithmetic modulo 2^64).
+  const U64x8 draw_golden = {1 * kGolden, 2 * kGolden, 3 * kGolden, 4 * kGolden,
+                             5 * kGolden, 6 * kGolden, 7 * kGolden, 8 * kGolden};
+  U64x8 x = Mix64Lanes((stream_base + static_cast<uint64_t>(j0 / 2) * kGolden) + draw_golden);
   x = (x >> 32) | (x << 32);
   U32x16 words;
   std::memcpy(&words, &x, sizeof(words));
