@@ -6,17 +6,18 @@ lookup of existing keys with values gathered, and resident memory per key. In
 the same run: tf.lookup.experimental.MutableHashTable, DenseHashTable key->row
 plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 
-Lookups are the best of 7 consecutive passes over the query batches (the table
-as warm in the caches as in a training loop that uses it) and inserts the best
-of --insert_passes fresh tables, for every table alike, as timeit takes the best
-of its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the
-machine can stretch by a quarter). The KV table and MutableHashTable fill their
-fresh tables in turns, so that each meets the machine's quiet and busy spells
-alike, and each fill starts after the memory freed before it went back to the
-system: a fill maps fresh pages, as a growing table does. Resident memory is
-measured on each table's first fill. Each configuration runs --repeats times,
-each time in a fresh process; the table shows the median of each figure and the
-last line (1M keys, dim 16) the median of each run's ratios:
+Lookups are the best of 7 passes over the query batches and inserts the best of
+--insert_passes fresh tables, for every table alike, as timeit takes the best of
+its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
+can stretch by a quarter). A table's resident memory is measured on its first
+fill, after the memory the process freed before went back to the system (so
+that no page is reused uncounted); later fills may reuse the pages of the table
+freed before them: on this project's virtual machine, mapping pages it has not
+used lately can cost ~10 us per 4K page (a run with every fill on newly mapped
+pages inserted 10M dim-64 keys at 0.99 M keys/s), which would time the machine's
+memory rather than the tables. Each configuration runs --repeats times, each
+time in a fresh process; the table shows the median of each figure and the last
+line (1M keys, dim 16) the median of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
@@ -59,102 +60,100 @@ def gc_paused(fn):
 
 
 @gc_paused
-def timed_pass(fn, batches):
-    """Seconds for one pass of fn over the batches (each a tuple of arguments)."""
-    start = time.perf_counter()
-    for args in batches:
-        fn(*args)
-    return time.perf_counter() - start
+def timed_batches(fn, batches, repeats=7):
+    """Keys per second: the best of `repeats` passes over all batches."""
+    fn(batches[0])  # warm up kernels
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for b in batches:
+            fn(b)
+        best = min(best, time.perf_counter() - start)
+    return sum(int(b.shape[0]) for b in batches) / best
 
 
 def release_freed_memory():
     """Hands what the process freed back to the system (glibc's malloc_trim), so that
-    every fill maps fresh pages as a growing table does, instead of reusing the pages
-    of the table freed before it."""
+    the next table's resident memory counts every page it uses."""
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
 
-def filled(new_table, insert, batches):
-    """A fresh table filled with the batches: (table, seconds, resident bytes added)."""
-    gc.collect()
-    release_freed_memory()
-    before = rss_bytes()
-    table = new_table()
-    seconds = timed_pass(lambda *args: insert(table, *args), batches)
-    return table, seconds, rss_bytes() - before
-
-
-def best_lookup(fn, batches, passes=7):
-    """Keys per second: the best of `passes` consecutive passes over all batches, so
-    that the table is as warm in the caches as in a training loop that uses it."""
-    fn(*batches[0])  # warm up kernels
-    best = min(timed_pass(fn, batches) for _ in range(passes))
-    return sum(int(b[0].shape[0]) for b in batches) / best
+@gc_paused
+def timed_inserts(new_table, insert, batches, passes):
+    """Keys per second of inserting all batches into a fresh table: the best of `passes`
+    fresh tables, each freed before the next is made. Returns it with the last table
+    and the resident bytes the first table added (its pages all newly mapped)."""
+    best, table, added = float("inf"), None, 0
+    for p in range(passes):
+        table = None
+        gc.collect()
+        if p == 0:
+            release_freed_memory()
+        before = rss_bytes()
+        table = new_table()
+        start = time.perf_counter()
+        for b in batches:
+            insert(table, *b)
+        best = min(best, time.perf_counter() - start)
+        if p == 0:
+            added = rss_bytes() - before
+    return sum(int(b[0].shape[0]) for b in batches) / best, table, added
 
 
 def measure(num_keys, dim, lookup_batches, passes):
     rng = np.random.default_rng(num_keys + dim)
     keys = np.unique(rng.integers(-2 ** 62, 2 ** 62, int(num_keys * 1.01)))[:num_keys]
     rng.shuffle(keys)
-    insert_batches = [(tf.constant(keys[i:i + BATCH]),) for i in range(0, num_keys, BATCH)]
-    query = [(tf.constant(rng.choice(keys, BATCH)),) for _ in range(lookup_batches)]
-    row_ids = [(tf.constant(rng.integers(0, num_keys, BATCH)),) for _ in range(lookup_batches)]
+    insert_batches = [tf.constant(keys[i:i + BATCH]) for i in range(0, num_keys, BATCH)]
+    query = [tf.constant(rng.choice(keys, BATCH)) for _ in range(lookup_batches)]
+    row_ids = [tf.constant(rng.integers(0, num_keys, BATCH)) for _ in range(lookup_batches)]
     out = {"raw_bytes_per_key": 8 + 4 * dim + 8 + 8}
 
-    # The KV variable (no slots: the raw payload is key + value + freq + version) and
-    # MutableHashTable (key -> row of dim floats, rows precomputed outside the timing).
-    def new_kv():
-        return KVVariable(dim, initializer="truncated_normal")
+    # The KV variable (no slots: the raw payload is key + value + freq + version).
+    # Load kernels and let the allocator hold one batch's buffers before measuring memory.
+    KVVariable(dim).lookup_or_insert(query[0])
+    out["kv_insert"], kv, kv_bytes = timed_inserts(
+        lambda: KVVariable(dim, initializer="truncated_normal"),
+        lambda table, b: table.lookup_or_insert(b), [(b,) for b in insert_batches], passes)
+    out["bytes_per_key"] = kv_bytes / num_keys
+    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
+    out["kv_lookup"] = timed_batches(kv.lookup, query)
+    del kv
 
-    def kv_insert(table, b):
-        table.lookup_or_insert(b)
+    # MutableHashTable: key -> row of dim floats, rows precomputed outside the timing.
+    rows = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
+            for b in insert_batches]
 
     def new_mutable():
         table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, tf.zeros([dim]))
-        table.insert(query[0][0][:8], tf.zeros([8, dim]))
+        table.insert(query[0][:8], tf.zeros([8, dim]))
         return table
 
-    def mutable_insert(table, b, r):
-        table.insert(b, r)
-
-    mutable_batches = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
-                       for b, in insert_batches]
-    # Load kernels and let TensorFlow's allocator hold one batch's outputs before
-    # memory is measured.
-    new_kv().lookup_or_insert(query[0][0])
-    # Each one's first table gives its resident memory and is kept for the lookups.
-    kv, kv_seconds, kv_bytes = filled(new_kv, kv_insert, insert_batches)
-    mutable, mutable_seconds, mutable_bytes = filled(new_mutable, mutable_insert,
-                                                     mutable_batches)
-    out["bytes_per_key"] = kv_bytes / num_keys
-    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
+    out["mutable_insert"], mutable, mutable_bytes = timed_inserts(
+        new_mutable, lambda table, b, r: table.insert(b, r), rows, passes)
+    del rows
     out["mutable_bytes_per_key"] = mutable_bytes / num_keys
-    # Then one more fresh table of each per round, each freed before the next is made.
-    seconds = {"kv_insert": [kv_seconds], "mutable_insert": [mutable_seconds]}
-    for _ in range(passes - 1):
-        seconds["kv_insert"].append(filled(new_kv, kv_insert, insert_batches)[1])
-        seconds["mutable_insert"].append(
-            filled(new_mutable, mutable_insert, mutable_batches)[1])
-    del mutable_batches
-    out.update({name: num_keys / min(s) for name, s in seconds.items()})
+    out["mutable_lookup"] = timed_batches(mutable.lookup, query)
+    del mutable
 
     # DenseHashTable key -> row index, plus a gather from a dense variable.
     dense = tf.lookup.experimental.DenseHashTable(tf.int64, tf.int64, default_value=-1,
                                                   empty_key=2 ** 63 - 1, deleted_key=2 ** 63 - 2)
     start_row = 0
-    for b, in insert_batches:
+    for b in insert_batches:
         n = int(b.shape[0])
         dense.insert(b, tf.range(start_row, start_row + n, dtype=tf.int64))
         start_row += n
     embeddings = tf.Variable(tf.random.truncated_normal([num_keys, dim], stddev=0.05))
-    out["kv_lookup"] = best_lookup(kv.lookup, query)
-    out["mutable_lookup"] = best_lookup(mutable.lookup, query)
-    out["dense_hash_lookup"] = best_lookup(
+    out["dense_hash_lookup"] = timed_batches(
         lambda b: tf.gather(embeddings, tf.maximum(dense.lookup(b), 0)), query)
+    del dense
+
     # The near-physical limit: a dense gather of random rows.
-    out["dense_gather"] = best_lookup(lambda i: tf.gather(embeddings, i), row_ids)
+    out["dense_gather"] = timed_batches(lambda i: tf.gather(embeddings, i), row_ids)
+    del embeddings
     return out
 
 
