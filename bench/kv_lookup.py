@@ -2,22 +2,20 @@
 
 For each (keys, dim): insert of new keys (KV: lookup-with-insert, which also
 initializes each new row; MutableHashTable: insert of precomputed rows),
-lookup of existing keys with values gathered, and resident memory per key. In
+lookup of existing keys with values gathered, and memory per key. In
 the same run: tf.lookup.experimental.MutableHashTable, DenseHashTable key->row
 plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 
 Lookups are the best of 7 passes over the query batches and inserts the best of
 --insert_passes fresh tables, for every table alike, as timeit takes the best of
 its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
-can stretch by a quarter). A table's resident memory is measured on its first
-fill, after the memory the process freed before went back to the system (so
-that no page is reused uncounted); later fills may reuse the pages of the table
-freed before them: on this project's virtual machine, mapping pages it has not
-used lately can cost ~10 us per 4K page (a run with every fill on newly mapped
-pages inserted 10M dim-64 keys at 0.99 M keys/s), which would time the machine's
-memory rather than the tables. Each configuration runs --repeats times, each
-time in a fresh process; the table shows the median of each figure and the last
-line (1M keys, dim 16) the median of each run's ratios:
+can stretch by a quarter). Memory is what the C allocator holds for the first
+table once filled (glibc's mallinfo2): every row and index slot is written, so
+all of it is resident, while the process's resident size can grow by less (the
+table reuses pages that the process freed before) or more (a batch's buffers).
+Each configuration runs --repeats times, each time in a fresh process; the
+table shows the median of each figure and the last line (1M keys, dim 16) the
+median of each run's ratios:
 kv_lookup: lookup_vs_mutable=<x> lookup_vs_dense_gather=<y> insert_vs_mutable=<z>
            bytes_per_key=<b> raw_bytes_per_key=<r>
 """
@@ -41,9 +39,18 @@ RATIOS = (("lookup_vs_mutable", "kv_lookup", "mutable_lookup"),
           ("insert_vs_mutable", "kv_insert", "mutable_insert"))
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def heap_bytes():
+    """Bytes that the C allocator has handed out and not had back (glibc's mallinfo2)."""
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
 
 
 def gc_paused(fn):
@@ -72,33 +79,23 @@ def timed_batches(fn, batches, repeats=7):
     return sum(int(b.shape[0]) for b in batches) / best
 
 
-def release_freed_memory():
-    """Hands what the process freed back to the system (glibc's malloc_trim), so that
-    the next table's resident memory counts every page it uses."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
 @gc_paused
 def timed_inserts(new_table, insert, batches, passes):
     """Keys per second of inserting all batches into a fresh table: the best of `passes`
     fresh tables, each freed before the next is made. Returns it with the last table
-    and the resident bytes the first table added (its pages all newly mapped)."""
+    and the heap bytes the first table holds."""
     best, table, added = float("inf"), None, 0
     for p in range(passes):
         table = None
         gc.collect()
-        if p == 0:
-            release_freed_memory()
-        before = rss_bytes()
+        before = heap_bytes()
         table = new_table()
         start = time.perf_counter()
         for b in batches:
             insert(table, *b)
         best = min(best, time.perf_counter() - start)
         if p == 0:
-            added = rss_bytes() - before
+            added = heap_bytes() - before
     return sum(int(b[0].shape[0]) for b in batches) / best, table, added
 
 
@@ -158,7 +155,7 @@ def measure(num_keys, dim, lookup_batches, passes):
 
 
 def measure_in_subprocess(num_keys, dim, lookup_batches, passes):
-    """Each configuration runs in a fresh process, so resident memory is not confounded
+    """Each configuration runs in a fresh process, so its memory is not confounded
     by memory that an earlier configuration freed."""
     out = subprocess.run([sys.executable, __file__, "--one", str(num_keys), str(dim),
                           "--lookup_batches", str(lookup_batches),
@@ -187,7 +184,7 @@ def main():
     header = (f"{'keys':>10} {'dim':>4} | {'kv insert':>10} {'mutable':>9} | {'kv lookup':>10} "
               f"{'mutable':>9} {'dense+gth':>9} {'gather':>9} | {'kv B/key':>8} "
               f"{'(table)':>7} {'mutable':>8} {'raw':>5}")
-    print("throughput in M keys/s; memory in resident bytes per key ((table): as the table counts it)")
+    print("throughput in M keys/s; memory in heap bytes per key ((table): as the table counts it)")
     print(header)
     ratios = {}
     for num_keys in args.keys:
