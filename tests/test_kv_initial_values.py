@@ -82,7 +82,7 @@ def test_uniform_initial_values_match_the_model():
     np.testing.assert_array_equal(kv.lookup_or_insert(KEYS)[0].numpy(), want)
 
 
-@pytest.mark.parametrize("dim", [1, 6, 16, 17, 40])
+@pytest.mark.parametrize("dim", [1, 6, 12, 16, 17, 40])
 def test_truncated_normal_initial_values_match_the_model(dim):
     """Inverse-CDF sampling of the normal truncated to 2 stddev: value j from word j
     (words are drawn 16 at a time)."""
