@@ -142,6 +142,11 @@ struct Batch {
   }
 };
 
+// The default for a walk's ahead(i) (see VisitPart): nothing to prefetch.
+struct NothingAhead {
+  void operator()(int64_t) const {}
+};
+
 template <typename K>
 class KvTable : public KvTableBase {
  public:
@@ -203,13 +208,25 @@ class KvTable : public KvTableBase {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
     const int64_t dim = config_.dim;
-    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int, int64_t i, uint64_t h) {
-      const int64_t count = counts ? counts[i] : 1;
-      char* rec = FindOrInsertLocked(s, h, k[i], count, step);
-      admitted[i] = rec != nullptr;
-      std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
-                  sizeof(float) * dim);
-    });
+    // A part visits keys in shard order, so each key's output row lies anywhere
+    // in `values`: its lines are prefetched for writing with the key's record.
+    const auto prefetch_output = [&](int64_t i) {
+      const uintptr_t first = reinterpret_cast<uintptr_t>(values + i * dim) & ~uintptr_t{63};
+      const uintptr_t last = reinterpret_cast<uintptr_t>(values + (i + 1) * dim - 1);
+      for (uintptr_t line = first; line <= last; line += 64) {
+        __builtin_prefetch(reinterpret_cast<const void*>(line), 1);
+      }
+    };
+    SplitAndVisit(
+        ctx, k, keys.NumElements(),
+        [&](Shard& s, int, int64_t i, uint64_t h) {
+          const int64_t count = counts ? counts[i] : 1;
+          char* rec = FindOrInsertLocked(s, h, k[i], count, step);
+          admitted[i] = rec != nullptr;
+          std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
+                      sizeof(float) * dim);
+        },
+        prefetch_output);
   }
 
   int64_t ForEachRow(OpKernelContext* ctx, const Tensor& keys, int64_t step,
@@ -540,13 +557,15 @@ class KvTable : public KvTableBase {
                   [&](int64_t p) { VisitPart(keys, b, p, visit); });
   }
 
-  // Split and ForEachKey in one dispatch to the pool.
-  template <typename Visit>
-  void SplitAndVisit(OpKernelContext* ctx, const K* keys, int64_t n, const Visit& visit) {
+  // Split and ForEachKey in one dispatch to the pool. ahead(i) is called for
+  // key i shortly before it is visited (see VisitPart).
+  template <typename Visit, typename Ahead = NothingAhead>
+  void SplitAndVisit(OpKernelContext* ctx, const K* keys, int64_t n, const Visit& visit,
+                     const Ahead& ahead = Ahead()) {
     Batch b = StartSplit(ctx, n);
     const TaskFn hash = [&](int64_t t) { HashBlock(keys, t, &b); };
     const std::function<int64_t()> plan = [&] { return ChooseParts(&b); };
-    const TaskFn walk = [&](int64_t p) { VisitPart(keys, b, p, visit); };
+    const TaskFn walk = [&](int64_t p) { VisitPart(keys, b, p, visit, ahead); };
     ParallelRounds(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b), hash, &plan,
                    &walk);
   }
@@ -612,9 +631,11 @@ class KvTable : public KvTableBase {
   // Calls visit(shard, shard index, i, hash) for each key of part p, under its
   // shard's exclusive lock: the part holds the locks of its shards and visits
   // each shard's keys in input order (so occurrences of one key are visited in
-  // input order), prefetching index entries and records ahead.
-  template <typename Visit>
-  void VisitPart(const K* keys, const Batch& b, int64_t p, const Visit& visit) {
+  // input order), prefetching index entries and records ahead; ahead(i) is
+  // called when key i's record is prefetched.
+  template <typename Visit, typename Ahead = NothingAhead>
+  void VisitPart(const K* keys, const Batch& b, int64_t p, const Visit& visit,
+                 const Ahead& ahead = Ahead()) {
     const int lo = b.first_shard[p];
     const int hi = b.first_shard[p + 1];
     const std::vector<BatchKey> part = b.PartKeys(p);
@@ -628,8 +649,9 @@ class KvTable : public KvTableBase {
         __builtin_prefetch(keys + a.i);
       }
       if (t + kAhead / 2 < m) {
-        const uint64_t a = part[t + kAhead / 2].hash;
-        PrefetchRecord(ShardOf(a), a, 0);
+        const BatchKey& a = part[t + kAhead / 2];
+        PrefetchRecord(ShardOf(a.hash), a.hash, 0);
+        ahead(a.i);
       }
       const int si = ShardIndex(part[t].hash);
       visit(*shards_[si], si, part[t].i, part[t].hash);
