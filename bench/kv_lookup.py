@@ -9,8 +9,11 @@ plus tf.gather, and a dense tf.gather from a variable (the near-physical limit).
 Lookups are the best of 7 passes over the query batches and inserts the best of
 --insert_passes fresh tables, for every table alike, as timeit takes the best of
 its repeats (an insert of 1M keys takes ~0.1 s, which one pause of the machine
-can stretch by a quarter). Memory is what the C allocator holds for the first
-table once filled (glibc's mallinfo2): every row and index slot is written, so
+can stretch by a quarter). The KV and MutableHashTable insert passes alternate,
+so that both tables meet the same spells of a noisy (virtual) machine rather than
+one table the first seconds and the other the next. Memory is what the C
+allocator holds for the first table of each kind once filled (glibc's mallinfo2):
+every row and index slot is written, so
 all of it is resident, while the process's resident size can grow by less (the
 table reuses pages that the process freed before) or more (a batch's buffers).
 Each configuration runs --repeats times, each time in a fresh process; the
@@ -80,23 +83,31 @@ def timed_batches(fn, batches, repeats=7):
 
 
 @gc_paused
-def timed_inserts(new_table, insert, batches, passes):
-    """Keys per second of inserting all batches into a fresh table: the best of `passes`
-    fresh tables, each freed before the next is made. Returns it with the last table
-    and the heap bytes the first table holds."""
-    best, table, added = float("inf"), None, 0
+def timed_inserts(contenders, passes):
+    """Insert throughput of each contender, a (new_table, insert, batches) triple: keys
+    per second of inserting all its batches into a fresh table, the best of `passes`
+    fresh tables. The contenders take turns, one pass each; each table is freed before
+    the next is made, except that the last pass keeps its tables. Returns, per
+    contender, that figure, its last table and the heap bytes its first table holds."""
+    best = [float("inf")] * len(contenders)
+    added = [0] * len(contenders)
+    last_tables, table = [], None
     for p in range(passes):
-        table = None
-        gc.collect()
-        before = heap_bytes()
-        table = new_table()
-        start = time.perf_counter()
-        for b in batches:
-            insert(table, *b)
-        best = min(best, time.perf_counter() - start)
-        if p == 0:
-            added = heap_bytes() - before
-    return sum(int(b[0].shape[0]) for b in batches) / best, table, added
+        for c, (new_table, insert, batches) in enumerate(contenders):
+            table = None
+            gc.collect()
+            before = heap_bytes()
+            table = new_table()
+            start = time.perf_counter()
+            for b in batches:
+                insert(table, *b)
+            best[c] = min(best[c], time.perf_counter() - start)
+            if p == 0:
+                added[c] = heap_bytes() - before
+            if p == passes - 1:
+                last_tables.append(table)
+    return [(sum(int(b[0].shape[0]) for b in batches) / best[c], last_tables[c], added[c])
+            for c, (_, _, batches) in enumerate(contenders)]
 
 
 def measure(num_keys, dim, lookup_batches, passes):
@@ -108,17 +119,7 @@ def measure(num_keys, dim, lookup_batches, passes):
     row_ids = [tf.constant(rng.integers(0, num_keys, BATCH)) for _ in range(lookup_batches)]
     out = {"raw_bytes_per_key": 8 + 4 * dim + 8 + 8}
 
-    # The KV variable (no slots: the raw payload is key + value + freq + version).
-    # Load the kernels before the first table is timed and measured.
-    KVVariable(dim).lookup_or_insert(query[0])
-    out["kv_insert"], kv, kv_bytes = timed_inserts(
-        lambda: KVVariable(dim, initializer="truncated_normal"),
-        lambda table, b: table.lookup_or_insert(b), [(b,) for b in insert_batches], passes)
-    out["bytes_per_key"] = kv_bytes / num_keys
-    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
-    out["kv_lookup"] = timed_batches(kv.lookup, query)
-    del kv
-
+    # The KV variable (no slots: the raw payload is key + value + freq + version), and
     # MutableHashTable: key -> row of dim floats, rows precomputed outside the timing.
     rows = [(b, tf.random.truncated_normal([int(b.shape[0]), dim], stddev=0.05))
             for b in insert_batches]
@@ -128,10 +129,20 @@ def measure(num_keys, dim, lookup_batches, passes):
         table.insert(query[0][:8], tf.zeros([8, dim]))
         return table
 
-    out["mutable_insert"], mutable, mutable_bytes = timed_inserts(
-        new_mutable, lambda table, b, r: table.insert(b, r), rows, passes)
+    # Load the kernels before the first tables are timed and measured.
+    KVVariable(dim).lookup_or_insert(query[0])
+    new_mutable()
+    (out["kv_insert"], kv, kv_bytes), (out["mutable_insert"], mutable, mutable_bytes) = (
+        timed_inserts([(lambda: KVVariable(dim, initializer="truncated_normal"),
+                        lambda table, b: table.lookup_or_insert(b),
+                        [(b,) for b in insert_batches]),
+                       (new_mutable, lambda table, b, r: table.insert(b, r), rows)], passes))
     del rows
+    out["bytes_per_key"] = kv_bytes / num_keys
+    out["kv_table_bytes_per_key"] = int(kv.stats()["bytes"]) / num_keys
     out["mutable_bytes_per_key"] = mutable_bytes / num_keys
+    out["kv_lookup"] = timed_batches(kv.lookup, query)
+    del kv
     out["mutable_lookup"] = timed_batches(mutable.lookup, query)
     del mutable
 
@@ -169,7 +180,7 @@ def main():
     parser.add_argument("--keys", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--lookup_batches", type=int, default=30)
-    parser.add_argument("--insert_passes", type=int, default=3,
+    parser.add_argument("--insert_passes", type=int, default=5,
                         help="fresh tables filled per insert measurement (the best is reported)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh-process runs per configuration (medians are reported)")
