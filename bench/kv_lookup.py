@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 
@@ -126,6 +127,10 @@ def measure(num_keys, dim, lookup_batches, passes):
 
     def new_mutable():
         table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, tf.zeros([dim]))
+        # TF never frees an eager MutableHashTable's resource (each pass would keep its
+        # table's memory until the process ends): destroy it with the Python object.
+        weakref.finalize(table, tf.raw_ops.DestroyResourceOp, resource=table.resource_handle,
+                         ignore_lookup_error=True)
         table.insert(query[0][:8], tf.zeros([8, dim]))
         return table
 
