@@ -13,9 +13,9 @@ can stretch by a quarter). The KV and MutableHashTable insert passes alternate,
 so that both tables meet the same spells of a noisy (virtual) machine rather than
 one table the first seconds and the other the next. Memory is what the C
 allocator holds for the first table of each kind once filled (glibc's mallinfo2):
-every row and index slot is written, so
-all of it is resident, while the process's resident size can grow by less (the
-table reuses pages that the process freed before) or more (a batch's buffers).
+every row and index slot is written, so all of it is resident, while the process's
+resident size can grow by less (the table reuses pages that the process freed
+before) or more (a batch's buffers).
 Each configuration runs --repeats times, each time in a fresh process; the
 table shows the median of each figure and the last line (1M keys, dim 16) the
 median of each run's ratios:
