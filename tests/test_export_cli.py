@@ -59,8 +59,7 @@ def test_saved_model_export_rebuilds_the_model(checkpoint_dir, tmp_path, capsys)
     # no filter: every key of the model is served, so every prediction is identical (the model
     # predicts the batch whole, as served: other batch sizes may take other kernels, whose sums
     # can differ in the last bit)
-    np.testing.assert_array_equal(loaded.serve(x).numpy(),
-                                  model.predict(x, batch_size=500, verbose=0))
+    np.testing.assert_array_equal(loaded.serve(x).numpy(), model.predict_on_batch(x))
 
 
 def test_bad_input_exits_with_a_clear_error_and_writes_nothing(checkpoint_dir, tmp_path_factory,

@@ -117,9 +117,7 @@ def test_functional_deepfm_serves_without_deeprec_lite(tmp_path):
                          lookups)
 
     # each batch predicted whole, as served (other batch sizes may take other kernels)
-    np.testing.assert_array_equal(got["predict/kept"],
-                                  model.predict(kept_batch, batch_size=int(all_kept.sum()),
-                                                verbose=0))
+    np.testing.assert_array_equal(got["predict/kept"], model.predict_on_batch(kept_batch))
     # rows with a filtered key see the default row instead of the trained one
     assert not np.array_equal(got["predict/all"], model.predict(batch, verbose=0))
     check_lookups(model, got, filtered_keys, kept_keys, unseen, 0.0)
@@ -177,8 +175,7 @@ def test_subclassed_string_and_ragged_model_serves_without_deeprec_lite(tmp_path
     got = load_elsewhere(tmp_path, tmp_path / "serving", batches, lookups)
 
     kept_x = {"user": users[rows_ok], "items": tf.RaggedTensor.from_row_lengths(ok_items, ok_lengths)}
-    np.testing.assert_array_equal(got["predict/kept"],
-                                  model.predict(kept_x, batch_size=int(rows_ok.sum()), verbose=0))
+    np.testing.assert_array_equal(got["predict/kept"], model.predict_on_batch(kept_x))
     assert not np.array_equal(got["predict/all"], model.predict(x, verbose=0))
     for name, kv in kv_tables(model).items():
         rows = got[f"lookup/{name}"]
