@@ -6,10 +6,17 @@ export need that).
 Layout of a checkpoint directory (the standard tf.train.CheckpointManager one):
   checkpoint, ckpt-<n>.index, ckpt-<n>.data-*   the TensorFlow checkpoint
   model.json                                     the model config + optimizer config
-Every file is written under a temporary name and renamed into place.
+Every file is written under a temporary name and renamed into place, and a save never
+rewrites the files of a checkpoint already there: checkpoints are numbered by the
+optimizer's step, or by the next free number when that step was saved before (a save
+after a restore, at an epoch end without a new step, a re-run of a warm start), so a
+kill at any moment of a save leaves the previous checkpoint intact. Temporary
+directories (`ckpt-<n>_temp/`) that a killed save left behind are removed by the next save.
 """
 import json
 import os
+import re
+import shutil
 
 from deeprec_lite.compat import keras, tf
 
@@ -26,8 +33,31 @@ def _write_atomically(path, text):
     os.replace(tmp, path)
 
 
+_CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp)")
+
+
+def _free_number(directory, step):
+    """The checkpoint number for a save at `step`: the step itself unless a checkpoint
+    (complete or not) with that or a higher number is in `directory`, else the next
+    number above all of them. Removes the temporary directories of killed saves."""
+    highest = -1
+    for name in os.listdir(directory):
+        match = _CHECKPOINT_FILE.fullmatch(name)
+        if match is None:
+            continue
+        if match.group(2) == "_temp":
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+        else:
+            highest = max(highest, int(match.group(1)))
+    return max(step or 0, highest + 1)
+
+
 def save(model, directory, max_to_keep=3):
-    """Saves model (with its optimizer) to `directory`; returns the checkpoint prefix."""
+    """Saves model (with its optimizer) to `directory`; returns the checkpoint prefix.
+
+    The checkpoint is `ckpt-<optimizer step>`, or the next free number when that step
+    was already saved in `directory`: no save overwrites an existing checkpoint.
+    """
     os.makedirs(directory, exist_ok=True)
     optimizer = getattr(model, "optimizer", None)
     meta = {"format": FORMAT, "model": json.loads(model.to_json()),
@@ -35,13 +65,23 @@ def save(model, directory, max_to_keep=3):
             "step": None if optimizer is None else int(optimizer.iterations)}
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), directory,
                                          max_to_keep=max_to_keep)
-    prefix = manager.save(checkpoint_number=meta["step"])
+    prefix = manager.save(checkpoint_number=_free_number(directory, meta["step"]))
     _write_atomically(os.path.join(directory, MODEL_FILE), json.dumps(meta))
     return prefix
 
 
 def is_checkpoint(directory):
     return os.path.isfile(os.path.join(directory, MODEL_FILE))
+
+
+def damaged(path, error, remedy="restore an older checkpoint or save it again"):
+    """The error for a checkpoint file that exists but cannot be read."""
+    return ValueError(f"{path} is damaged or truncated and cannot be read "
+                      f"({type(error).__name__}: {error}); {remedy}")
+
+
+# What reading a truncated or corrupted TensorFlow checkpoint raises.
+READ_ERRORS = (tf.errors.OpError, IndexError)
 
 
 def load(directory, compile=True):
@@ -51,10 +91,14 @@ def load(directory, compile=True):
     if not os.path.isfile(meta_path):
         raise ValueError(f"directory {directory!r} is not a deeprec-lite checkpoint "
                          f"(no {MODEL_FILE})")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise damaged(meta_path, e, "save the model again (it holds the model's config)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{meta_path} has format {found!r}, expected {FORMAT!r}")
     prefix = tf.train.latest_checkpoint(directory)
     if prefix is None:
         raise ValueError(f"directory {directory!r} holds no TensorFlow checkpoint")
@@ -63,9 +107,12 @@ def load(directory, compile=True):
     if compile and meta["optimizer"] is not None:
         model.compile(optimizer=keras.optimizers.deserialize(meta["optimizer"]))
         model.optimizer.build(model.trainable_variables)
-    status = tf.train.Checkpoint(model=model).restore(prefix)
-    if compile:
-        status.assert_existing_objects_matched()
-    else:
-        status.expect_partial()
+    try:
+        status = tf.train.Checkpoint(model=model).restore(prefix)
+        if compile:
+            status.assert_existing_objects_matched()
+        else:
+            status.expect_partial()
+    except READ_ERRORS as e:
+        raise damaged(f"checkpoint {prefix}", e) from None
     return model
