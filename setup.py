@@ -54,7 +54,7 @@ setup(
     # The zoo lives in models/ and installs as deeprec_lite.models (no top-level `models`).
     packages=find_packages(include=["deeprec_lite", "deeprec_lite.*"]) + ["deeprec_lite.models"],
     package_dir={"deeprec_lite.models": "models"},
-    ext_modules=[Extension("deeprec_lite._kv_ops", sources=OP_SOURCES, depends=OP_HEADERS)],
+    ext_modules=[Extension("deeprec_lite.kv._kv_ops", sources=OP_SOURCES, depends=OP_HEADERS)],
     cmdclass={"build_ext": BuildTensorFlowOps},
     install_requires=[
         "tensorflow==2.21.*",

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from deeprec_lite import KVVariable, cli
 from deeprec_lite.compat import tf
 from deeprec_lite.data.auc import roc_auc
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.export import export_embeddings, export_saved_model
 
 THRESHOLDS = (0, 2, 5, 10)

@@ -20,9 +20,11 @@ import traceback
 
 import numpy as np
 
-from deeprec_lite import callbacks, models, optimizers, sparse_optimizers
+from deeprec_lite import models
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import FRAPPE_FIELD_RANGES, frappe_schema, read_libsvm, roc_auc
+from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.training import model_tables, optimizers
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "frappe")
 VOCAB = max(hi for _, hi in FRAPPE_FIELD_RANGES.values()) + 1
@@ -86,7 +88,7 @@ def column_inputs(features, label):
 def param_counts(model, kind):
     """(dense parameters, embedding parameters held)."""
     if kind == "kv":
-        tables = callbacks.kv_tables(model).values()
+        tables = model_tables.kv_tables(model).values()
         return model.count_params(), sum(int(kv.size()) * kv.dim for kv in tables)
     embedding = sum(int(np.prod(w.shape)) for layer in model.layers for w in layer.weights
                     if isinstance(layer, keras.layers.Embedding))

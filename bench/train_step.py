@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from deeprec_lite import optimizers
+from deeprec_lite.training import optimizers
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.layers import KVEmbedding
 from deeprec_lite.models import DeepFM
 

@@ -21,11 +21,12 @@ import time
 import numpy as np
 import pyarrow.csv as pacsv
 
-from deeprec_lite import checkpoints, optimizers, sparse_optimizers
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import CategoricalField, LabelField, Schema, roc_auc
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.models import DeepFM
+from deeprec_lite.training import checkpoints, optimizers
 from deeprec_lite.warm_start import warm_start
 
 MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from deeprec_lite.data import (CategoricalField, LocalDataService, ParquetSource, Schema,  # noqa: E402  pylint: disable=wrong-import-position
                                SyntheticCTR, WorkQueue)
-from deeprec_lite.data.synthetic_output import rows_to_arrow  # noqa: E402
+from deeprec_lite.data.synthetic.output import rows_to_arrow  # noqa: E402
 
 NUM_WORKERS = 4
 SLOWDOWN = 4.0
@@ -39,7 +39,7 @@ def write_inputs(directory, total_rows, num_files, row_group_rows=1024):
     paths = []
     for i in range(num_files):
         rows = gen.generate(per_file, start_row=i * per_file)
-        table = rows_to_arrow(rows, gen).append_column(
+        table = gen.to_arrow(rows).append_column(
             "row_id", pa.array(np.arange(i * per_file, (i + 1) * per_file, dtype=np.int64)))
         path = os.path.join(directory, f"part{i}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows)

@@ -1,23 +1,56 @@
 """deeprec-lite: KV embedding variables and CTR ranking models for TensorFlow / tf_keras.
 
-The Keras-free core: KVVariable, PartitionedKVVariable, the policies, initializers and sparse_optimizers.
-The Keras front end: layers, optimizers, callbacks, checkpoints, export, warm_start and the
-model zoo (deeprec_lite.models).
+Two storeys:
+- `deeprec_lite.kv`: the TensorFlow-only core (no Keras): KVVariable, PartitionedKVVariable,
+  admission and eviction policies, initializers, sparse optimizers, the op library loader.
+- The Keras front end: `layers`, `training` (KVOptimizer, callbacks, checkpoints), `export`,
+  `warm_start`, `data`, `distribute` and the model zoo (`deeprec_lite.models`).
+
+The core's names are imported here at once; the front end is imported on first use
+(`drl.layers`, `drl.models`, ...), so `import deeprec_lite.kv` never loads Keras.
 """
-from deeprec_lite import compat as _compat  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
-from deeprec_lite import kv_initializers as initializers
-from deeprec_lite.kv_variable import KVRecords, KVVariable
-from deeprec_lite.partitioned_kv_variable import PartitionedKVVariable
-from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction,
-                                   StalenessEviction)
-from deeprec_lite import sparse_optimizers
-from deeprec_lite import callbacks, checkpoints, data, distribute, export, layers, optimizers  # noqa: E402
-from deeprec_lite import models  # noqa: E402  (the zoo, installed from models/)
-from deeprec_lite.warm_start import WarmStartReport, warm_start  # noqa: E402
+import importlib
+import os
+
+# tensorflow-recommenders needs tf.keras to be Keras 2 (tf_keras), which TensorFlow
+# only gives when this is set before it is first imported; deeprec_lite.compat checks it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from deeprec_lite.kv import initializers, policies, sparse_optimizers  # noqa: E402
+from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable  # noqa: E402
+from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEviction,  # noqa: E402
+                                      StalenessEviction)
+from deeprec_lite.kv.variable import KVRecords, KVVariable  # noqa: E402
 
 __version__ = "0.1.0"
 
+# name -> module of the front end, imported on first access
+_LAZY_MODULES = {
+    "compat": "deeprec_lite.compat", "layers": "deeprec_lite.layers",
+    "training": "deeprec_lite.training", "optimizers": "deeprec_lite.training.optimizers",
+    "callbacks": "deeprec_lite.training.callbacks",
+    "checkpoints": "deeprec_lite.training.checkpoints", "export": "deeprec_lite.export",
+    "data": "deeprec_lite.data", "distribute": "deeprec_lite.distribute",
+    "models": "deeprec_lite.models", "cli": "deeprec_lite.cli",
+}
+_LAZY_NAMES = {"warm_start": "deeprec_lite.warm_start", "WarmStartReport": "deeprec_lite.warm_start"}
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    elif name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    else:
+        raise AttributeError(f"module 'deeprec_lite' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
+
+
 __all__ = ["BloomFilter", "CounterFilter", "FrequencyEviction", "KVRecords", "KVVariable",
-           "PartitionedKVVariable", "StalenessEviction", "WarmStartReport", "callbacks",
-           "checkpoints", "data", "distribute", "export",
-           "initializers", "layers", "models", "optimizers", "sparse_optimizers", "warm_start"]
+           "PartitionedKVVariable", "StalenessEviction", "WarmStartReport", "initializers",
+           "policies", "sparse_optimizers", "warm_start", *_LAZY_MODULES]

@@ -10,16 +10,17 @@ import argparse
 import dataclasses
 import sys
 
-from deeprec_lite import (CounterFilter, StalenessEviction, callbacks, checkpoints, optimizers,
-                          sparse_optimizers)
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.kv.policies import CounterFilter, StalenessEviction
+from deeprec_lite.training import callbacks, checkpoints, model_tables, optimizers
 
 
 def table_report(model):
     """A text table of every KV table's statistics."""
     lines = [f"{'table':>22} {'admitted':>9} {'not admitted':>13} {'evicted':>8} {'MiB':>7}"]
-    for name, kv in callbacks.kv_tables(model).items():
+    for name, kv in model_tables.kv_tables(model).items():
         s = {k: int(v) for k, v in kv.stats().items()}
         lines.append(f"{name:>22} {s['admitted']:>9} {s['pending']:>13} {int(kv.evicted):>8} "
                      f"{s['bytes'] / 2 ** 20:>7.2f}")

@@ -1,6 +1,6 @@
 """Incremental warm start: move an old model's parameters into a new model graph.
 
-    report = warm_start(new_model, "ckpt/day1")      # a deeprec_lite.checkpoints dir, a
+    report = warm_start(new_model, "ckpt/day1")      # a deeprec_lite.training.checkpoints dir, a
                                                      # Keras SavedModel, an embeddings
                                                      # export (tables only), or a model
     print(report)                                    # migrated / partial / new / unused
@@ -25,10 +25,12 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from deeprec_lite import checkpoints, policies
-from deeprec_lite.callbacks import kv_tables
+from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv_variable import KVRecords, KVVariable, bloom_counts_of_shard
+from deeprec_lite.kv import policies
+from deeprec_lite.kv.variable import KVRecords, KVVariable, bloom_counts_of_shard
+from deeprec_lite.training import checkpoints
+from deeprec_lite.training.model_tables import kv_tables
 
 MIGRATED, PARTIAL, NEW, UNUSED = "migrated", "partially migrated", "new", "unused in source"
 
@@ -286,9 +288,7 @@ def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
     `new_model`, which must be built (and, to migrate optimizer state, compiled with
     its optimizer built). Returns and logs a WarmStartReport."""
     for arg, value in (("min_freq", min_freq), ("max_staleness", max_staleness)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise ValueError(f"{arg} must be a non-negative integer or None, got {value!r}")
+        check_int(value, arg, minimum=0, none_ok=True)
     source_tables, source_dense = _load_source(source)
     select = _Selector(rename, include, exclude)
     report = WarmStartReport()

@@ -23,12 +23,13 @@ import time
 
 import numpy as np
 
-from deeprec_lite import callbacks, checkpoints, cli
+from deeprec_lite import cli
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data.auc import roc_auc
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.distribute import local_cluster, server
 from deeprec_lite.export import sources
+from deeprec_lite.training import callbacks, checkpoints, model_tables
 
 
 def arrays(generator, rows, batch_size, day):
@@ -52,7 +53,7 @@ def dataset_creator(features, labels, batch_size, seed):
 def check_restored_tables(model, checkpoint_dir):
     """Every restored table holds exactly the records of the checkpoint file."""
     saved = sources.from_checkpoint(checkpoint_dir).tables
-    for name, kv in callbacks.kv_tables(model).items():
+    for name, kv in model_tables.kv_tables(model).items():
         live, disk = sources.records_of(kv), saved[name]
         a, b = np.argsort(live.keys), np.argsort(disk.keys)
         for field in ("keys", "values", "freqs", "versions", "admitted"):
@@ -109,7 +110,7 @@ def run(args, cluster_spec=None):
     model.fit(dataset_creator(train_x, train_y, args.batch_size, args.seed), epochs=args.epochs,
               initial_epoch=initial_epoch, steps_per_epoch=args.steps_per_epoch,
               callbacks=[timer] + save, verbose=2)
-    tables = callbacks.kv_tables(model)
+    tables = model_tables.kv_tables(model)
     summary = {
         "restored_step": restored_step, "epoch_seconds": timer.seconds,
         # The last epoch: the first one also traces and ships the functions and data.

@@ -1,6 +1,5 @@
 """AutoDis (Guo et al., KDD 2021) numeric-field embeddings + a DNN, on KV embeddings."""
 from deeprec_lite.layers import AutoDis
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

@@ -1,6 +1,5 @@
 """AutoFIS (Liu et al., KDD 2020) as AutoDeepFM on KV embeddings: gated FM pairs + DNN."""
 from deeprec_lite.layers import AutoFISGate
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

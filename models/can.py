@@ -1,7 +1,6 @@
 """CAN (Bian et al., WSDM 2022) on KV embeddings: co-action units next to a DNN."""
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import CoActionUnit
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

@@ -12,10 +12,10 @@ Conventions (B batch, F fields, D embedding dim):
   appended (as DeepFM).
 * The *head* adds the logits and applies a sigmoid: output ``[B, 1]`` click probability.
 """
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers import DNN
-from deeprec_lite.layers._group2_utils import check_choice
-
+from deeprec_lite.layers._common import check_choice
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
 
 __all__ = ["NumericEmbedding", "FieldReadout", "ZooFeatures", "dnn_logit", "cross_and_deep",
@@ -32,9 +32,7 @@ class NumericEmbedding(keras.layers.Layer):
 
     def __init__(self, dim, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"NumericEmbedding: dim must be a positive integer; received dim={dim!r}")
-        self.dim = dim
+        self.dim = check_positive_int(dim, "dim", "NumericEmbedding")
         self.initializer = keras.initializers.get(initializer)
 
     def build(self, input_shape):

@@ -1,6 +1,5 @@
 """DCN (Wang et al., ADKDD 2017) on KV embeddings: CrossNet parallel with a DNN."""
 from deeprec_lite.layers import CrossNet
-
 from deeprec_lite.models.common import ZooFeatures, cross_and_deep, prediction_model
 
 

@@ -1,6 +1,5 @@
 """DCN-Mix (the mixture of low-rank experts of DCN-V2) on KV embeddings."""
 from deeprec_lite.layers import CrossNetMix
-
 from deeprec_lite.models.common import ZooFeatures, cross_and_deep, prediction_model
 
 

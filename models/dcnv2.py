@@ -1,6 +1,5 @@
 """DCN-V2 (Wang et al., WWW 2021) on KV embeddings: CrossNetV2 with a DNN."""
 from deeprec_lite.layers import CrossNetV2
-
 from deeprec_lite.models.common import ZooFeatures, cross_and_deep, prediction_model
 
 

@@ -1,7 +1,6 @@
 """DeepFM (Guo et al., IJCAI 2017) on KV embeddings: sigmoid(linear + FM + DNN)."""
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers import DNN, FM
-
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
 
 

@@ -1,7 +1,6 @@
 """DynInt (Yan & Li, arXiv 2301.08139) on KV embeddings: PIN with data-dependent gates
 or weights, and the xDeepInt read-out."""
 from deeprec_lite.layers import DynInt as DynIntLayer
-
 from deeprec_lite.models.common import FieldReadout, ZooFeatures, prediction_model
 
 
@@ -11,7 +10,7 @@ def DynInt(schema, embedding_dim=16, mode="DA", interaction_layers=2, num_subspa
 
     E [B, F, D] (numeric fields as x * v) -> layers.DynInt(`mode` "DA" / "DGP" / "DWP")
     [B, F, D] -> the xDeepInt read-out (common.FieldReadout) -> sigmoid. The layer's
-    formulas are the unverified spec of LAYERS.md section 8 (see its docstring).
+    formulas are unverified against the DynInt paper (see the layer's docstring).
     Defaults: the layer's (DA, 2 layers, vector-wise h = 1, linear generators). The
     tables use the compiled KVOptimizer's sparse optimizer.
     `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.

@@ -1,6 +1,5 @@
 """EulerNet (Tian et al., SIGIR 2023) on KV embeddings."""
 from deeprec_lite.layers import EulerNet as EulerNetLayer
-
 from deeprec_lite.models.common import ZooFeatures, prediction_model
 
 

@@ -1,7 +1,6 @@
 """FiBiNET (Huang et al., RecSys 2019) on KV embeddings: SENET + bilinear interactions."""
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import SENET, Bilinear
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

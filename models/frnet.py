@@ -1,6 +1,5 @@
 """FRNet (Wang et al., SIGIR 2022) on DeepFM: refined embeddings feed FM and DNN."""
 from deeprec_lite.layers import FM, FRNet as FRNetLayer
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

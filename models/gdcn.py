@@ -1,8 +1,8 @@
 """GDCN (Wang et al., CIKM 2023) on KV embeddings: gated cross network with a DNN,
 optionally with per-field embedding dims (e.g. proposed by models.fdo)."""
+from deeprec_lite._checks import is_int
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import GatedCrossNet
-
 from deeprec_lite.models.common import ZooFeatures, cross_and_deep, prediction_model
 
 
@@ -35,7 +35,7 @@ def _mixed_width_input(features, embedding_dim, field_dims):
     names = [f.name for f in features.schema.categorical]
     unknown = sorted(set(field_dims) - set(names))
     bad = {k: v for k, v in field_dims.items()
-           if isinstance(v, bool) or not isinstance(v, int) or v <= 0}
+           if not is_int(v) or v <= 0}
     if unknown or bad:
         raise ValueError(f"GDCN: field_dims must map categorical fields ({', '.join(names)}) to "
                          f"positive ints; received field_dims={field_dims!r}")

@@ -1,7 +1,6 @@
 """PNN (Qu et al., ICDM 2016) on KV embeddings: IPNN, OPNN or both products."""
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import InnerProduct, OuterProduct
-
 from deeprec_lite.models.common import ZooFeatures, check_choice, dnn_logit, prediction_model
 
 PRODUCT_TYPES = ("inner", "outer", "both")

@@ -1,6 +1,5 @@
 """RFM, rotative factorization machines (Tian et al., KDD 2024), on KV embeddings."""
 from deeprec_lite.layers import RFM as RFMLayer
-
 from deeprec_lite.models.common import ZooFeatures, prediction_model
 
 

@@ -1,7 +1,6 @@
 """xDeepFM (Lian et al., KDD 2018) on KV embeddings: sigmoid(linear + CIN + DNN)."""
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import CIN
-
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 

@@ -1,7 +1,6 @@
 """xDeepInt (Yan & Li, DLP-KDD 2020) on KV embeddings trained with group-lasso FTRL."""
-from deeprec_lite import sparse_optimizers
+from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.layers import PIN
-
 from deeprec_lite.models.common import FieldReadout, ZooFeatures, prediction_model
 
 

@@ -4,9 +4,10 @@ import glob
 
 import numpy as np
 
-from deeprec_lite import callbacks, cli
+from deeprec_lite import cli
 from deeprec_lite.compat import tf
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.training import callbacks, model_tables
 
 
 def test_zoo_installs_under_the_package_namespace():
@@ -24,7 +25,7 @@ def test_deepfm_learns_the_planted_model_and_evicts_on_schedule(tmp_path):
     history = model.fit(generator.dataset(20_000, 256, day=0), epochs=3, verbose=0,
                         callbacks=[stats])
     assert history.history["auc"][-1] > history.history["auc"][0] + 0.05
-    tables = callbacks.kv_tables(model)
+    tables = model_tables.kv_tables(model)
     assert len(tables) == 8  # embedding + linear table per categorical field
     assert sum(int(kv.evicted) for kv in tables.values()) > 0
     step = int(model.optimizer.iterations)
@@ -70,7 +71,8 @@ def test_cli_warm_starts_a_model_with_one_more_feature(capsys, tmp_path):
 
 
 def test_eviction_callback_runs_before_the_checkpoint_is_written(tmp_path):
-    from deeprec_lite import StalenessEviction, optimizers
+    from deeprec_lite import StalenessEviction
+    from deeprec_lite.training import optimizers
     from deeprec_lite.compat import keras
     from deeprec_lite.layers import KVEmbedding
 

@@ -3,9 +3,11 @@ continuation when nothing changed."""
 import numpy as np
 import pytest
 
-from deeprec_lite import KVVariable, checkpoints, optimizers, policies, sparse_optimizers
+from deeprec_lite import KVVariable
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import policies, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
+from deeprec_lite.training import checkpoints, optimizers
 from deeprec_lite.warm_start import MIGRATED, NEW, PARTIAL, UNUSED, warm_start
 from kv_reference import records_by_key
 

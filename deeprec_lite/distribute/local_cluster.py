@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.distribute import server
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -63,8 +64,7 @@ class LocalCluster:
     def __init__(self, num_ps: int = 2, num_workers: int = 2, start_timeout: float = 120.0,
                  log_dir: Optional[str] = None):
         for name, value in (("num_ps", num_ps), ("num_workers", num_workers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(value, name)
         self.spec: Dict[str, List[str]] = {
             "chief": [f"127.0.0.1:{_free_port()}"],
             "ps": [f"127.0.0.1:{_free_port()}" for _ in range(num_ps)],

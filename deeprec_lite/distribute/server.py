@@ -16,7 +16,7 @@ import argparse
 import json
 from typing import Mapping, Sequence
 
-from deeprec_lite import _ops
+from deeprec_lite.kv import op_library
 from deeprec_lite.compat import tf
 
 JOBS = ("ps", "worker")
@@ -49,7 +49,7 @@ def start(cluster, job: str, task: int) -> tf.distribute.Server:
     tasks = spec.num_tasks(job)
     if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < tasks:
         raise ValueError(f"task must be an index in [0, {tasks}) of job {job!r}, got {task!r}")
-    _ops.load()
+    op_library.load()
     return tf.distribute.Server(spec, job_name=job, task_index=task, protocol="grpc", start=True)
 
 
@@ -59,7 +59,7 @@ def strategy(cluster, variable_partitioner=None) -> tf.distribute.ParameterServe
     spec = cluster_spec_of(cluster)
     if "chief" not in spec.jobs or "ps" not in spec.jobs or "worker" not in spec.jobs:
         raise ValueError(f"cluster must have chief, ps and worker jobs, got {spec.as_dict()}")
-    _ops.load()
+    op_library.load()
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         spec, task_type="chief", task_id=0, rpc_layer="grpc")
     return tf.distribute.ParameterServerStrategy(resolver,

@@ -5,6 +5,7 @@ import re
 
 import pyarrow.parquet as pq
 
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.export import arrow_tables, atomic, manifest, sources, validation
 from deeprec_lite.export.filtering import filter_table
 
@@ -73,8 +74,7 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     Returns the manifest (a dict; also written to out_dir/manifest.json).
     """
     validation.check_thresholds(min_freq, max_staleness)
-    if isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, int) or max_file_bytes <= 0:
-        raise ValueError(f"max_file_bytes must be a positive integer, got {max_file_bytes!r}")
+    check_positive_int(max_file_bytes, "max_file_bytes")
     source = sources.load_source(model_or_checkpoint)
     names = validation.select_tables(source.tables, tables)
     target = validation.check_out_dir(out_dir, source.checkpoint_dir)

@@ -56,7 +56,7 @@ class ServingModule(tf.Module):
 
 @contextlib.contextmanager
 def _attached(model, tables_by_kv):
-    from deeprec_lite.layers.kv_embedding import KVEmbedding
+    from deeprec_lite.layers.embeddings.kv_embedding import KVEmbedding
 
     layers = [m for m in model.submodules if isinstance(m, KVEmbedding)]
     try:

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 
 from deeprec_lite.compat import tf
-from deeprec_lite.partitioned_kv_variable import KV_VARIABLES
+from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
 
 # The per-key tensors a KVVariable writes into a checkpoint (see _serialize_to_tensors).
 _KV_ATTRIBUTES = frozenset(["keys", "values", "freqs", "versions", "admitted", "slots",
@@ -61,7 +61,7 @@ class Source:
 def kv_variables(source):
     """{name: KVVariable} of a model (any object with submodules), a KVVariable or a
     mapping of names to KVVariables."""
-    from deeprec_lite.callbacks import kv_tables  # Keras front end, imported lazily
+    from deeprec_lite.training.model_tables import kv_tables  # Keras front end, imported lazily
 
     if isinstance(source, KV_VARIABLES):
         return {source.name: source}

@@ -1,14 +1,13 @@
 """Argument checks shared by the exporters: thresholds, table names, output paths."""
 import os
 
+from deeprec_lite._checks import check_int
+
 
 def check_thresholds(min_freq, max_staleness):
     """min_freq: int >= 0; max_staleness: int >= 0 or None (no staleness filter)."""
-    if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 0:
-        raise ValueError(f"min_freq must be an integer >= 0, got {min_freq!r}")
-    if max_staleness is not None and (isinstance(max_staleness, bool)
-                                      or not isinstance(max_staleness, int) or max_staleness < 0):
-        raise ValueError(f"max_staleness must be an integer >= 0 or None, got {max_staleness!r}")
+    check_int(min_freq, "min_freq", minimum=0)
+    check_int(max_staleness, "max_staleness", minimum=0, none_ok=True)
 
 
 def select_tables(available, tables):

@@ -1,4 +1,5 @@
-"""Generic properties every public layer must have (LAYERS.md section 0)."""
+"""Generic properties every public layer must have: batch independence, config and
+saved-model round trips, finite gradients."""
 import numpy as np
 
 from deeprec_lite.compat import keras, tf

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
-from deeprec_lite.kv_variable import KVRecords
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.kv.variable import KVRecords
 from deeprec_lite.models import GDCN, fdo
 
 

@@ -3,9 +3,11 @@ decreasing loss), predicts batch-independently, round-trips save_weights/load_we
 import numpy as np
 import pytest
 
-from deeprec_lite import cli, models, optimizers, sparse_optimizers
+from deeprec_lite import cli, models
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.training import optimizers
 
 DIM = 4
 TINY = {  # small widths so the whole file stays fast on 2 cores
@@ -77,10 +79,11 @@ def test_model_trains_predicts_and_round_trips(name, data, tmp_path):
 
 
 def test_autofis_search_with_grda_gates_under_fit():
-    from deeprec_lite import optimizers, sparse_optimizers
+    from deeprec_lite.training import optimizers
+    from deeprec_lite.kv import sparse_optimizers
     from deeprec_lite.compat import keras
     from deeprec_lite.layers import GRDA
-    from deeprec_lite.data.synthetic import SyntheticConfig, SyntheticCTR
+    from deeprec_lite.data.synthetic.generator import SyntheticConfig, SyntheticCTR
     from deeprec_lite.models import AutoFIS
 
     generator = SyntheticCTR(SyntheticConfig(num_categorical=4, num_numeric=1, seed=5))

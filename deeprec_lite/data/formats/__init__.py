@@ -1,0 +1,1 @@
+"""File formats and the schema: Parquet, CSV / TSV and libsvm readers, schema and its I/O."""

@@ -1,0 +1,106 @@
+"""Parquet input through pyarrow: streaming record batches, column projection.
+
+Only the schema's columns are read; files are streamed record batch by record
+batch (memory stays bounded by ``chunk_rows``), several files in parallel.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deeprec_lite.compat import tf
+from deeprec_lite.data.formats.arrow_columns import arrow_to_columns, check_arrow_schema
+from deeprec_lite.data.formats.column_batch import ColumnBatch
+from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
+from deeprec_lite.data.formats.file_dataset import Paths, files_to_dataset
+from deeprec_lite.data.formats.schema import Schema
+
+DEFAULT_CHUNK_ROWS = 65536
+
+
+def open_parquet(path: str, metadata: Optional[pq.FileMetaData] = None) -> pq.ParquetFile:
+    """Opens a Parquet file, BadFileError when it is truncated, corrupt or not Parquet.
+
+    ``metadata`` (the file's footer, read before) saves parsing the footer again.
+    """
+    try:
+        return pq.ParquetFile(path, metadata=metadata)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise BadFileError(path, f"not a readable Parquet file (truncated or corrupt?): {e}") from None
+
+
+def check_parquet_file(path: str, schema: Schema) -> None:
+    """Reads only the footer: BadFileError for a bad file, a missing column or a wrong type."""
+    check_arrow_schema(open_parquet(path).schema_arrow, schema, path)
+
+
+def parquet_num_rows(path: str) -> int:
+    """Row count from the footer."""
+    return open_parquet(path).metadata.num_rows
+
+
+def read_parquet_rows(path: str, schema: Schema, start: int = 0, stop: Optional[int] = None,
+                      chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                      metadata: Optional[pq.FileMetaData] = None) -> Iterator[ColumnBatch]:
+    """Streams rows ``[start, stop)`` of one file as column batches of at most ``chunk_rows``.
+
+    Only the row groups overlapping the range are read. ``metadata``: the file's
+    footer if already read (see :func:`open_parquet`).
+    """
+    pf = open_parquet(path, metadata)
+    check_arrow_schema(pf.schema_arrow, schema, path)
+    meta = pf.metadata
+    total = meta.num_rows
+    stop = total if stop is None else min(stop, total)
+    if start >= stop:
+        return
+    sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+    group_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    groups = [i for i in range(len(sizes))
+              if group_starts[i] < stop and group_starts[i] + sizes[i] > start]
+    position = int(group_starts[groups[0]])
+    columns = schema.column_names
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=columns,
+                                     use_threads=True):
+            lo = max(start - position, 0)
+            hi = min(stop - position, batch.num_rows)
+            position += batch.num_rows
+            if hi > lo:
+                yield arrow_to_columns(batch.slice(lo, hi - lo), schema, path, schema_checked=True)
+            if position >= stop:
+                break
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise BadFileError(path, f"error while reading (truncated or corrupt?): {e}") from None
+
+
+def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
+                 num_parallel_reads: int = 2, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 drop_remainder: bool = False, deterministic: bool = True,
+                 skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
+                 prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """A tf.data.Dataset of ``(features, label)`` batches from Parquet files.
+
+    Args:
+      paths: a file, a glob pattern, or a list of them.
+      schema: the Schema; only its columns are read.
+      batch_size: rows per batch (the last batch of each of the
+        ``num_parallel_reads`` file shards may be shorter unless ``drop_remainder``).
+      num_parallel_reads: files read at the same time.
+      chunk_rows: rows per Parquet record batch read.
+      deterministic: keep a fixed order across the parallel reads.
+      skip_bad_files: skip (and count in ``bad_files``) unreadable files instead
+        of raising BadFileError.
+      bad_files: a BadFileCounter to record skipped files in.
+      prefetch: batches to prefetch (None or 0 for none).
+    """
+    return files_to_dataset(
+        paths, schema,
+        check_file=lambda p: check_parquet_file(p, schema),
+        read_file=lambda p: read_parquet_rows(p, schema, chunk_rows=chunk_rows),
+        batch_size=batch_size, num_parallel_reads=num_parallel_reads,
+        drop_remainder=drop_remainder, deterministic=deterministic,
+        skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)

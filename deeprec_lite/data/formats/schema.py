@@ -1,0 +1,262 @@
+"""Feature schema: which columns are labels, categorical ids and numeric values.
+
+A :class:`Schema` is a set of frozen dataclasses that every reader, the synthetic
+generator and the models read. It can be built in Python, or loaded from a dict,
+a JSON file or a YAML file (YAML needs PyYAML, which is not a dependency of
+deeprec-lite; JSON always works) with :mod:`deeprec_lite.data.formats.schema_io`.
+
+Conventions (what the readers produce for each kind of field):
+
+* label: a float32 (or int64) tensor of shape ``[B]``.
+* categorical ``kind="single"``: an int64 or string tensor of shape ``[B]``.
+  A missing value becomes ``default`` (``-1`` for int64, ``"__missing__"`` for
+  strings unless configured).
+* categorical ``kind="multi"`` or ``"sequence"``: a ``tf.RaggedTensor`` of shape
+  ``[B, None]``; a missing value is an empty row. ``max_len`` caps the row
+  length (``keep="first"`` keeps the first values, ``"last"`` the last ones,
+  the usual choice for behaviour sequences). Sequences must set ``max_len``.
+* numeric: a float32 tensor of shape ``[B]`` after the transform; a missing
+  value becomes ``fill_value`` (in the transformed space).
+* Several categorical fields may share one embedding table by naming the same
+  ``table``; it defaults to the field name. Fields sharing a table must have the
+  same id dtype.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, List, Optional, Tuple, Union
+
+ID_DTYPES = ("int64", "string")
+CATEGORICAL_KINDS = ("single", "multi", "sequence")
+NUMERIC_TRANSFORMS = (None, "log", "minmax")
+LABEL_DTYPES = ("float32", "int64")
+KEEP_CHOICES = ("first", "last")
+
+DEFAULT_MISSING_INT = -1
+DEFAULT_MISSING_STRING = "__missing__"
+
+
+def _check_name(kind: str, name) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} field name must be a non-empty string, got {name!r}")
+    if name.startswith("__"):
+        raise ValueError(
+            f"{kind} field name {name!r} is reserved: names starting with '__' are "
+            "used internally by the readers")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelField:
+    """A label column (e.g. click). ``dtype`` is ``"float32"`` or ``"int64"``."""
+
+    name: str
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _check_name("label", self.name)
+        if self.dtype not in LABEL_DTYPES:
+            raise ValueError(
+                f"label field {self.name!r}: dtype must be one of {LABEL_DTYPES}, "
+                f"got {self.dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalField:
+    """A column of raw feature ids (int64 or string) fed to a KV embedding table.
+
+    Args:
+      name: column name.
+      dtype: ``"int64"`` or ``"string"``.
+      kind: ``"single"`` (one id per row), ``"multi"`` (a bag of ids) or
+        ``"sequence"`` (ordered ids, e.g. a behaviour history; needs ``max_len``).
+      max_len: at most this many ids per row are kept (multi / sequence only).
+      keep: ``"first"`` or ``"last"``: which ids survive ``max_len``.
+      table: name of the embedding table; defaults to ``name``. Fields naming
+        the same table share it.
+      default: id used for a missing single-valued entry; defaults to ``-1``
+        (int64) or ``"__missing__"`` (string).
+      separator: separator of the ids of a multi-valued field in text files.
+    """
+
+    name: str
+    dtype: str = "int64"
+    kind: str = "single"
+    max_len: Optional[int] = None
+    keep: str = "first"
+    table: Optional[str] = None
+    default: Optional[Union[int, str]] = None
+    separator: str = "|"
+
+    def __post_init__(self):
+        _check_name("categorical", self.name)
+        where = f"categorical field {self.name!r}"
+        if self.dtype not in ID_DTYPES:
+            raise ValueError(f"{where}: dtype must be one of {ID_DTYPES}, got {self.dtype!r}")
+        if self.kind not in CATEGORICAL_KINDS:
+            raise ValueError(
+                f"{where}: kind must be one of {CATEGORICAL_KINDS}, got {self.kind!r}")
+        if self.max_len is not None:
+            if (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
+                    or self.max_len <= 0):
+                raise ValueError(
+                    f"{where}: max_len must be a positive int, got {self.max_len!r}")
+            if self.kind == "single":
+                raise ValueError(
+                    f"{where}: max_len={self.max_len} only applies to kind 'multi' or "
+                    "'sequence', but kind is 'single'")
+        if self.kind == "sequence" and self.max_len is None:
+            raise ValueError(f"{where}: kind 'sequence' needs max_len, got None")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"{where}: keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
+        table = self.name if self.table is None else self.table
+        if not isinstance(table, str) or not table:
+            raise ValueError(f"{where}: table must be a non-empty string, got {self.table!r}")
+        object.__setattr__(self, "table", table)
+        default = self.default
+        if default is None:
+            default = DEFAULT_MISSING_INT if self.dtype == "int64" else DEFAULT_MISSING_STRING
+        elif self.dtype == "int64" and (isinstance(default, bool) or not isinstance(default, int)):
+            raise ValueError(f"{where}: default for int64 ids must be an int, got {default!r}")
+        elif self.dtype == "string" and not isinstance(default, str):
+            raise ValueError(f"{where}: default for string ids must be a str, got {default!r}")
+        object.__setattr__(self, "default", default)
+        if not isinstance(self.separator, str) or len(self.separator) == 0:
+            raise ValueError(
+                f"{where}: separator must be a non-empty string, got {self.separator!r}")
+
+    @property
+    def is_ragged(self) -> bool:
+        """True when the readers return this field as a tf.RaggedTensor."""
+        return self.kind != "single"
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericField:
+    """A numeric column, optionally transformed.
+
+    Args:
+      name: column name.
+      transform: ``None``; ``"log"``: signed log, ``sign(x) * log1p(|x|)``
+        (Criteo counts, negatives allowed); ``"minmax"``:
+        ``(clip(x, min, max) - min) / (max - min)``, needs ``min < max``.
+      min, max: bounds for ``"minmax"``.
+      fill_value: value the model sees for a missing entry (after the transform).
+    """
+
+    name: str
+    transform: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    fill_value: float = 0.0
+
+    def __post_init__(self):
+        _check_name("numeric", self.name)
+        where = f"numeric field {self.name!r}"
+        if self.transform not in NUMERIC_TRANSFORMS:
+            raise ValueError(
+                f"{where}: transform must be one of {NUMERIC_TRANSFORMS}, got {self.transform!r}")
+        for attr in ("min", "max", "fill_value"):
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{where}: {attr} must be a finite number, got {value!r}")
+        if self.transform == "minmax":
+            if self.min is None or self.max is None:
+                raise ValueError(
+                    f"{where}: transform 'minmax' needs min and max, got min={self.min!r} "
+                    f"max={self.max!r}")
+            if not self.min < self.max:
+                raise ValueError(
+                    f"{where}: transform 'minmax' needs min < max, got min={self.min!r} "
+                    f"max={self.max!r}")
+        elif self.min is not None or self.max is not None:
+            raise ValueError(
+                f"{where}: min/max only apply to transform 'minmax', but transform is "
+                f"{self.transform!r}")
+
+
+Field = Union[LabelField, CategoricalField, NumericField]
+
+
+def _as_tuple(kind: str, values, cls):
+    if values is None:
+        return ()
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"schema {kind} must be a list of {cls.__name__}, got {values!r}")
+    out = tuple(values)
+    for v in out:
+        if not isinstance(v, cls):
+            raise ValueError(f"schema {kind} must hold {cls.__name__} objects, got {v!r}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """The features and labels of a data set.
+
+    ``labels`` may be empty (inference data). Field names are unique across the
+    schema; fields sharing a ``table`` must have the same id dtype.
+    """
+
+    labels: Tuple[LabelField, ...] = ()
+    categorical: Tuple[CategoricalField, ...] = ()
+    numeric: Tuple[NumericField, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", _as_tuple("labels", self.labels, LabelField))
+        object.__setattr__(
+            self, "categorical", _as_tuple("categorical", self.categorical, CategoricalField))
+        object.__setattr__(self, "numeric", _as_tuple("numeric", self.numeric, NumericField))
+        seen = {}
+        for field in self.fields:
+            if field.name in seen:
+                raise ValueError(
+                    f"field name {field.name!r} appears twice in the schema "
+                    f"({type(seen[field.name]).__name__} and {type(field).__name__})")
+            seen[field.name] = field
+        if not self.categorical and not self.numeric:
+            raise ValueError("schema has no feature fields: give at least one categorical "
+                             "or numeric field")
+        dtypes: Dict[str, CategoricalField] = {}
+        for field in self.categorical:
+            first = dtypes.setdefault(field.table, field)
+            if first.dtype != field.dtype:
+                raise ValueError(
+                    f"table {field.table!r} is shared by field {first.name!r} (dtype "
+                    f"{first.dtype!r}) and field {field.name!r} (dtype {field.dtype!r}); "
+                    "fields sharing a table need the same id dtype")
+
+    @property
+    def fields(self) -> List[Field]:
+        """All fields: labels, then categorical, then numeric."""
+        return [*self.labels, *self.categorical, *self.numeric]
+
+    @property
+    def feature_fields(self) -> List[Union[CategoricalField, NumericField]]:
+        """Categorical then numeric fields (everything that is not a label)."""
+        return [*self.categorical, *self.numeric]
+
+    @property
+    def column_names(self) -> List[str]:
+        """Names of every column the readers need, labels first."""
+        return [f.name for f in self.fields]
+
+    @property
+    def label_names(self) -> List[str]:
+        return [f.name for f in self.labels]
+
+    def field(self, name: str) -> Field:
+        """The field called ``name`` (ValueError naming it when absent)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise ValueError(f"schema has no field {name!r}; fields: {self.column_names}")
+
+    def tables(self) -> Dict[str, List[str]]:
+        """Embedding table name -> names of the categorical fields that use it."""
+        out: Dict[str, List[str]] = {}
+        for f in self.categorical:
+            out.setdefault(f.table, []).append(f.name)
+        return out

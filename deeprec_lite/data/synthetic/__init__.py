@@ -1,0 +1,1 @@
+"""Synthetic CTR data with a planted ground truth: the generator and its file writers."""

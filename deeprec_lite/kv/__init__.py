@@ -1,0 +1,18 @@
+"""The KV core: TensorFlow only, no Keras.
+
+- `KVVariable` (variable.py): one hash table of (key -> value, freq, version, slots),
+  a tf.Module tracked by tf.train.Checkpoint and SavedModel.
+- `PartitionedKVVariable` (partitioned_variable.py): a table split by key hash.
+- `policies`: admission (CounterFilter, BloomFilter) and eviction rules.
+- `initializers`: initial values of new keys, a function of (key, seed).
+- `sparse_optimizers`: fused C++ updates (SGD, Adagrad, Adam, FTRL, G-FTRL).
+- `op_library`: loads the C++ op library built from ops/.
+"""
+from deeprec_lite.kv import initializers, policies, sparse_optimizers
+from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
+from deeprec_lite.kv.policies import BloomFilter, CounterFilter, FrequencyEviction, StalenessEviction
+from deeprec_lite.kv.variable import KVRecords, KVVariable
+
+__all__ = ["BloomFilter", "CounterFilter", "FrequencyEviction", "KVRecords", "KVVariable",
+           "PartitionedKVVariable", "StalenessEviction", "initializers", "policies",
+           "sparse_optimizers"]

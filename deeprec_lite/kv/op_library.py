@@ -1,0 +1,69 @@
+"""Lazy loading of the C++ op library (ops/, built by setup.py).
+
+Nothing is loaded at import time; the first KV table needs the library. When it
+is missing or was built for another TensorFlow, the error says how to rebuild.
+There is no fallback.
+"""
+import glob
+import os
+import threading
+
+import tensorflow as tf
+
+_LOCK = threading.Lock()
+_LIBRARY = None
+
+REBUILD_HINT = ("Rebuild it from the repository root with `pip install -e .` "
+                "(or `python setup.py build_ext --inplace`).")
+
+
+class OpLibraryError(ImportError):
+    """The KV-table op library is missing, stale, or does not load."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _library_path(directory=_PACKAGE_DIR):
+    found = sorted(glob.glob(os.path.join(directory, "_kv_ops*.so")))
+    if not found:
+        raise OpLibraryError(f"The deeprec_lite op library (_kv_ops*.so) is not built in "
+                             f"{directory}. " + REBUILD_HINT)
+    return found[0]
+
+
+_MARKER = b"DRL_BUILT_FOR_TENSORFLOW="
+
+
+def _built_for(path):
+    """The TensorFlow version stamped into the library by setup.py (read, not loaded)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(_MARKER)
+    if start < 0:
+        return "an unknown version"
+    start += len(_MARKER)
+    return data[start:data.index(b"\0", start)].decode("ascii", "replace")
+
+
+def _minor(version):
+    return ".".join(version.split(".")[:2])
+
+
+def load():
+    """Returns the loaded op module (generated op wrappers), loading it once."""
+    global _LIBRARY
+    with _LOCK:
+        if _LIBRARY is None:
+            path = _library_path()
+            built_for = _built_for(path)
+            if _minor(built_for) != _minor(tf.__version__):
+                raise OpLibraryError(
+                    f"{path} was built for TensorFlow {built_for}, but TensorFlow "
+                    f"{tf.__version__} is running. " + REBUILD_HINT)
+            try:
+                _LIBRARY = tf.load_op_library(path)
+            except (tf.errors.NotFoundError, OSError) as e:
+                raise OpLibraryError(f"{path} does not load in TensorFlow {tf.__version__}: {e}. "
+                                     + REBUILD_HINT) from e
+        return _LIBRARY

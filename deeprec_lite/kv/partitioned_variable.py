@@ -1,0 +1,327 @@
+"""PartitionedKVVariable: a KV variable split into shards, each a table on its own device.
+
+A key belongs to the shard `DrlKvShardIndex` gives it: a stable hash of the key
+alone, so the same key goes to the same shard on every machine and release, and
+records can be routed again when a checkpoint is restored into another number of
+shards. Under `tf.distribute.ParameterServerStrategy` the shards are placed on
+the parameter-server tasks round-robin; their lookups and updates run there and
+only the batch's keys and rows travel. Every batch is split by shard with
+`tf.dynamic_partition` and the results put back in input order with
+`tf.dynamic_stitch`.
+
+The API is KVVariable's. A key's initial value depends only on (key, seed), so a
+partitioned variable holds exactly what an unpartitioned one would. A checkpoint
+holds one logical table (the shards' records concatenated), the format
+KVVariable writes, so checkpoints move freely between partitioned and plain
+variables and between shard counts.
+"""
+import copy
+from typing import Mapping, Optional, Sequence, Union
+
+from deeprec_lite.kv import op_library, policies
+import tensorflow as tf
+from deeprec_lite.kv.variable import (KVRecords, KVVariable, bloom_counts_of_shard,
+                                       step_or_clock)
+
+
+def parameter_server_devices():
+    """The CPU devices of the ps tasks of the ParameterServerStrategy in scope, else None."""
+    if not tf.distribute.has_strategy():
+        return None
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy):
+        return None
+    # The strategy connected this process to the cluster: its devices are listed.
+    devices = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices("CPU")]
+    return [d.to_string() for d in sorted((d for d in devices if d.job == "ps"),
+                                          key=lambda d: d.task)]
+
+
+class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
+    """A KV embedding variable split into `num_shards` tables.
+
+    Args:
+      dim, key_dtype, initializer, seed, slots, default_value, admission, eviction,
+        name: as for KVVariable; every shard gets them (a BloomFilter admission is
+        sized per shard).
+      num_shards: number of shards, a positive int.
+      devices: devices of the shards, used round-robin; None: the parameter servers
+        of the ParameterServerStrategy in scope, else the surrounding device scope.
+    """
+
+    def __init__(self, dim: int, num_shards: int, key_dtype="int64",
+                 initializer="truncated_normal", seed: int = 0,
+                 slots: Union[Mapping[str, float], Sequence[str]] = (),
+                 default_value: Union[float, Sequence[float]] = 0.0,
+                 admission: policies.Admission = None, eviction=None,
+                 name: str = "kv_variable", devices: Optional[Sequence[str]] = None):
+        if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+            raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
+        if devices is None:
+            devices = parameter_server_devices() or [""]
+        if isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices):
+            raise ValueError(f"devices must be a non-empty list of device strings, got {devices!r}")
+        self._name = name
+        self._ops = op_library.load()
+        self._shards = [
+            KVVariable(dim, key_dtype=key_dtype, initializer=initializer, seed=seed, slots=slots,
+                       default_value=default_value, admission=admission, eviction=eviction,
+                       name=f"{name}_part_{i}", device=devices[i % len(devices)])
+            for i in range(num_shards)]
+        with tf.init_scope():
+            self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_step")
+            self._evicted = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name=f"{name}_evicted")
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            # The variable saves one logical table (_serialize_to_tensors), so the
+            # checkpoint does not depend on the number of shards.
+            children.pop("_shards", None)
+        return children
+
+    def _deserialization_dependencies(self, children):
+        # A SavedModel exports (and loads) the shards before this variable.
+        return {f"shard_{i}": shard for i, shard in enumerate(self._shards)}
+
+    def _export_to_saved_model_graph(self, object_map, tensor_map, options, **kwargs):
+        # A SavedModel serializes this variable in its exported graph, where the
+        # shards are copies with their own table handles: read through those.
+        exported = copy.copy(self)
+        object.__setattr__(exported, "_shards", [object_map[s] for s in self._shards])
+        object_map[self] = exported
+        return []
+
+    # ----- configuration (the shards share it) ---------------------------------
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def shards(self):
+        """The shards, KVVariables; shard i holds the keys DrlKvShardIndex maps to i."""
+        return tuple(self._shards)
+
+    @property
+    def num_shards(self):
+        return len(self._shards)
+
+    @property
+    def dim(self):
+        return self._shards[0].dim
+
+    @property
+    def key_dtype(self):
+        return self._shards[0].key_dtype
+
+    @property
+    def initializer(self):
+        return self._shards[0].initializer
+
+    @property
+    def seed(self):
+        return self._shards[0].seed
+
+    @property
+    def slot_names(self):
+        return self._shards[0].slot_names
+
+    @property
+    def slot_initial_values(self):
+        return self._shards[0].slot_initial_values
+
+    @property
+    def default_value(self):
+        return self._shards[0].default_value
+
+    @property
+    def admission(self):
+        return self._shards[0].admission
+
+    @property
+    def eviction(self):
+        return self._shards[0].eviction
+
+    @property
+    def bloom_filter_size(self):
+        """Counters of each shard's counting Bloom filter (0 without one)."""
+        return self._shards[0].bloom_filter_size
+
+    @property
+    def step(self):
+        """int64 tf.Variable: the global step of the last optimizer update."""
+        return self._step
+
+    @property
+    def evicted(self):
+        """int64 tf.Variable: keys removed by eviction so far."""
+        return self._evicted
+
+    def ensure_slots(self, slots):
+        """See KVVariable.ensure_slots; applies to every shard."""
+        for shard in self._shards:
+            shard.ensure_slots(slots)
+
+    # ----- routing -------------------------------------------------------------
+
+    def _keys(self, keys, name="keys"):
+        return self._shards[0]._keys(keys, name)
+
+    def _split(self, flat_keys, *per_key):
+        """(positions of each shard's keys in the batch, [keys and each per-key
+        tensor split by shard])."""
+        shard_of = self._ops.drl_kv_shard_index(flat_keys, num_shards=self.num_shards)
+        positions = tf.dynamic_partition(tf.range(tf.size(flat_keys)), shard_of, self.num_shards)
+        parts = [tf.dynamic_partition(t, shard_of, self.num_shards) for t in (flat_keys,) + per_key]
+        return positions, parts
+
+    def _per_key(self, name, tensor, keys, dtype, row_shape=()):
+        """`tensor` of shape keys.shape + row_shape as [N, *row_shape]; a clear error
+        naming the argument otherwise."""
+        tensor = tf.cast(tensor, dtype)
+        want = keys.shape.concatenate(list(row_shape))
+        message = f"{name} must have shape keys.shape + {list(row_shape)}"
+        if not tensor.shape.is_compatible_with(want):
+            raise ValueError(f"{message} = {want}, got {tensor.shape}")
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(tensor), tf.concat([tf.shape(keys), list(row_shape)], 0),
+                message=message)]):
+            return tf.reshape(tensor, [-1] + list(row_shape))
+
+    def _stitch(self, keys, positions, parts, row_shape=()):
+        """Per-shard results back in input order, shaped keys.shape + row_shape."""
+        out = tf.dynamic_stitch(positions, parts)
+        out = tf.reshape(out, tf.concat([tf.shape(keys), list(row_shape)], 0))
+        out.set_shape(keys.shape.concatenate(list(row_shape)))
+        return out
+
+    # ----- lookups and updates -------------------------------------------------
+
+    def lookup(self, keys):
+        """See KVVariable.lookup."""
+        keys = self._keys(keys)
+        positions, (key_parts,) = self._split(tf.reshape(keys, [-1]))
+        rows = [shard.lookup(k) for shard, k in zip(self._shards, key_parts)]
+        return self._stitch(keys, positions, rows, [self.dim])
+
+    def lookup_or_insert(self, keys, counts=None, global_step=None):
+        """See KVVariable.lookup_or_insert."""
+        keys = self._keys(keys)
+        step = step_or_clock(self._step, global_step)
+        flat = tf.reshape(keys, [-1])
+        if counts is None:
+            positions, (key_parts,) = self._split(flat)
+            count_parts = [None] * self.num_shards
+        else:
+            positions, (key_parts, count_parts) = self._split(
+                flat, self._per_key("counts", counts, keys, tf.int64))
+        results = [shard.lookup_or_insert(k, c, step)
+                   for shard, k, c in zip(self._shards, key_parts, count_parts)]
+        values = self._stitch(keys, positions, [v for v, _ in results], [self.dim])
+        admitted = self._stitch(keys, positions, [a for _, a in results])
+        return values, admitted
+
+    def update(self, keys, values, slots=None, global_step=None):
+        """See KVVariable.update."""
+        keys = self._keys(keys)
+        step = step_or_clock(self._step, global_step)
+        per_key = [self._per_key("values", values, keys, tf.float32, [self.dim])]
+        if slots is not None:
+            per_key.append(self._per_key("slots", slots, keys, tf.float32,
+                                         [len(self.slot_names), self.dim]))
+        _, parts = self._split(tf.reshape(keys, [-1]), *per_key)
+        slot_parts = parts[2] if slots is not None else [None] * self.num_shards
+        return tf.add_n([shard.update(k, v, s, step) for shard, k, v, s in
+                         zip(self._shards, parts[0], parts[1], slot_parts)])
+
+    def apply_kernel(self, kernel, keys, grads):
+        """See KVVariable.apply_kernel; runs the kernel on every shard's keys."""
+        _, (key_parts, grad_parts) = self._split(keys, grads)
+        return tf.add_n([shard.apply_kernel(kernel, k, g)
+                         for shard, k, g in zip(self._shards, key_parts, grad_parts)])
+
+    def remove(self, keys):
+        """See KVVariable.remove."""
+        keys = self._keys(keys)
+        _, (key_parts,) = self._split(tf.reshape(keys, [-1]))
+        return tf.add_n([shard.remove(k) for shard, k in zip(self._shards, key_parts)])
+
+    # ----- eviction ------------------------------------------------------------
+
+    def _count_evicted(self, removed):
+        with tf.control_dependencies([self._evicted.assign_add(removed)]):
+            return tf.identity(removed)
+
+    def evict(self, global_step, max_staleness: Optional[int] = None,
+              min_freq: Optional[int] = None):
+        """See KVVariable.evict."""
+        return self._count_evicted(tf.add_n(
+            [shard.evict(global_step, max_staleness, min_freq) for shard in self._shards]))
+
+    def maybe_evict(self, global_step):
+        """See KVVariable.maybe_evict."""
+        return self._count_evicted(tf.add_n(
+            [shard.maybe_evict(global_step) for shard in self._shards]))
+
+    # ----- inspection, export, import ------------------------------------------
+
+    def stats(self):
+        """See KVVariable.stats; summed over the shards."""
+        per_shard = [shard.stats() for shard in self._shards]
+        return {k: tf.add_n([s[k] for s in per_shard]) for k in per_shard[0]}
+
+    def size(self):
+        """Number of admitted keys."""
+        return tf.add_n([shard.size() for shard in self._shards])
+
+    def export(self) -> KVRecords:
+        """Every record of every shard (each shard one consistent snapshot); the
+        bloom_counts are the shards' filters one after another."""
+        exports = [shard.export() for shard in self._shards]
+        return KVRecords(*[tf.concat(list(field), 0) for field in zip(*exports)])
+
+    def _shard_records(self, records: KVRecords, bloom_of_shard):
+        """[(shard, KVRecords of its keys)] of records routed by key."""
+        keys = tf.convert_to_tensor(records.keys)
+        if keys.dtype != self.key_dtype:
+            raise ValueError(f"cannot import {keys.dtype.name} keys into variable "
+                             f"'{self._name}' with {self.key_dtype.name} keys")
+        _, parts = self._split(keys, *[tf.convert_to_tensor(t) for t in records[1:6]])
+        return [(shard, KVRecords(*[p[i] for p in parts], bloom_of_shard(i)))
+                for i, shard in enumerate(self._shards)]
+
+    def import_records(self, records: KVRecords):
+        """Replaces the contents with `records` (as this variable's `export` returns
+        them), each key going to its shard."""
+        bloom = tf.reshape(tf.convert_to_tensor(records.bloom_counts, tf.int32),
+                           [self.num_shards, -1])
+        return tf.group([shard.import_records(r)
+                         for shard, r in self._shard_records(records, lambda i: bloom[i])])
+
+    # ----- checkpointing: one logical table ------------------------------------
+
+    def _serialize_to_tensors(self):
+        # KVVariable's format: one logical table, whatever the number of shards.
+        return dict(self.export()._asdict(), **self._shards[0]._serialize_spec())
+
+    def _restore_from_tensors(self, restored_tensors):
+        restored = dict(restored_tensors)
+        spec = {k: restored.pop(k) for k in ("slot_names", "slot_inits")}
+        records = KVRecords(**restored)
+        filter_size = self.bloom_filter_size
+
+        def bloom_of_shard(i):
+            return bloom_counts_of_shard(records.bloom_counts, filter_size, self.num_shards, i)
+
+        return tf.group([shard._restore_from_tensors(dict(r._asdict(), **spec))
+                         for shard, r in self._shard_records(records, bloom_of_shard)])
+
+    def __repr__(self):
+        return (f"PartitionedKVVariable(name={self._name!r}, dim={self.dim}, "
+                f"num_shards={self.num_shards}, key_dtype={self.key_dtype.name}, "
+                f"slots={list(self.slot_names)})")
+
+
+#: The KV variable types: what layers, optimizers, export and warm start accept.
+KV_VARIABLES = (KVVariable, PartitionedKVVariable)

@@ -1,0 +1,352 @@
+"""Sparse optimizers that update a KVVariable in place with fused C++ kernels.
+
+This is the Keras-free core (no Keras import): each optimizer here is a small
+object with
+
+* ``slots``: the ``{name: initial value}`` mapping its KVVariable must be created
+  with (``KVVariable(dim, slots=opt.slots)``); the state lives in each key's slot
+  rows, so it is checkpointed, exported and evicted with the key;
+* ``apply(kv, keys, grads, global_step)``: one update of the rows of ``keys``.
+
+``apply`` sums the gradients of duplicate keys first (``tf.unique`` +
+``tf.math.unsorted_segment_sum``), so every key gets exactly ONE update per call,
+then runs the optimizer's kernel, which updates the value and slots of each
+admitted key present in the table under its shard lock and stamps its version
+with ``global_step``. Keys that are absent or not (yet) admitted are skipped. It
+returns the number of rows updated (int64 scalar).
+
+Hyperparameters may be Python numbers, tensors or ``tf.Variable``s (read at each
+call), and ``learning_rate`` may also be a callable schedule, called as
+``learning_rate(global_step)`` (a tf_keras ``LearningRateSchedule`` works).
+
+The math follows tf_keras's optimizers (``tf_keras.optimizers.SGD``, ``Adagrad``,
+``Adam``, ``Ftrl``) element for element, applied lazily: only the rows in the
+batch change (for Adam this is "lazy Adam": m and v of rows absent from a batch
+do not decay). The kernels compute in double precision from the stored float32
+state and store float32.
+"""
+import numbers
+from typing import Dict
+
+from deeprec_lite.kv import op_library
+import tensorflow as tf
+
+__all__ = ["SparseOptimizer", "SGD", "Adagrad", "Adam", "Ftrl", "GroupFtrl"]
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Validates a hyperparameter given as a Python number (tensors are checked by the op)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not isinstance(value, numbers.Real):
+        return value
+    ok = True
+    if low is not None:
+        ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, "
+                         f"got {value!r}")
+    return value
+
+
+def _check_learning_rate(name, value, positive=False):
+    if callable(value) and not isinstance(value, (tf.Tensor, tf.Variable)):
+        return value
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, a tensor, a tf.Variable or a callable "
+                         f"schedule, got {value!r}")
+    return _check_number(name, value, low=0, low_open=positive)
+
+
+def _scalar(value):
+    return tf.cast(value, tf.float32)
+
+
+class SparseOptimizer:
+    """Base class: slot layout, input validation, dedup of keys, the op call."""
+
+    #: slot names in the order of the table's slot rows
+    slot_names = ()
+    #: name used in error messages
+    display_name = "SparseOptimizer"
+
+    @property
+    def slots(self) -> Dict[str, float]:
+        """{slot name: initial value}: pass as KVVariable(..., slots=optimizer.slots)."""
+        return {}
+
+    def get_config(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _learning_rate(self, value, global_step):
+        if callable(value) and not isinstance(value, (tf.Tensor, tf.Variable)):
+            value = value(global_step)
+        return _scalar(value)
+
+    def _check_variable(self, kv):
+        slot_names = getattr(kv, "slot_names", None)
+        if slot_names is None:
+            raise ValueError(f"{self.display_name}.apply needs a KVVariable, got {kv!r}")
+        if tuple(slot_names) != tuple(self.slot_names):
+            raise ValueError(
+                f"{self.display_name} needs a KVVariable with slots {list(self.slot_names)} "
+                f"(in this order), but variable '{kv.name}' has slots {list(slot_names)}; "
+                f"create it with KVVariable(..., slots=optimizer.slots)")
+
+    def apply(self, kv, keys, grads, global_step, unique_keys=False):
+        """Applies one update to the rows of `keys` in `kv`.
+
+        Args:
+          kv: the KVVariable, created with `slots=self.slots`.
+          keys: int64 or string keys, any shape of rank <= 2.
+          grads: float gradients of shape keys.shape + [kv.dim].
+          global_step: int scalar; stamped as the version of every updated key (and,
+            for Adam, the bias-correction step is global_step + 1).
+          unique_keys: True when the caller guarantees the keys have no duplicates
+            (skips the dedup; a duplicate would then be updated once per
+            occurrence).
+
+        Returns:
+          The number of rows updated (int64 scalar).
+        """
+        self._check_variable(kv)
+        keys = kv._keys(keys)  # dtype conversion and checks of the variable
+        grads = tf.convert_to_tensor(grads)
+        if not grads.dtype.is_floating:
+            raise ValueError(f"grads must be a float tensor, got dtype {grads.dtype.name}")
+        grads = tf.cast(grads, tf.float32)
+        want = keys.shape.concatenate([kv.dim])
+        if not grads.shape.is_compatible_with(want):
+            raise ValueError(f"grads must have shape keys.shape + [dim] = {want}, got "
+                             f"{grads.shape}")
+        global_step = tf.cast(global_step, tf.int64)
+        if not unique_keys:
+            with tf.control_dependencies([tf.debugging.assert_equal(
+                    tf.shape(grads, out_type=tf.int64),
+                    tf.concat([tf.shape(keys, out_type=tf.int64),
+                               tf.constant([kv.dim], tf.int64)], 0),
+                    message=f"grads must have shape keys.shape + [{kv.dim}]")]):
+                flat_keys = tf.reshape(keys, [-1])
+                flat_grads = tf.reshape(grads, [-1, kv.dim])
+            unique, index = tf.unique(flat_keys, out_idx=tf.int64)
+            grads = tf.math.unsorted_segment_sum(flat_grads, index,
+                                                 tf.size(unique, out_type=tf.int64))
+            keys = unique
+        ops = op_library.load()
+        return kv.apply_kernel(
+            lambda handle, k, g: self._apply(ops, handle, k, g, global_step), keys, grads)
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        raise NotImplementedError
+
+
+class SGD(SparseOptimizer):
+    """Plain SGD (tf_keras SGD with momentum 0): ``w -= lr * g``. No slots."""
+
+    slot_names = ()
+    display_name = "SGD"
+
+    def __init__(self, learning_rate=0.01):
+        self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate}
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        return ops.drl_kv_apply_sgd(handle, keys, grads,
+                                    self._learning_rate(self.learning_rate, global_step),
+                                    global_step)
+
+
+class Adagrad(SparseOptimizer):
+    """Adagrad, tf_keras convention (epsilon inside the square root)::
+
+        acc += g^2
+        w   -= lr * g / sqrt(acc + epsilon)
+
+    Slot "accumulator" starts at `initial_accumulator_value`. (A zero denominator,
+    possible only with initial_accumulator_value = epsilon = 0 and g = 0, leaves
+    w unchanged where tf_keras would write NaN.)
+    """
+
+    slot_names = ("accumulator",)
+    display_name = "Adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+        self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
+        self.initial_accumulator_value = float(
+            _check_number("initial_accumulator_value", initial_accumulator_value, low=0))
+        self.epsilon = _check_number("epsilon", epsilon, low=0)
+
+    @property
+    def slots(self):
+        return {"accumulator": self.initial_accumulator_value}
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        return ops.drl_kv_apply_adagrad(
+            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            _scalar(self.epsilon), global_step)
+
+
+class Adam(SparseOptimizer):
+    """Lazy Adam, tf_keras convention (epsilon outside the square root, not scaled)::
+
+        t     = global_step + 1
+        m    += (g - m) * (1 - beta_1)
+        v    += (g^2 - v) * (1 - beta_2)
+        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        w    -= alpha * m / (sqrt(v) + epsilon)
+
+    `global_step` is the number of steps already taken (tf_keras's
+    `optimizer.iterations` before the update), so the first update uses t = 1.
+    As in tf_keras, the hyperparameters and beta_1^t, beta_2^t are float32.
+    Only the rows in the batch change (m, v of other rows do not decay). Slots
+    "m", "v" start at 0.
+    """
+
+    slot_names = ("m", "v")
+    display_name = "Adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
+        self.beta_1 = _check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = _check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = _check_number("epsilon", epsilon, low=0)
+
+    @property
+    def slots(self):
+        return {"m": 0.0, "v": 0.0}
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        beta_1, beta_2 = _scalar(self.beta_1), _scalar(self.beta_2)
+        # float32 powers of the float32 betas, computed as tf_keras does.
+        t = tf.cast(global_step + 1, tf.float32)
+        beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
+        return ops.drl_kv_apply_adam(
+            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            beta_1, beta_2, beta_1_power, beta_2_power, _scalar(self.epsilon), global_step)
+
+
+class Ftrl(SparseOptimizer):
+    """FTRL-proximal, tf_keras convention, per coordinate (p = learning_rate_power)::
+
+        g_shrink = g + 2 * l2_shrinkage * w
+        n_new    = n + g^2
+        z       += g_shrink - (n_new^(-p) - n^(-p)) / lr * w
+        quad     = n_new^(-p) / lr + 2 * (l2 + beta / (2 * lr))
+        w        = (clip(z, -l1, l1) - z) / quad
+        n        = n_new
+
+    Slots "z" (tf_keras's "linear") starts at 0 and "n" (the "accumulator") at
+    `initial_accumulator_value`. Argument names are tf_keras's.
+    """
+
+    slot_names = ("z", "n")
+    display_name = "Ftrl"
+
+    def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0):
+        self.learning_rate = _check_learning_rate("learning_rate", learning_rate, positive=True)
+        self.learning_rate_power = _check_number("learning_rate_power", learning_rate_power,
+                                                 high=0)
+        self.initial_accumulator_value = float(
+            _check_number("initial_accumulator_value", initial_accumulator_value, low=0))
+        self.l1_regularization_strength = _check_number(
+            "l1_regularization_strength", l1_regularization_strength, low=0)
+        self.l2_regularization_strength = _check_number(
+            "l2_regularization_strength", l2_regularization_strength, low=0)
+        self.l2_shrinkage_regularization_strength = _check_number(
+            "l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength, low=0)
+        self.beta = _check_number("beta", beta, low=0)
+
+    @property
+    def slots(self):
+        return {"z": 0.0, "n": self.initial_accumulator_value}
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate,
+                "learning_rate_power": self.learning_rate_power,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "l1_regularization_strength": self.l1_regularization_strength,
+                "l2_regularization_strength": self.l2_regularization_strength,
+                "l2_shrinkage_regularization_strength":
+                    self.l2_shrinkage_regularization_strength,
+                "beta": self.beta}
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        return ops.drl_kv_apply_ftrl(
+            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            _scalar(self.learning_rate_power), _scalar(self.l1_regularization_strength),
+            _scalar(self.l2_regularization_strength),
+            _scalar(self.l2_shrinkage_regularization_strength), _scalar(self.beta),
+            global_step)
+
+
+class GroupFtrl(SparseOptimizer):
+    """Group-lasso FTRL (G-FTRL of xDeepInt, Yan & Li 2020): the group is one
+    embedding row (one feature value), so lambda1 does feature selection.
+
+    Per element, then per row of dim d::
+
+        sigma = (sqrt(n + g^2) - sqrt(n)) / alpha
+        z    += g - sigma * w
+        n    += g^2
+        if ||z_row||_2 <= lambda1 * sqrt(d):  w_row = 0   (exactly)
+        else: w = -(1 - lambda1 * sqrt(d) / ||z_row||_2) * z / ((beta + sqrt(n)) / alpha + lambda2)
+
+    With lambda1 = lambda2 = 0 this is per-coordinate FTRL-proximal
+    (`Ftrl(learning_rate=alpha, beta=beta)` with l1 = l2 = 0). Slots "z" and "n"
+    start at 0 and `initial_accumulator_value` (0 in the reference).
+
+    The reference experiment (Criteo) uses alpha=0.02, beta=1, lambda1=lambda2=10
+    with a SUM-reduced loss; with a mean-reduced loss the gradients are batch-size
+    times smaller, so the lambdas must shrink accordingly. Defaults are 0 (no
+    regularization).
+    """
+
+    slot_names = ("z", "n")
+    display_name = "GroupFtrl"
+
+    def __init__(self, alpha=0.02, beta=1.0, lambda1=0.0, lambda2=0.0,
+                 initial_accumulator_value=0.0):
+        self.alpha = _check_learning_rate("alpha", alpha, positive=True)
+        self.beta = _check_number("beta", beta, low=0)
+        self.lambda1 = _check_number("lambda1", lambda1, low=0)
+        self.lambda2 = _check_number("lambda2", lambda2, low=0)
+        self.initial_accumulator_value = float(
+            _check_number("initial_accumulator_value", initial_accumulator_value, low=0))
+
+    @property
+    def slots(self):
+        return {"z": 0.0, "n": self.initial_accumulator_value}
+
+    def get_config(self):
+        return {"alpha": self.alpha, "beta": self.beta, "lambda1": self.lambda1,
+                "lambda2": self.lambda2,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
+    def _apply(self, ops, handle, keys, grads, global_step):
+        return ops.drl_kv_apply_group_ftrl(
+            handle, keys, grads, self._learning_rate(self.alpha, global_step),
+            _scalar(self.beta), _scalar(self.lambda1), _scalar(self.lambda2), global_step)

@@ -1,0 +1,403 @@
+"""KVVariable: a growing hash table of embeddings keyed by raw int64 or string ids.
+
+Per key it keeps the value (dim float32), freq (training lookups), version (global
+step of the last update) and optimizer slot rows, all in the C++ table of ops/.
+It is a tf.Module-style trackable resource with no Keras in it: it works eagerly
+and inside tf.function, and tf.train.Checkpoint / tf.saved_model save and restore
+every record bit-exactly (slots and not-yet-admitted counts included).
+"""
+import collections
+from typing import Mapping, Optional, Sequence, Union
+
+from deeprec_lite.kv import initializers, op_library, policies
+import tensorflow as tf
+
+KVRecords = collections.namedtuple(
+    "KVRecords", ["keys", "values", "freqs", "versions", "slots", "admitted", "bloom_counts"])
+KVRecords.__doc__ = """Every record of a KVVariable, as written by `KVVariable.export()`.
+
+keys [N]; values [N, dim]; freqs [N] int64; versions [N] int64;
+slots [N, num_slots, dim]; admitted [N] bool (False: counted but not admitted,
+value and slots zero); bloom_counts [M] int32 (the counting Bloom filter, M = 0
+without one).
+"""
+
+_BLOOM_COUNTER_MAX = 0xFFFF  # the table's Bloom filter counters are uint16
+
+_KEY_DTYPES = {"int64": tf.int64, "string": tf.string}
+
+
+def _key_dtype(key_dtype):
+    if isinstance(key_dtype, tf.dtypes.DType) and key_dtype in (tf.int64, tf.string):
+        return key_dtype
+    if isinstance(key_dtype, str) and key_dtype in _KEY_DTYPES:
+        return _KEY_DTYPES[key_dtype]
+    raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
+
+
+def step_or_clock(clock, global_step):
+    """global_step as an int64 tensor, or the value of the `clock` variable when it is None."""
+    return clock.value() if global_step is None else tf.cast(global_step, tf.int64)
+
+
+def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard: int):
+    """The counting Bloom filter of shard `shard` of `num_shards`, restored from saved
+    counters: the filters of one or more shards of `filter_size` counters each, one
+    after another (a checkpoint holds one logical table however it was sharded).
+
+    With as many filters as shards, each shard gets its own counters back. With
+    another number, every shard gets the element-wise sum of the saved filters
+    (saturating at the 16-bit counter's maximum): a counting Bloom filter of all the
+    keys, which never under-counts a key; holding more keys, it has a higher false
+    positive rate until the pending keys are admitted or forgotten.
+    """
+    if filter_size == 0:  # no Bloom filter: the import checks that none was saved
+        return bloom_counts
+    size = tf.size(bloom_counts, out_type=tf.int64)
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            size % filter_size, tf.constant(0, tf.int64),
+            message=f"saved Bloom filter counters are not a whole number of filters of "
+                    f"{filter_size} counters (this variable's admission policy)")]):
+        saved_shards = size // filter_size
+    per_shard = tf.reshape(bloom_counts, tf.stack([saved_shards, filter_size]))
+    return tf.cond(tf.equal(saved_shards, num_shards),
+                   lambda: per_shard[shard],
+                   lambda: tf.minimum(tf.reduce_sum(per_shard, 0), _BLOOM_COUNTER_MAX))
+
+
+def _slot_spec(slots):
+    """(names, initial values) from a {name: initial value} mapping or a list of names."""
+    if isinstance(slots, Mapping):
+        names, inits = list(slots.keys()), [float(v) for v in slots.values()]
+    elif isinstance(slots, (list, tuple)):
+        names, inits = list(slots), [0.0] * len(slots)
+    else:
+        raise ValueError(f"slots must be a mapping of name to initial value or a list of names, "
+                         f"got {slots!r}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"slot names must be non-empty strings, got {name!r} in {slots!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"slot names must be unique, got {names!r}")
+    return tuple(names), tuple(inits)
+
+
+class KVVariable(tf.saved_model.experimental.TrackableResource):
+    """A KV embedding variable.
+
+    Args:
+      dim: embedding width, a positive int.
+      key_dtype: "int64" or "string" (or the tf dtype).
+      initializer: a name (zeros, constant, uniform, normal, truncated_normal) or a
+        `initializers.KVInitializer`. New keys are initialized from (key, seed).
+      seed: int seed of the initializer.
+      slots: optimizer slot rows kept with each key: {name: initial value} or names.
+      default_value: what lookups return for keys without a row: a float or dim floats.
+      admission: None, `CounterFilter` or `BloomFilter`.
+      eviction: None, or one or a list of `StalenessEviction` / `FrequencyEviction`.
+      name: a name for the variable (checkpoint keys come from the attribute path).
+      device: where the table lives (e.g. "/job:ps/task:0/device:CPU:0"); its ops run
+        there. "" places it by the surrounding device scope.
+    """
+
+    def __init__(self, dim: int, key_dtype="int64", initializer="truncated_normal", seed: int = 0,
+                 slots: Union[Mapping[str, float], Sequence[str]] = (),
+                 default_value: Union[float, Sequence[float]] = 0.0,
+                 admission: policies.Admission = None, eviction=None,
+                 name: str = "kv_variable", device: str = ""):
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self._dim = dim
+        self._key_dtype = _key_dtype(key_dtype)
+        self._initializer = initializers.get(initializer)
+        self._seed = seed
+        self._slot_names, self._slot_inits = _slot_spec(slots)
+        if isinstance(default_value, (int, float)):
+            self._default_value = (float(default_value),)
+        else:
+            self._default_value = tuple(float(v) for v in default_value)
+            if len(self._default_value) not in (1, dim):
+                raise ValueError(f"default_value must be a float or {dim} floats (dim), got "
+                                 f"{len(self._default_value)} values")
+        self._admission = policies.check_admission(admission)
+        self._eviction = policies.normalize_eviction(eviction)
+        self._name = name
+        self._ops = op_library.load()
+        super().__init__(device=device)
+        with tf.init_scope(), tf.device(device):
+            # The table's clock: the global step of the last optimizer update. Training
+            # lookups stamp new keys with it unless given a step.
+            self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_step")
+            # Keys removed by eviction so far (for monitoring).
+            self._evicted = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name=f"{name}_evicted")
+            self.resource_handle  # create the table now, outside any function
+        self._track_trackable(self._step, name="_step")
+        self._track_trackable(self._evicted, name="_evicted")
+
+    # ----- configuration -------------------------------------------------------
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def dim(self):
+        return self._dim
+
+    @property
+    def key_dtype(self):
+        return self._key_dtype
+
+    @property
+    def initializer(self):
+        """The initializers.KVInitializer of new keys."""
+        return self._initializer
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @property
+    def slot_names(self):
+        return self._slot_names
+
+    @property
+    def default_value(self):
+        """What lookups return for keys without a row: a tuple of 1 or dim floats."""
+        return self._default_value
+
+    @property
+    def evicted(self):
+        """int64 tf.Variable: keys removed by eviction so far."""
+        return self._evicted
+
+    @property
+    def slot_initial_values(self):
+        return self._slot_inits
+
+    @property
+    def step(self):
+        """int64 tf.Variable: the global step of the last optimizer update."""
+        return self._step
+
+    def ensure_slots(self, slots: Union[Mapping[str, float], Sequence[str]]):
+        """Gives the table these optimizer slots, if it has none yet.
+
+        A table created without slots gets them (every key's slot rows start at the
+        initial values); a table that has exactly these slots is left as it is.
+        Asking for other slots than the table has is an error.
+        """
+        names, inits = _slot_spec(slots)
+        if names == self._slot_names and inits == self._slot_inits:
+            return
+        if self._slot_names and names != self._slot_names:
+            raise ValueError(f"variable '{self._name}' has slots {list(self._slot_names)}, "
+                             f"cannot switch to slots {list(names)}")
+        self._ops.drl_kv_set_slots(self.resource_handle, tf.constant(inits, tf.float32))
+        self._slot_names, self._slot_inits = names, inits
+
+    @property
+    def admission(self):
+        return self._admission
+
+    @property
+    def bloom_filter_size(self):
+        """Counters of the table's counting Bloom filter (0 without one)."""
+        if isinstance(self._admission, policies.BloomFilter):
+            return self._admission.num_counters
+        return 0
+
+    @property
+    def eviction(self):
+        return self._eviction
+
+    def _create_resource(self):
+        attrs = {"key_dtype": self._key_dtype, "dim": self._dim,
+                 "num_slots": len(self._slot_names), "slot_init": list(self._slot_inits),
+                 "seed": self._seed, "default_value": list(self._default_value)}
+        attrs.update(self._initializer.table_attrs())
+        if self._admission is not None:
+            attrs.update(self._admission.table_attrs())
+        return self._ops.drl_kv_table(**attrs)
+
+    # ----- lookups and updates -------------------------------------------------
+
+    def _keys(self, keys, name="keys"):
+        if isinstance(keys, (tf.RaggedTensor, tf.SparseTensor)):
+            raise ValueError(f"{name} must be a dense tensor; pass .values of a "
+                             f"{type(keys).__name__}")
+        if self._key_dtype == tf.int64:
+            keys = tf.convert_to_tensor(keys)
+            if keys.dtype in (tf.int32, tf.int16, tf.int8, tf.uint8, tf.uint16, tf.uint32):
+                keys = tf.cast(keys, tf.int64)
+            elif keys.dtype != tf.int64:
+                raise ValueError(f"{name} must be int64 for this table, got dtype {keys.dtype.name}")
+        else:
+            keys = tf.convert_to_tensor(keys)
+            if keys.dtype != tf.string:
+                raise ValueError(f"{name} must be string for this table, got dtype "
+                                 f"{keys.dtype.name}")
+        if keys.shape.rank is not None and keys.shape.rank > 2:
+            raise ValueError(f"{name} must have rank 0, 1 or 2, got shape {keys.shape}")
+        return keys
+
+    def _with_dim(self, keys, values):
+        if not values.shape.is_fully_defined():  # in a graph; an eager result is exact
+            values.set_shape(keys.shape.concatenate([self._dim]))
+        return values
+
+    def lookup(self, keys):
+        """Inference lookup: values [*keys.shape, dim]; never inserts, never counts.
+
+        Keys without a row (unknown or not admitted) get the default value.
+        """
+        keys = self._keys(keys)
+        return self._with_dim(keys, self._ops.drl_kv_find(self.resource_handle, keys))
+
+    def lookup_or_insert(self, keys, counts=None, global_step=None):
+        """Training lookup. Returns (values [*keys.shape, dim], admitted [*keys.shape] bool).
+
+        Adds counts (one per key, default 1) to each key's freq, applies admission,
+        and creates admitted new keys from the initializer with version =
+        global_step (default: `self.step`). Keys not admitted get the default value.
+        """
+        keys = self._keys(keys)
+        if counts is None:
+            counts = tf.constant([], tf.int64)
+        values, admitted = self._ops.drl_kv_find_or_insert(
+            self.resource_handle, keys, tf.cast(counts, tf.int64),
+            step_or_clock(self._step, global_step))
+        return self._with_dim(keys, values), admitted
+
+    def update(self, keys, values, slots=None, global_step=None):
+        """Assigns values [*keys.shape, dim] (and slots [*keys.shape, num_slots, dim]) of
+        admitted keys and stamps their version with global_step (default:
+        `self.step`); other keys are skipped. Returns the number of rows written."""
+        keys = self._keys(keys)
+        slots = tf.constant([], tf.float32) if slots is None else tf.cast(slots, tf.float32)
+        return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
+                                       slots, step_or_clock(self._step, global_step))
+
+    def apply_kernel(self, kernel, keys, grads):
+        """kernel(table handle, keys [N], grads [N, dim]) -> int64 rows updated: runs a
+        sparse optimizer's kernel on the table (partitioned variables run it per shard)."""
+        return kernel(self.resource_handle, keys, grads)
+
+    def remove(self, keys):
+        """Removes keys with all their slots; returns how many were present."""
+        return self._ops.drl_kv_remove(self.resource_handle, self._keys(keys))
+
+    # ----- eviction ------------------------------------------------------------
+
+    def _policy(self, kind):
+        return next((p for p in self._eviction if isinstance(p, kind)), None)
+
+    def evict(self, global_step, max_staleness: Optional[int] = None,
+              min_freq: Optional[int] = None):
+        """Removes keys with global_step - version > max_staleness and admitted keys
+        with freq < min_freq. Thresholds default to the variable's eviction
+        policies; returns the number of keys removed."""
+        if max_staleness is None and self._policy(policies.StalenessEviction):
+            max_staleness = self._policy(policies.StalenessEviction).max_staleness
+        if min_freq is None and self._policy(policies.FrequencyEviction):
+            min_freq = self._policy(policies.FrequencyEviction).min_freq
+        if max_staleness is None and min_freq is None:
+            raise ValueError("evict needs max_staleness or min_freq: pass one, or give the "
+                             "variable an eviction policy")
+        for arg, value in (("max_staleness", max_staleness), ("min_freq", min_freq)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise ValueError(f"{arg} must be a non-negative integer, got {value!r}")
+        return self._evict(global_step, -1 if max_staleness is None else max_staleness,
+                           0 if min_freq is None else min_freq)
+
+    def _evict(self, global_step, max_staleness, min_freq):
+        removed = self._ops.drl_kv_evict(self.resource_handle, tf.cast(global_step, tf.int64),
+                                         tf.constant(max_staleness, tf.int64),
+                                         tf.constant(min_freq, tf.int64))
+        with tf.control_dependencies([self._evicted.assign_add(removed)]):
+            return tf.identity(removed)
+
+    def maybe_evict(self, global_step):
+        """Runs each eviction policy that has `every_n_steps` when global_step is a
+        multiple of it. Returns the number of keys removed (works in tf.function)."""
+        step = tf.cast(global_step, tf.int64)
+        removed = tf.constant(0, tf.int64)
+        for policy in self._eviction:
+            if policy.every_n_steps is None:
+                continue
+            if isinstance(policy, policies.StalenessEviction):
+                thresholds = (policy.max_staleness, 0)
+            else:
+                thresholds = (-1, policy.min_freq)
+            removed += tf.cond(tf.equal(step % policy.every_n_steps, 0),
+                               lambda t=thresholds: self._evict(step, *t),
+                               lambda: tf.constant(0, tf.int64))
+        return removed
+
+    # ----- inspection, export, import ------------------------------------------
+
+    def stats(self):
+        """{'admitted': keys with a row, 'pending': keys counted but not admitted,
+        'bytes': memory held by the table} as int64 scalars."""
+        s = self._ops.drl_kv_stats(self.resource_handle)
+        return {"admitted": s[0], "pending": s[1], "bytes": s[2]}
+
+    def size(self):
+        """Number of admitted keys."""
+        return self._ops.drl_kv_stats(self.resource_handle)[0]
+
+    def export(self) -> KVRecords:
+        """Every record, from one consistent snapshot of the table."""
+        out = self._ops.drl_kv_export(self.resource_handle, key_dtype=self._key_dtype)
+        records = KVRecords(*out)
+        records.values.set_shape([None, self._dim])
+        records.slots.set_shape([None, None, self._dim])
+        return records
+
+    def import_records(self, records: KVRecords):
+        """Replaces the table's contents with `records` (as `export` returns them)."""
+        keys = tf.convert_to_tensor(records.keys)
+        if keys.dtype != self._key_dtype:
+            raise ValueError(f"cannot import {keys.dtype.name} keys into variable "
+                             f"'{self._name}' with {self._key_dtype.name} keys")
+        return self._ops.drl_kv_import(
+            self.resource_handle, keys, tf.cast(records.values, tf.float32),
+            tf.cast(records.freqs, tf.int64), tf.cast(records.versions, tf.int64),
+            tf.cast(records.slots, tf.float32), tf.cast(records.admitted, tf.bool),
+            tf.cast(records.bloom_counts, tf.int32))
+
+    # ----- checkpointing (tf.train.Checkpoint and SavedModel) ------------------
+
+    def _serialize_spec(self):
+        """The slot layout as checkpoint tensors."""
+        return {"slot_names": tf.constant(self._slot_names, tf.string,
+                                          shape=[len(self._slot_names)]),
+                "slot_inits": tf.constant(self._slot_inits, tf.float32,
+                                          shape=[len(self._slot_inits)])}
+
+    def _serialize_to_tensors(self):
+        # The format of one logical table, shared with PartitionedKVVariable.
+        tensors = dict(self.export()._asdict())
+        tensors.update(self._serialize_spec())
+        return tensors
+
+    def _restore_from_tensors(self, restored_tensors):
+        restored = dict(restored_tensors)
+        names, inits = restored.pop("slot_names"), restored.pop("slot_inits")
+        restored["bloom_counts"] = bloom_counts_of_shard(
+            restored["bloom_counts"], self.bloom_filter_size, num_shards=1, shard=0)
+        # The table may not have its optimizer's slots yet (restored before training).
+        if tf.executing_eagerly():
+            self.ensure_slots(dict(zip((n.decode() for n in names.numpy()),
+                                       inits.numpy().tolist())))
+            return self.import_records(KVRecords(**restored))
+        with tf.control_dependencies([self._ops.drl_kv_set_slots(self.resource_handle, inits)]):
+            return self.import_records(KVRecords(**restored))
+
+    def __repr__(self):
+        return (f"KVVariable(name={self._name!r}, dim={self._dim}, "
+                f"key_dtype={self._key_dtype.name}, slots={list(self._slot_names)})")

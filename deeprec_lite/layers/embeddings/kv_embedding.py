@@ -1,0 +1,345 @@
+"""KVEmbedding: a tf_keras layer over a KVVariable (raw int64 or string ids, no vocabulary).
+
+How gradients reach the table under any train_step (functional, Sequential,
+subclassed and tfrs.Model alike): each call deduplicates the batch's ids once
+(unique), looks the unique keys up, remembers the unique-keys tensor of the
+graph it was traced in (of the call, when eager) and ties the looked-up rows to
+a small trainable "gradient anchor" weight through a custom gradient. The
+anchor's gradient is an IndexedSlices whose rows are the gradients of the
+unique keys (duplicates already summed by the gather's gradient).
+`deeprec_lite.training.optimizers.KVOptimizer` recognizes anchors and applies the sparse
+optimizer to the table in one fused kernel, in the graph of the step; every
+other weight goes to an ordinary tf_keras optimizer.
+"""
+import weakref
+
+from deeprec_lite._checks import check_int
+from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import initializers as kv_initializers, policies
+from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
+                                                  parameter_server_devices)
+from deeprec_lite.kv.variable import KVVariable
+
+_COMBINERS = (None, "sum", "mean", "sqrtn")
+
+
+def _policy_config(policy):
+    if policy is None:
+        return None
+    return {"class_name": type(policy).__name__, "config": dict(vars(policy))}
+
+
+def _policy_from_config(config):
+    if config is None:
+        return None
+    classes = {c.__name__: c for c in (policies.CounterFilter, policies.BloomFilter,
+                                       policies.StalenessEviction, policies.FrequencyEviction)}
+    return classes[config["class_name"]](**config["config"])
+
+
+@keras.utils.register_keras_serializable(package="deeprec_lite")
+class KVEmbedding(keras.layers.Layer):
+    """Embeds raw ids (int64 or string, no vocabulary) through a KV embedding table.
+
+    Each id ``x`` owns a row ``T[x]`` of ``dim`` floats, created from ``initializer`` on the
+    first training lookup that admits it (``admission``) and possibly evicted later
+    (``eviction``). With ids ``x_1 .. x_L`` of one example and weights ``w_l`` (default 1)::
+
+        sum:   e = sum_l w_l T[x_l]
+        mean:  e = sum_l w_l T[x_l] / sum_l w_l
+        sqrtn: e = sum_l w_l T[x_l] / sqrt(sum_l w_l^2)
+
+    An example without ids gives 0. Ragged or sparse ids with ``combiner=None`` are summed.
+
+    Training calls (training=True) count freq, admit and create keys; inference
+    calls never insert or count (an unknown id gets ``default_value``). Several layers can
+    share one table (``shared_table=other_layer.kv``), each with its own gradient anchor; a
+    layer instance must be called once per training step, and the step's gradients
+    applied in the graph (tf.function) of that call, as model.fit and the usual
+    custom training loops do.
+
+    Args:
+      dim: embedding width ``D``.
+      key_dtype: "int64" or "string".
+      initializer, seed, default_value, admission, eviction: see KVVariable.
+      combiner: None, "sum", "mean" or "sqrtn" (multi-valued ids).
+      sequence: return per-position embeddings and a mask instead of pooling.
+      max_length: sequence mode: pad or truncate to this length.
+      padding_id: sequence mode with dense ids: the id that marks padding.
+      optimizer: a `deeprec_lite.kv.sparse_optimizers` optimizer for this table;
+        None uses the KVOptimizer's default.
+      shared_table: an existing KVVariable or PartitionedKVVariable to use instead
+        of a new table.
+      num_shards: split the table into this many shards (a PartitionedKVVariable);
+        None: one shard per parameter server under a ParameterServerStrategy, else
+        one unpartitioned table.
+
+    Input shape (B batch, L ids per example): ids ``[B]`` or ``[B, 1]``; with a combiner
+    also dense ``[B, L]``, RaggedTensor ``[B, (L)]`` or SparseTensor ``[B, L]``, with
+    optional ``weights`` of the same shape; ``sequence=True``: RaggedTensor ``[B, (L)]`` or
+    dense ``[B, L]``.
+    Output shape: ``[B, D]``; ``sequence=True``: ``[B, max_length or L, D]`` and a Keras
+    mask ``[B, max_length or L]`` (ragged: real positions; dense: ``ids != padding_id``
+    when ``padding_id`` is set).
+
+    Example:
+        >>> from deeprec_lite.layers import KVEmbedding
+        >>> import tensorflow as tf
+        >>> ids = tf.random.uniform([2, 3], maxval=1000, dtype=tf.int64)  # B=2, L=3
+        >>> KVEmbedding(dim=4, combiner="mean")(ids, training=True).shape
+        TensorShape([2, 4])
+        >>> seq = KVEmbedding(dim=4, sequence=True, max_length=5)
+        >>> seq(tf.ragged.constant([[3, 7], [42]], dtype=tf.int64)).shape
+        TensorShape([2, 5, 4])
+
+    References:
+        No single paper. Hash tables of raw ids with frequency-based admission and
+        eviction of stale ids are described in Liu et al., "Monolith: Real Time
+        Recommendation System With Collisionless Embedding Table", ORSUM workshop at
+        RecSys 2022 (arXiv 2209.07663).
+    """
+
+    def __init__(self, dim, key_dtype="int64", initializer="truncated_normal", seed=0,
+                 default_value=0.0, admission=None, eviction=None, combiner=None,
+                 sequence=False, max_length=None, padding_id=None, optimizer=None,
+                 shared_table=None, num_shards=None, **kwargs):
+        super().__init__(**kwargs)
+        if combiner not in _COMBINERS:
+            raise ValueError(f"combiner must be one of {_COMBINERS}, got {combiner!r}")
+        if sequence and combiner is not None:
+            raise ValueError(f"sequence=True returns every position; combiner={combiner!r} "
+                             "contradicts it")
+        check_int(max_length, "max_length", minimum=1, none_ok=True)
+        if shared_table is not None and not isinstance(shared_table, KV_VARIABLES):
+            raise ValueError(f"shared_table must be a KVVariable or PartitionedKVVariable, got "
+                             f"{shared_table!r}")
+        check_int(num_shards, "num_shards", minimum=1, none_ok=True)
+        self.dim = dim
+        self.key_dtype = key_dtype if isinstance(key_dtype, str) else key_dtype.name
+        self.initializer = kv_initializers.get(initializer)
+        self.seed = seed
+        self.default_value = default_value
+        self.admission = policies.check_admission(admission)
+        self.eviction = policies.normalize_eviction(eviction)
+        self.combiner = combiner
+        self.sequence = sequence
+        self.max_length = max_length
+        self.padding_id = padding_id
+        self.sparse_optimizer = optimizer
+        self.num_shards = num_shards
+        self.kv = shared_table or self._new_table(key_dtype)
+        if self.kv.dim != dim:
+            raise ValueError(f"shared_table has dim {self.kv.dim}, but dim={dim}")
+        self.supports_masking = sequence
+        # (graph or None when eager, unique keys) of the last training call, read by
+        # KVOptimizer in the same graph: no shared state, so workers of a
+        # parameter-server cluster can train one layer concurrently.
+        object.__setattr__(self, "_training_keys", (None, None))
+        object.__setattr__(self, "_serving_table", None)  # not tracked: see set_serving_table
+
+    def _new_table(self, key_dtype):
+        args = dict(key_dtype=key_dtype, initializer=self.initializer, seed=self.seed,
+                    default_value=self.default_value, admission=self.admission,
+                    eviction=self.eviction, name=self.name)
+        num_shards = self.num_shards
+        if num_shards is None:
+            num_shards = len(parameter_server_devices() or []) or None
+        if num_shards is None:
+            return KVVariable(self.dim, **args)
+        return PartitionedKVVariable(self.dim, num_shards, **args)
+
+    def build(self, input_shape):
+        self.gradient_anchor = self.add_weight(
+            name="kv_gradient_anchor", shape=(1, self.dim), initializer="zeros", trainable=True)
+        self.gradient_anchor._drl_kv_embedding = self
+        super().build(input_shape)
+
+    def set_serving_table(self, table):
+        """Attaches (None: detaches) a serving table, an object whose `lookup(keys)`
+        returns rows [N, dim] with stock TensorFlow ops only. While one is attached,
+        inference calls look up through it instead of the KV table, so a traced
+        inference function needs no custom op (used by `deeprec_lite.export`). The
+        table is not tracked by the layer."""
+        object.__setattr__(self, "_serving_table", table)
+
+    # ----- the lookup ---------------------------------------------------------
+
+    def _rows(self, unique_keys, counts, training):
+        if not training:
+            serving = getattr(self, "_serving_table", None)
+            if serving is not None:
+                return serving.lookup(unique_keys)
+            return self.kv.lookup(unique_keys)
+        graph = self._check_one_training_call_per_graph()
+        values, _ = self.kv.lookup_or_insert(unique_keys, counts=counts)
+        object.__setattr__(self, "_training_keys", (graph, unique_keys))
+        anchor = self.gradient_anchor
+
+        @tf.custom_gradient
+        def tie_to_anchor(anchor_value):
+            def grad(upstream):
+                n = tf.shape(upstream, out_type=tf.int64)
+                return tf.IndexedSlices(upstream, tf.range(n[0]), dense_shape=n)
+            return tf.identity(values), grad
+
+        return tie_to_anchor(tf.convert_to_tensor(anchor))
+
+    def _check_one_training_call_per_graph(self):
+        """A second training call in one traced step would replace the batch's keys
+        that the first call's gradient refers to: refuse it (eager calls are not
+        checked). Returns a weak reference to the graph (None when eager)."""
+        if tf.executing_eagerly():
+            return None
+        graph = tf.compat.v1.get_default_graph()
+        seen = self._training_keys[0]
+        if seen is not None and seen() is graph:
+            raise ValueError(f"{self.name}: a KVEmbedding layer can be called once per training "
+                             "step; for several features on one table use one layer each, "
+                             "sharing the table with shared_table=layer.kv")
+        return weakref.ref(graph)
+
+    def _keys_of_step(self):
+        """The unique keys of this step's training call: made in the current graph or
+        one it is nested in (the optimizer may run in a cond branch), or eagerly."""
+        seen, keys = self._training_keys
+        if seen is None and keys is not None and tf.executing_eagerly():
+            return keys
+        graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+        while graph is not None and seen is not None:
+            if seen() is graph:
+                return keys
+            graph = getattr(graph, "outer_graph", None)
+        raise ValueError(f"{self.name}: gradients must be applied in the same step (and "
+                         "tf.function) as the layer's training call that produced them")
+
+    def _embed_flat(self, ids, training):
+        """Embeddings [N, D] of a flat vector of ids, one lookup of the unique ids."""
+        unique, index, counts = tf.unique_with_counts(ids, out_idx=tf.int64)
+        rows = self._rows(unique, tf.cast(counts, tf.int64), training)
+        return tf.gather(rows, index)
+
+    def _ids(self, ids):
+        if isinstance(ids, tf.SparseTensor):
+            ids = tf.RaggedTensor.from_sparse(ids)
+        if self.kv.key_dtype == tf.int64 and ids.dtype != tf.int64:
+            if not ids.dtype.is_integer:
+                raise ValueError(f"{self.name}: ids must be integers for an int64 table, got "
+                                 f"dtype {ids.dtype.name}")
+            ids = tf.cast(ids, tf.int64)
+        elif self.kv.key_dtype == tf.string and ids.dtype != tf.string:
+            raise ValueError(f"{self.name}: ids must be strings for a string table, got dtype "
+                             f"{ids.dtype.name}")
+        return ids
+
+    def call(self, ids, weights=None, training=None):
+        training = bool(training) if training is not None else False
+        ids = self._ids(ids)
+        if self.sequence:
+            return self._sequence(ids, training)
+        if isinstance(ids, tf.RaggedTensor):
+            return self._pool(ids.flat_values, ids.value_rowids(), ids.nrows(), weights, training)
+        if ids.shape.rank == 1 or (self.combiner is None and ids.shape.rank == 2):
+            if ids.shape.rank == 2 and ids.shape[1] != 1:
+                raise ValueError(f"{self.name}: ids of shape {ids.shape} need a combiner "
+                                 "(or sequence=True)")
+            flat = tf.reshape(ids, [-1])
+            return tf.reshape(self._embed_flat(flat, training), [-1, self.dim])
+        if ids.shape.rank != 2:
+            raise ValueError(f"{self.name}: ids must have rank 1 or 2, got shape {ids.shape}")
+        batch = tf.shape(ids, out_type=tf.int64)[0]
+        width = tf.shape(ids, out_type=tf.int64)[1]
+        rows = tf.repeat(tf.range(batch), width)
+        return self._pool(tf.reshape(ids, [-1]), rows, batch, weights, training)
+
+    def _pool(self, flat_ids, row_ids, num_rows, weights, training):
+        emb = self._embed_flat(flat_ids, training)
+        if weights is None:
+            w = tf.ones_like(row_ids, tf.float32)
+        else:
+            w = weights.flat_values if isinstance(weights, tf.RaggedTensor) else weights
+            if isinstance(w, tf.SparseTensor):
+                w = w.values
+            w = tf.cast(tf.reshape(w, [-1]), tf.float32)
+        total = tf.math.unsorted_segment_sum(emb * w[:, None], row_ids, num_rows)
+        if self.combiner in (None, "sum"):
+            return total
+        if self.combiner == "mean":
+            norm = tf.math.unsorted_segment_sum(w, row_ids, num_rows)
+        else:
+            norm = tf.sqrt(tf.math.unsorted_segment_sum(w * w, row_ids, num_rows))
+        return tf.math.divide_no_nan(total, norm[:, None])
+
+    def _sequence(self, ids, training):
+        if isinstance(ids, tf.RaggedTensor):
+            emb = ids.with_flat_values(self._embed_flat(ids.flat_values, training))
+            shape = [None, self.max_length, self.dim]
+            return emb.to_tensor(shape=shape)
+        flat = tf.reshape(ids, [-1])
+        out = tf.reshape(self._embed_flat(flat, training), tf.concat([tf.shape(ids), [self.dim]], 0))
+        if self.max_length is not None:
+            out = out[:, :self.max_length]
+            pad = tf.maximum(self.max_length - tf.shape(out)[1], 0)
+            out = tf.pad(out, [[0, 0], [0, pad], [0, 0]])
+        return out
+
+    def compute_mask(self, ids, mask=None):
+        if not self.sequence:
+            return None
+        if isinstance(ids, tf.SparseTensor):
+            ids = tf.RaggedTensor.from_sparse(ids)
+        if isinstance(ids, tf.RaggedTensor):
+            lengths = ids.row_lengths()
+            width = self.max_length if self.max_length is not None else tf.reduce_max(lengths)
+            return tf.sequence_mask(lengths, width)
+        if self.padding_id is None:
+            return None
+        m = tf.not_equal(ids, tf.constant(self.padding_id, ids.dtype))
+        if self.max_length is not None:
+            m = m[:, :self.max_length]
+            m = tf.pad(m, [[0, 0], [0, tf.maximum(self.max_length - tf.shape(m)[1], 0)]])
+        return m
+
+    # ----- optimizer side -----------------------------------------------------
+
+    def apply_gradient(self, gradient, sparse_optimizer, global_step):
+        """Applies the anchor's gradient to the table (called by KVOptimizer)."""
+        optimizer = self.sparse_optimizer or sparse_optimizer
+        with tf.init_scope():
+            self.kv.ensure_slots(optimizer.slots)
+        grads = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+        keys = self._keys_of_step()
+        if isinstance(gradient, tf.IndexedSlices):
+            keys = tf.gather(keys, gradient.indices)
+        updated = optimizer.apply(self.kv, keys, grads, global_step)
+        with tf.control_dependencies([updated]):
+            self.kv.step.assign(global_step)
+            return self.kv.maybe_evict(global_step)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "dim": self.dim, "key_dtype": self.key_dtype,
+            "initializer": dict(vars(self.initializer)), "seed": self.seed,
+            "default_value": self.default_value,
+            "admission": _policy_config(self.admission),
+            "eviction": [_policy_config(p) for p in self.eviction],
+            "combiner": self.combiner, "sequence": self.sequence,
+            "max_length": self.max_length, "padding_id": self.padding_id,
+            "num_shards": self.num_shards,
+            "optimizer": None if self.sparse_optimizer is None else {
+                "class_name": type(self.sparse_optimizer).__name__,
+                "config": self.sparse_optimizer.get_config()},
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        from deeprec_lite.kv import sparse_optimizers
+        config = dict(config)
+        config["initializer"] = kv_initializers.KVInitializer(**config["initializer"])
+        config["admission"] = _policy_from_config(config["admission"])
+        config["eviction"] = [_policy_from_config(p) for p in config["eviction"]]
+        if config.get("optimizer") is not None:
+            opt = config["optimizer"]
+            config["optimizer"] = getattr(sparse_optimizers, opt["class_name"])(**opt["config"])
+        return cls(**config)

@@ -1,0 +1,66 @@
+"""tf_keras callbacks for models with KV embeddings."""
+import os
+
+from deeprec_lite.compat import keras, tf
+from deeprec_lite.training.model_tables import kv_tables
+
+
+class KVTableStats(keras.callbacks.Callback):
+    """Writes TensorBoard summaries per KV table at the end of each epoch (and every
+    `every_n_steps` training steps if given): size (admitted keys), keys counted but
+    not admitted, memory, keys evicted so far, and histograms of freq and of
+    staleness (current step - version) over admitted keys.
+
+    Args:
+      log_dir: TensorBoard directory; summaries go to `log_dir/kv_tables`.
+      every_n_steps: also write every this many training batches.
+    """
+
+    def __init__(self, log_dir, every_n_steps=None):
+        super().__init__()
+        if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps <= 0):
+            raise ValueError(f"every_n_steps must be a positive integer or None, got "
+                             f"{every_n_steps!r}")
+        self.log_dir = log_dir
+        self.every_n_steps = every_n_steps
+        self._writer = None
+
+    def _write(self, step):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "kv_tables"))
+        with self._writer.as_default(step=step):
+            for name, kv in kv_tables(self.model).items():
+                stats = kv.stats()
+                tf.summary.scalar(f"{name}/size", stats["admitted"])
+                tf.summary.scalar(f"{name}/not_admitted", stats["pending"])
+                tf.summary.scalar(f"{name}/bytes", stats["bytes"])
+                tf.summary.scalar(f"{name}/evicted", kv.evicted)
+                records = kv.export()
+                admitted = records.admitted
+                tf.summary.histogram(f"{name}/freq", tf.boolean_mask(records.freqs, admitted))
+                tf.summary.histogram(f"{name}/staleness",
+                                     kv.step - tf.boolean_mask(records.versions, admitted))
+        self._writer.flush()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations)
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self._write(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write(int(self.model.optimizer.iterations))
+
+
+class KVEviction(keras.callbacks.Callback):
+    """Evicts every KV table by its own eviction policies at the end of each epoch.
+
+    Put it before a ModelCheckpoint / BackupAndRestore in the callback list to evict
+    right before each checkpoint is written, so checkpoints hold no stale keys.
+    (Policies with `every_n_steps` also run during training, from the optimizer.)
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = self.model.optimizer.iterations
+        for kv in kv_tables(self.model).values():
+            if kv.eviction:
+                kv.evict(step)

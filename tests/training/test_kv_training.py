@@ -1,0 +1,235 @@
+"""model.fit on KV embeddings: equivalence with a dense Embedding, model kinds,
+inference never inserting, and save / restore / continue round trips."""
+import numpy as np
+import pytest
+
+from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.layers import KVEmbedding
+from deeprec_lite.training import optimizers
+from kv_reference import records_by_key
+
+VOCAB = np.array([-(2 ** 63), 2 ** 63 - 1, 0, 5, 77, 10 ** 12, -3, 42], np.int64)
+
+
+def make_data(n=512, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(VOCAB, n)
+    labels = (np.isin(ids, VOCAB[::2]) ^ (rng.random(n) < 0.1)).astype(np.float32)
+    return ids, labels
+
+
+def kv_model(dim=4):
+    ids = keras.Input((), dtype=tf.int64, name="ids")
+    emb = KVEmbedding(dim, initializer="uniform", seed=7, name="emb")(ids)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones", name="out")(emb)
+    return keras.Model(ids, out)
+
+
+def sorted_records(kv):
+    got = records_by_key(kv.export())
+    return {k: tuple(np.asarray(x).tolist() for x in v) for k, v in got.items()}
+
+
+@pytest.mark.parametrize("make_optimizer, dense_optimizer", [
+    (lambda: optimizers.SGD(0.5), lambda: keras.optimizers.SGD(0.5)),
+    (lambda: optimizers.Adagrad(0.3), lambda: keras.optimizers.Adagrad(0.3)),
+])
+def test_fit_equals_dense_embedding_with_the_same_optimizer(make_optimizer, dense_optimizer):
+    ids, labels = make_data()
+    model = kv_model()
+    model.compile(optimizer=make_optimizer(), loss="binary_crossentropy")
+    kv = model.get_layer("emb").kv
+    initial = kv.lookup_or_insert(VOCAB, counts=tf.zeros(len(VOCAB), tf.int64))[0].numpy()
+
+    index = {k: i for i, k in enumerate(VOCAB)}
+    dense_ids = keras.Input((), dtype=tf.int64)
+    emb = keras.layers.Embedding(len(VOCAB), 4)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones")(emb(dense_ids))
+    reference = keras.Model(dense_ids, out)
+    emb.set_weights([initial])
+    reference.compile(optimizer=dense_optimizer(), loss="binary_crossentropy")
+    positions = np.array([index[k] for k in ids])
+
+    model.fit(ids, labels, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    reference.fit(positions, labels, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_allclose(kv.lookup(VOCAB), emb.get_weights()[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.get_layer("out").get_weights()[0],
+                               reference.layers[-1].get_weights()[0], rtol=1e-5, atol=1e-6)
+    records = records_by_key(kv.export())
+    counts = {k: int(c) for k, c in zip(*np.unique(ids, return_counts=True))}
+    assert {k: records[k][1] for k in VOCAB} == {k: 2 * counts.get(k, 0) for k in VOCAB}
+    assert int(kv.step) == int(model.optimizer.iterations) == 16
+    assert max(r[2] for r in records.values()) == 16
+
+
+class SubclassedModel(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.user = KVEmbedding(4, key_dtype="string", name="user")
+        self.items = KVEmbedding(4, combiner="mean", name="items")
+        self.out = keras.layers.Dense(1, activation="sigmoid")
+
+    def call(self, inputs, training=None):
+        return self.out(tf.concat([self.user(inputs["user"], training=training),
+                                   self.items(inputs["items"], training=training)], axis=1))
+
+
+def string_and_ragged_data(n=256):
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 20, n)
+    lengths = rng.integers(0, 4, n)
+    items = tf.RaggedTensor.from_row_lengths(rng.integers(0, 30, lengths.sum()), lengths)
+    labels = (users % 2).astype(np.float32)
+    return {"user": users.astype(str), "items": items}, labels
+
+
+def test_subclassed_model_with_string_and_ragged_ids_trains():
+    x, y = string_and_ragged_data()
+    model = SubclassedModel()
+    model.compile(optimizer=optimizers.Adam(0.05), loss="binary_crossentropy")
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < 0.6 * history.history["loss"][0]
+    assert int(model.user.kv.size()) == 20
+    assert model.items.kv.slot_names == ("m", "v")
+
+
+def test_sequential_model_trains_with_an_own_table_optimizer():
+    ids, labels = make_data()
+    model = keras.Sequential([
+        keras.Input((), dtype=tf.int64),
+        KVEmbedding(4, optimizer=sparse_optimizers.Ftrl(0.5)),
+        keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=optimizers.Adagrad(0.1), loss="binary_crossentropy")
+    history = model.fit(ids, labels, batch_size=64, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.layers[0].kv.slot_names == ("z", "n")
+
+
+def test_tfrs_ranking_model_trains():
+    tfrs = pytest.importorskip("tensorflow_recommenders")
+
+    class Ranker(tfrs.Model):
+        def __init__(self):
+            super().__init__()
+            self.emb = KVEmbedding(4, name="emb")
+            self.head = keras.layers.Dense(1)
+            self.task = tfrs.tasks.Ranking(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+
+        def call(self, features, training=None):
+            return self.head(self.emb(features["ids"], training=training))
+
+        def compute_loss(self, features, training=False):
+            return self.task(labels=features["label"], predictions=self(features, training=training))
+
+    ids, labels = make_data()
+    data = tf.data.Dataset.from_tensor_slices({"ids": ids, "label": labels}).batch(64)
+    model = Ranker()
+    model.compile(optimizer=optimizers.Adagrad(0.3))
+    history = model.fit(data, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert int(model.emb.kv.size()) == len(VOCAB)
+
+
+def test_predict_and_evaluate_never_insert_or_count():
+    ids, labels = make_data()
+    model = kv_model()
+    model.compile(optimizer=optimizers.SGD(0.1), loss="binary_crossentropy")
+    model.fit(ids[:100], labels[:100], batch_size=50, verbose=0)
+    kv = model.get_layer("emb").kv
+    before = sorted_records(kv)
+    unseen = np.array([123456, 654321], np.int64)
+    model.predict(np.concatenate([ids, unseen]), verbose=0)
+    model.evaluate(ids, labels, verbose=0)
+    model(unseen)
+    assert sorted_records(kv) == before
+
+
+def test_pooling_and_sequence_match_numpy():
+    layer = KVEmbedding(3, initializer="uniform", combiner="sqrtn")
+    ragged = tf.ragged.constant([[1, 2, 2], [], [3]], dtype=tf.int64)
+    weights = tf.ragged.constant([[1.0, 2.0, 0.5], [], [3.0]])
+    table = {k: layer.kv.lookup_or_insert([k])[0].numpy()[0] for k in (1, 2, 3)}
+    got = layer(ragged, weights=weights).numpy()
+    want0 = (table[1] * 1.0 + table[2] * 2.0 + table[2] * 0.5) / np.sqrt(1 + 4 + 0.25)
+    np.testing.assert_allclose(got, [want0, np.zeros(3), table[3]], rtol=1e-6)
+    sparse = tf.sparse.from_dense(tf.constant([[1, 0], [3, 2]], tf.int64))
+    mean = KVEmbedding(3, combiner="mean", shared_table=layer.kv)(sparse).numpy()
+    np.testing.assert_allclose(mean, [table[1], (table[3] + table[2]) / 2], rtol=1e-6)
+
+    seq = KVEmbedding(3, sequence=True, max_length=4, shared_table=layer.kv)
+    out = seq(ragged)
+    assert out.shape == (3, 4, 3)
+    np.testing.assert_array_equal(seq.compute_mask(ragged).numpy(),
+                                  [[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    np.testing.assert_allclose(out.numpy()[0, :3], [table[1], table[2], table[2]], rtol=1e-6)
+
+
+def test_save_load_and_continue_training_identically(tmp_path):
+    ids, labels = make_data()
+    first = kv_model()
+    first.compile(optimizer=optimizers.Adagrad(0.2), loss="binary_crossentropy")
+    first.fit(ids, labels, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    first.save_weights(str(tmp_path / "weights"))
+    first.save(str(tmp_path / "model"))
+
+    loaded = keras.models.load_model(str(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.predict(ids, verbose=0), first.predict(ids, verbose=0))
+    assert sorted_records(loaded.get_layer("emb").kv) == sorted_records(first.get_layer("emb").kv)
+
+    second = kv_model()
+    second.compile(optimizer=optimizers.Adagrad(0.2), loss="binary_crossentropy")
+    second.load_weights(str(tmp_path / "weights"))
+    for model in (first, second):
+        model.fit(ids, labels, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(second.predict(ids, verbose=0), first.predict(ids, verbose=0))
+    assert sorted_records(second.get_layer("emb").kv) == sorted_records(first.get_layer("emb").kv)
+    assert int(second.optimizer.iterations) == int(first.optimizer.iterations) == 16
+
+
+def test_model_checkpoint_and_backup_and_restore(tmp_path):
+    ids, labels = make_data()
+    model = kv_model()
+    model.compile(optimizer=optimizers.Adagrad(0.2), loss="binary_crossentropy")
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt"), save_weights_only=True)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    model.fit(ids, labels, batch_size=64, epochs=2, shuffle=False, verbose=0,
+              callbacks=[checkpoint, backup])
+    restored = kv_model()
+    restored.compile(optimizer=optimizers.Adagrad(0.2), loss="binary_crossentropy")
+    restored.load_weights(str(tmp_path / "ckpt"))
+    assert sorted_records(restored.get_layer("emb").kv) == sorted_records(model.get_layer("emb").kv)
+
+
+def test_kv_embedding_config_round_trip():
+    from deeprec_lite import BloomFilter, StalenessEviction
+
+    layer = KVEmbedding(5, key_dtype="string", initializer="normal", seed=3, default_value=0.5,
+                        admission=BloomFilter(4, expected_keys=1000),
+                        eviction=[StalenessEviction(10, every_n_steps=5)], combiner="sqrtn",
+                        optimizer=sparse_optimizers.Ftrl(0.2, l1_regularization_strength=0.1),
+                        name="shared_ids")
+    clone = KVEmbedding.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert clone.kv.admission == layer.kv.admission and clone.kv.eviction == layer.kv.eviction
+    keys = tf.ragged.constant([["a", "b"], ["c"]])
+    np.testing.assert_array_equal(clone(keys, training=True), layer(keys, training=True))
+
+
+def test_a_second_training_call_in_one_step_is_refused():
+    layer = KVEmbedding(2, name="twice")
+
+    @tf.function
+    def step(a, b):
+        return layer(a, training=True) + layer(b, training=True)
+
+    with pytest.raises(ValueError, match="twice: a KVEmbedding layer can be called once per "
+                                         "training step"):
+        step(tf.constant([1], tf.int64), tf.constant([2], tf.int64))
+    shared = KVEmbedding(2, shared_table=layer.kv, name="other")
+
+    @tf.function
+    def shared_step(a, b):
+        return layer(a, training=True) + shared(b, training=True)
+
+    assert shared_step(tf.constant([1], tf.int64), tf.constant([2], tf.int64)).shape == (1, 2)
