@@ -17,6 +17,21 @@ from deeprec_lite.kv.policies import CounterFilter, StalenessEviction
 from deeprec_lite.training import callbacks, checkpoints, model_tables, optimizers
 
 
+def int_at_least(minimum):
+    """An argparse type: an integer >= `minimum`, else argparse's one-line error naming the flag."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def table_report(model):
     """A text table of every KV table's statistics."""
     lines = [f"{'table':>22} {'admitted':>9} {'not admitted':>13} {'evicted':>8} {'MiB':>7}"]
@@ -86,27 +101,30 @@ def add_train_arguments(parser):
 
     parser.add_argument("--model", default="deepfm", choices=sorted(models.MODELS))
     parser.add_argument("--list-models", action="store_true", help="list the zoo and exit")
-    parser.add_argument("--days", type=int, default=2)
-    parser.add_argument("--start-day", type=int, default=0, help="first day of data to train on")
-    parser.add_argument("--hold-out-fields", type=int, default=0,
+    parser.add_argument("--days", type=int_at_least(1), default=2)
+    parser.add_argument("--start-day", type=int_at_least(0), default=0, help="first day of data to train on")
+    parser.add_argument("--hold-out-fields", type=int_at_least(0), default=0,
                         help="leave the last N categorical fields of the data out of the model")
     parser.add_argument("--warm-start-from", default=None,
                         help="checkpoint directory (or Keras SavedModel) to warm-start from")
     parser.add_argument("--migrate-slots", action="store_true",
                         help="warm start: also migrate optimizer slots")
-    parser.add_argument("--rows-per-day", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--embedding-dim", type=int, default=16)
-    parser.add_argument("--categorical-fields", type=int, default=26)
-    parser.add_argument("--numeric-fields", type=int, default=13)
-    parser.add_argument("--min-count", type=int, default=2, help="admission threshold")
-    parser.add_argument("--max-staleness", type=int, default=1000)
-    parser.add_argument("--evict-every", type=int, default=100, help="steps between evictions")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows-per-day", type=int_at_least(1), default=100_000)
+    parser.add_argument("--batch-size", type=int_at_least(1), default=1024)
+    parser.add_argument("--epochs", type=int_at_least(1), default=1)
+    parser.add_argument("--embedding-dim", type=int_at_least(1), default=16)
+    parser.add_argument("--categorical-fields", type=int_at_least(1), default=26)
+    parser.add_argument("--numeric-fields", type=int_at_least(0), default=13)
+    parser.add_argument("--min-count", type=int_at_least(1), default=2,
+                        help="admission threshold (1: admit every key at once)")
+    parser.add_argument("--max-staleness", type=int_at_least(0), default=1000)
+    parser.add_argument("--evict-every", type=int_at_least(1), default=100,
+                        help="steps between evictions")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--log-dir", default=None, help="TensorBoard directory")
-    parser.add_argument("--verbose", type=int, default=1, help="Keras progress: 0, 1 or 2")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="Keras progress: 0, 1 or 2")
 
 
 def restore_model(args, checkpoint):
@@ -164,19 +182,21 @@ def add_export_arguments(parser):
 
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or prefix")
     parser.add_argument("--out", required=True, help="export directory (written atomically)")
-    parser.add_argument("--min-freq", type=int, default=0, help="keep keys with freq >= N")
-    parser.add_argument("--max-staleness", type=int, default=None,
+    parser.add_argument("--min-freq", type=int_at_least(0), default=0,
+                        help="keep keys with freq >= N")
+    parser.add_argument("--max-staleness", type=int_at_least(0), default=None,
                         help="keep keys updated within the last N steps (default: no limit)")
     parser.add_argument("--format", choices=("parquet", "saved_model"), default="parquet")
     parser.add_argument("--tables", default=None, help="comma-separated table names (parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
     rebuild = parser.add_argument_group("saved_model: the train flags that rebuild the model")
     rebuild.add_argument("--model", default="deepfm", choices=sorted(models.MODELS))
-    rebuild.add_argument("--embedding-dim", type=int, default=16)
-    rebuild.add_argument("--categorical-fields", type=int, default=26)
-    rebuild.add_argument("--numeric-fields", type=int, default=13)
-    rebuild.add_argument("--min-count", type=int, default=2, help="admission threshold")
-    rebuild.add_argument("--seed", type=int, default=0)
+    rebuild.add_argument("--embedding-dim", type=int_at_least(1), default=16)
+    rebuild.add_argument("--categorical-fields", type=int_at_least(1), default=26)
+    rebuild.add_argument("--numeric-fields", type=int_at_least(0), default=13)
+    rebuild.add_argument("--min-count", type=int_at_least(1), default=2,
+                         help="admission threshold")
+    rebuild.add_argument("--seed", type=int_at_least(0), default=0)
 
 
 def main(argv=None):

@@ -85,7 +85,7 @@ def check_export(model, args, dataset):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_train_arguments(parser)
-    parser.add_argument("--export-min-freq", type=int, default=3,
+    parser.add_argument("--export-min-freq", type=cli.int_at_least(0), default=3,
                         help="export keys looked up at least this often")
     parser.set_defaults(days=3, rows_per_day=100_000, verbose=2, hold_out_fields=1)
     args = parser.parse_args(argv)

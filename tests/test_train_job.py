@@ -3,6 +3,7 @@ TensorBoard table statistics and the `deeprec-lite train` command."""
 import glob
 
 import numpy as np
+import pytest
 
 from deeprec_lite import cli
 from deeprec_lite.compat import tf
@@ -93,3 +94,20 @@ def test_eviction_callback_runs_before_the_checkpoint_is_written(tmp_path):
     restored = make_model()
     restored.load_weights(saved)
     assert sorted(restored.get_layer("emb").kv.export().keys.numpy()) == list(range(30, 40))
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--days", "-1"], "--days"),
+    (["train", "--rows-per-day", "-5"], "--rows-per-day"),
+    (["train", "--min-count", "-3"], "--min-count"),
+    (["train", "--batch-size", "1.5"], "--batch-size"),
+    (["train", "--verbose", "3"], "--verbose"),
+    (["export", "--checkpoint", "c", "--out", "o", "--min-freq", "-1"], "--min-freq"),
+    (["warm-start", "--from", "c", "--embedding-dim", "0"], "--embedding-dim"),
+])
+def test_cli_rejects_nonsense_with_a_one_line_error(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("deeprec-lite ") and f"argument {flag}: " in error

@@ -77,19 +77,39 @@ def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, path: str) -> No
                                f"{want}", column=field.name)
 
 
+def check_labels(values: np.ndarray, field: LabelField, path: str, binary: bool) -> None:
+    """Rejects non-finite labels and, when `binary`, labels outside [0, 1]."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise BadFileError(path, f"{int(bad.sum())} label(s) are not finite (first: "
+                                 f"{values[bad][0]})", column=field.name)
+    if binary:
+        outside = (values < 0) | (values > 1)
+        if outside.any():
+            raise BadFileError(path, f"{int(outside.sum())} label(s) of a binary label are "
+                                     f"outside [0, 1] (first: {values[outside][0]})",
+                               column=field.name)
+
+
 def _label_column(arr: pa.Array, field: LabelField, path: str) -> np.ndarray:
     if arr.null_count:
         raise BadFileError(path, f"label has {arr.null_count} missing value(s)", column=field.name)
     values = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    check_labels(values, field, path, field.binary)
     if field.dtype == "int64":
         return values.astype(np.int64)
     return values.astype(np.float32)
 
 
-def _numeric_column(arr: pa.Array, field: NumericField) -> np.ndarray:
+def _numeric_column(arr: pa.Array, field: NumericField, path: str) -> np.ndarray:
     if arr.type != pa.float64():
         arr = arr.cast(pa.float64())
-    return transform_numeric(arr.to_numpy(zero_copy_only=False), field)
+    values = arr.to_numpy(zero_copy_only=False)
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise BadFileError(path, f"{int(infinite.sum())} infinite value(s) (first: "
+                                 f"{values[infinite][0]})", column=field.name)
+    return transform_numeric(values, field)
 
 
 def _single_ids(arr: pa.Array, field: CategoricalField, path: str) -> np.ndarray:
@@ -172,7 +192,7 @@ def arrow_to_columns(data: ArrowData, schema: Schema, path: str,
             if isinstance(field, LabelField):
                 out[field.name] = _label_column(arr, field, path)
             elif isinstance(field, NumericField):
-                out[field.name] = _numeric_column(arr, field)
+                out[field.name] = _numeric_column(arr, field, path)
             elif field.kind == "single":
                 out[field.name] = _single_ids(arr, field, path)
             else:

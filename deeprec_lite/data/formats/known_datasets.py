@@ -23,13 +23,13 @@ def criteo_schema(numeric_transform: str = "log") -> Schema:
 
     The file layout (for header-less ``train.txt``) is :data:`CRITEO_COLUMNS`.
     """
-    return Schema(labels=[LabelField("label")],
+    return Schema(labels=[LabelField("label", binary=True)],
                   categorical=[CategoricalField(n, dtype="string") for n in CRITEO_CATEGORICAL],
                   numeric=[NumericField(n, transform=numeric_transform) for n in CRITEO_NUMERIC])
 
 
 def frappe_schema() -> Schema:
     """Frappe (libFM): label and 10 single-valued int64 fields named as in FRAPPE_FIELD_RANGES."""
-    return Schema(labels=[LabelField("label")],
+    return Schema(labels=[LabelField("label", binary=True)],
                   categorical=[CategoricalField(n) for n in FRAPPE_FIELD_RANGES])
 

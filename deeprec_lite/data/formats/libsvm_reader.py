@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from deeprec_lite.data.formats.arrow_columns import check_labels
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.column_batch import ColumnBatch, RaggedColumn
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
@@ -115,6 +116,8 @@ def _parse_lines(data: bytes, path: str, first_row: int):
 def _to_columns(labels, lengths, ids, values, layout: LibsvmLayout, path: str,
                 first_row: int) -> ColumnBatch:
     label_field = layout.schema.labels[0]
+    # binary_label maps any finite label to 0 / 1 below, so only raw labels are range-checked
+    check_labels(labels, label_field, path, label_field.binary and not layout.binary_label)
     if layout.binary_label:
         labels = (labels > 0).astype(np.float64)
     out: ColumnBatch = {label_field.name: labels.astype(

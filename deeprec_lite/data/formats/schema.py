@@ -48,10 +48,17 @@ def _check_name(kind: str, name) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LabelField:
-    """A label column (e.g. click). ``dtype`` is ``"float32"`` or ``"int64"``."""
+    """A label column (e.g. click). ``dtype`` is ``"float32"`` or ``"int64"``.
+
+    Readers reject a file whose labels are missing or not finite (NaN, +-Inf) and, with
+    ``binary=True`` (click / conversion labels), one with a label outside [0, 1]: a
+    BadFileError naming the file and the column, or the file is skipped and counted
+    with ``skip_bad_files``.
+    """
 
     name: str
     dtype: str = "float32"
+    binary: bool = False
 
     def __post_init__(self):
         _check_name("label", self.name)
@@ -59,6 +66,9 @@ class LabelField:
             raise ValueError(
                 f"label field {self.name!r}: dtype must be one of {LABEL_DTYPES}, "
                 f"got {self.dtype!r}")
+        if not isinstance(self.binary, bool):
+            raise ValueError(f"label field {self.name!r}: binary must be True or False, got "
+                             f"{self.binary!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +152,10 @@ class NumericField:
         ``(clip(x, min, max) - min) / (max - min)``, needs ``min < max``.
       min, max: bounds for ``"minmax"``.
       fill_value: value the model sees for a missing entry (after the transform).
+
+    A missing entry (null, empty text, NaN) is ``fill_value``; an infinite value is an
+    error that names the file and the column (or, with ``skip_bad_files``, the file is
+    skipped and counted): it is corrupt input, not a missing one.
     """
 
     name: str

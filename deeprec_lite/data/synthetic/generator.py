@@ -195,7 +195,7 @@ class SyntheticCTR:
         self.categorical_names = [f"C{i + 1}" for i in range(c.num_categorical)]
         self.numeric_names = [f"I{j + 1}" for j in range(c.num_numeric)]
         self.schema = Schema(
-            labels=[LabelField(LABEL)],
+            labels=[LabelField(LABEL, binary=True)],
             categorical=[CategoricalField(n, dtype=c.id_dtype) for n in self.categorical_names],
             numeric=[NumericField(n, transform="log") for n in self.numeric_names])
         # Ground-truth parameters that do not depend on ids.
