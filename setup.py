@@ -3,7 +3,8 @@
 The op library is compiled with g++ against the TensorFlow found at build time,
 using the flags from tf.sysconfig. A built library only loads in the TensorFlow
 minor version it was built for, so tensorflow is pinned to 2.21.* both here and
-in pyproject.toml's build requirements.
+in pyproject.toml's build requirements. The dependencies are listed once, in
+requirements.txt (and requirements-test.txt for the tests).
 """
 import os
 import shlex
@@ -18,6 +19,12 @@ OP_SOURCES = ["ops/build_info.cc", "ops/kv_table.cc", "ops/kv_table_ops.cc", "op
 OP_HEADERS = ["ops/counting_bloom_filter.h", "ops/hash_index.h", "ops/initializer.h",
               "ops/kernel_checks.h", "ops/key_hash.h", "ops/kv_table.h", "ops/row_arena.h",
               "ops/parallel_tasks.h", "ops/truncated_normal.h"]
+
+
+def requirements(name):
+    """The requirement lines of a requirements file beside this one (no comments)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
 class BuildTensorFlowOps(build_ext):
@@ -56,15 +63,7 @@ setup(
     package_dir={"deeprec_lite.models": "models"},
     ext_modules=[Extension("deeprec_lite.kv._kv_ops", sources=OP_SOURCES, depends=OP_HEADERS)],
     cmdclass={"build_ext": BuildTensorFlowOps},
-    install_requires=[
-        "tensorflow==2.21.*",
-        "tf_keras==2.21.*",
-        "tensorboard",  # tf.summary (KVTableStats callback)
-        "tensorflow-recommenders>=0.7.3",
-        "numpy",
-        "pyarrow",
-        "absl-py",
-    ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    install_requires=requirements("requirements.txt"),
+    extras_require={"test": requirements("requirements-test.txt")},
     entry_points={"console_scripts": ["deeprec-lite=deeprec_lite.cli:main"]},
 )

@@ -27,7 +27,7 @@ from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.models import DeepFM
 from deeprec_lite.training import checkpoints, optimizers
-from deeprec_lite.warm_start import warm_start
+from deeprec_lite.migration import warm_start
 
 MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                          "movielens_100k")

@@ -6,8 +6,9 @@ Two storeys:
 - The Keras front end: `layers`, `training` (KVOptimizer, callbacks, checkpoints), `export`,
   `warm_start`, `data`, `distribute` and the model zoo (`deeprec_lite.models`).
 
-The core's names are imported here at once; the front end is imported on first use
-(`drl.layers`, `drl.models`, ...), so `import deeprec_lite.kv` never loads Keras.
+Everything is imported on first use (`drl.KVVariable`, `drl.layers`, `drl.models`, ...):
+`import deeprec_lite.kv` never loads Keras, and the command line can quiet TensorFlow's
+start-up logging before TensorFlow loads.
 """
 import importlib
 import os
@@ -15,17 +16,12 @@ import os
 # tensorflow-recommenders needs tf.keras to be Keras 2 (tf_keras), which TensorFlow
 # only gives when this is set before it is first imported; deeprec_lite.compat checks it.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from deeprec_lite.kv import initializers, policies, sparse_optimizers  # noqa: E402
-from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable  # noqa: E402
-from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEviction,  # noqa: E402
-                                      StalenessEviction)
-from deeprec_lite.kv.variable import KVRecords, KVVariable  # noqa: E402
-
 __version__ = "0.1.0"
 
-# name -> module of the front end, imported on first access
+# name -> module, imported on first access
 _LAZY_MODULES = {
+    "initializers": "deeprec_lite.kv.initializers", "policies": "deeprec_lite.kv.policies",
+    "sparse_optimizers": "deeprec_lite.kv.sparse_optimizers",
     "compat": "deeprec_lite.compat", "layers": "deeprec_lite.layers",
     "training": "deeprec_lite.training", "optimizers": "deeprec_lite.training.optimizers",
     "callbacks": "deeprec_lite.training.callbacks",
@@ -33,7 +29,14 @@ _LAZY_MODULES = {
     "data": "deeprec_lite.data", "distribute": "deeprec_lite.distribute",
     "models": "deeprec_lite.models", "cli": "deeprec_lite.cli",
 }
-_LAZY_NAMES = {"warm_start": "deeprec_lite.warm_start", "WarmStartReport": "deeprec_lite.warm_start"}
+# name -> the module that defines it, imported on first access
+_LAZY_NAMES = {
+    "KVVariable": "deeprec_lite.kv.variable", "KVRecords": "deeprec_lite.kv.variable",
+    "PartitionedKVVariable": "deeprec_lite.kv.partitioned_variable",
+    **{name: "deeprec_lite.kv.policies"
+       for name in ("BloomFilter", "CounterFilter", "FrequencyEviction", "StalenessEviction")},
+    "warm_start": "deeprec_lite.migration", "WarmStartReport": "deeprec_lite.migration",
+}
 
 
 def __getattr__(name):
@@ -51,6 +54,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
 
 
-__all__ = ["BloomFilter", "CounterFilter", "FrequencyEviction", "KVRecords", "KVVariable",
-           "PartitionedKVVariable", "StalenessEviction", "WarmStartReport", "initializers",
-           "policies", "sparse_optimizers", "warm_start", *_LAZY_MODULES]
+__all__ = [*_LAZY_NAMES, *_LAZY_MODULES]

@@ -10,11 +10,14 @@ import argparse
 import dataclasses
 import sys
 
-from deeprec_lite.compat import keras, tf
-from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
-from deeprec_lite.kv import sparse_optimizers
-from deeprec_lite.kv.policies import CounterFilter, StalenessEviction
-from deeprec_lite.training import callbacks, checkpoints, model_tables, optimizers
+from deeprec_lite._quiet_start import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before anything of the package imports TensorFlow
+from deeprec_lite.compat import keras, tf  # noqa: E402
+from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig  # noqa: E402
+from deeprec_lite.kv import sparse_optimizers  # noqa: E402
+from deeprec_lite.kv.policies import CounterFilter, StalenessEviction  # noqa: E402
+from deeprec_lite.training import callbacks, checkpoints, model_tables, optimizers  # noqa: E402
 
 
 def int_at_least(minimum):
@@ -30,6 +33,26 @@ def int_at_least(minimum):
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def table_totals(model):
+    """Sums over every KV table: tables, admitted, pending (counted but not admitted),
+    evicted and bytes."""
+    tables = model_tables.kv_tables(model).values()
+    totals = {"tables": len(tables), "admitted": 0, "pending": 0, "evicted": 0, "bytes": 0}
+    for kv in tables:
+        stats = kv.stats()
+        for key in ("admitted", "pending", "bytes"):
+            totals[key] += int(stats[key])
+        totals["evicted"] += int(kv.evicted)
+    return totals
+
+
+def table_summary(model):
+    """One line over every KV table: keys admitted, counted but not admitted, evicted, MiB."""
+    t = table_totals(model)
+    return (f"{t['tables']} KV tables: {t['admitted']:,} keys admitted, {t['pending']:,} counted "
+            f"but not admitted yet, {t['evicted']:,} evicted, {t['bytes'] / 2 ** 20:.1f} MiB")
 
 
 def table_report(model):
@@ -67,10 +90,17 @@ def model_schema(generator, hold_out_fields):
     return dataclasses.replace(schema, categorical=schema.categorical[:keep])
 
 
+def model_inputs(model, dataset):
+    """The (features, label) batches with only the features the model takes."""
+    names = set(model.input_names)
+    return dataset.map(lambda features, label: (
+        {k: v for k, v in features.items() if k in names}, label))
+
+
 def train(args):
     """Trains a zoo model on synthetic data day after day (from --start-day), evaluating
     on the next day; optionally warm-started from a checkpoint first."""
-    from deeprec_lite.warm_start import warm_start
+    from deeprec_lite.migration import warm_start
 
     generator = SyntheticCTR(SyntheticConfig(num_categorical=args.categorical_fields,
                                              num_numeric=args.numeric_fields, seed=args.seed))
@@ -80,17 +110,21 @@ def train(args):
         model.optimizer.build(model.trainable_variables)
         report = warm_start(model, args.warm_start_from, migrate_slots=args.migrate_slots,
                             allow_dim_change=True, allow_shape_change=True)
-        print(f"\nwarm start from {args.warm_start_from}:\n{report}")
+        print(f"\nwarm start from {args.warm_start_from}:\n{report.summary()}")
+        if args.warm_start_report:
+            report.write_json(args.warm_start_report)
+            print(f"every parameter's status: {args.warm_start_report}")
     stats = [callbacks.KVTableStats(args.log_dir)] if args.log_dir else []
     for day in range(args.start_day, args.start_day + args.days):
         test_rows = max(args.rows_per_day // 4, args.batch_size)
         print(f"\n== day {day}: train on {args.rows_per_day} rows, test on {test_rows} rows of "
               f"day {day + 1} (best achievable AUC "
               f"{generator.bayes_auc(test_rows, day=day + 1):.4f})")
-        model.fit(generator.dataset(args.rows_per_day, args.batch_size, day=day),
-                  validation_data=generator.dataset(test_rows, args.batch_size, day=day + 1),
+        train_data = generator.dataset(args.rows_per_day, args.batch_size, day=day)
+        test_data = generator.dataset(test_rows, args.batch_size, day=day + 1)
+        model.fit(model_inputs(model, train_data), validation_data=model_inputs(model, test_data),
                   epochs=args.epochs, verbose=args.verbose, callbacks=stats)
-        print(table_report(model))
+        print(table_report(model) if args.table_report else table_summary(model))
     if args.checkpoint_dir:
         print(f"checkpoint: {checkpoints.save(model, args.checkpoint_dir)}")
     return model
@@ -109,6 +143,10 @@ def add_train_arguments(parser):
                         help="checkpoint directory (or Keras SavedModel) to warm-start from")
     parser.add_argument("--migrate-slots", action="store_true",
                         help="warm start: also migrate optimizer slots")
+    parser.add_argument("--warm-start-report", default=None,
+                        help="warm start: write every parameter's status to this JSON file")
+    parser.add_argument("--table-report", action="store_true",
+                        help="print every KV table's statistics after each day")
     parser.add_argument("--rows-per-day", type=int_at_least(1), default=100_000)
     parser.add_argument("--batch-size", type=int_at_least(1), default=1024)
     parser.add_argument("--epochs", type=int_at_least(1), default=1)

@@ -1,6 +1,7 @@
 """The training job: the DeepFM of the zoo on synthetic data, scheduled eviction,
 TensorBoard table statistics and the `deeprec-lite train` command."""
 import glob
+import json
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_cli_lists_models_and_trains(capsys, tmp_path):
     assert "deepfm" in capsys.readouterr().out.split()
     assert cli.main(["train", "--days", "1", "--rows-per-day", "2000", "--batch-size", "500",
                      "--categorical-fields", "3", "--numeric-fields", "1", "--verbose", "0",
-                     "--checkpoint-dir", str(tmp_path)]) == 0
+                     "--checkpoint-dir", str(tmp_path), "--table-report"]) == 0
     out = capsys.readouterr().out
     assert "embedding_C3" in out and "checkpoint:" in out
     assert glob.glob(str(tmp_path / "ckpt-*.index")) and (tmp_path / "model.json").exists()
@@ -62,11 +63,18 @@ def test_cli_warm_starts_a_model_with_one_more_feature(capsys, tmp_path):
     assert cli.main(["train", "--days", "1", "--hold-out-fields", "1",
                      "--checkpoint-dir", str(tmp_path / "day1")] + common) == 0
     capsys.readouterr()
+    report_path = tmp_path / "report.json"
     assert cli.main(["warm-start", "--from", str(tmp_path / "day1"), "--start-day", "1",
-                     "--days", "1", "--migrate-slots"] + common) == 0
-    report = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in report.splitlines() if line.startswith("table:")}
-    assert "new" in lines["table:embedding_C3"] and "migrated" in lines["table:embedding_C1"]
+                     "--days", "1", "--migrate-slots", "--warm-start-report",
+                     str(report_path)] + common) == 0
+    out = capsys.readouterr().out
+    # 3 categorical fields, each an embedding and a linear table; the held-out C3 is new
+    assert "KV tables: 4 migrated, 2 new" in out.splitlines()
+    assert "6 KV tables: " in out
+    report = json.loads(report_path.read_text())
+    assert report["parameters"]["table:embedding_C3"]["status"] == "new"
+    assert report["parameters"]["table:embedding_C1"]["status"] == "migrated"
+    assert report["counts"]["KV tables"] == {"migrated": 4, "new": 2}
     assert cli.main(["warm-start", "--from", str(tmp_path / "nowhere")] + common) == 2
     assert "source must be a keras.Model or an existing directory" in capsys.readouterr().err
 
@@ -103,6 +111,7 @@ def test_eviction_callback_runs_before_the_checkpoint_is_written(tmp_path):
     (["train", "--batch-size", "1.5"], "--batch-size"),
     (["train", "--verbose", "3"], "--verbose"),
     (["export", "--checkpoint", "c", "--out", "o", "--min-freq", "-1"], "--min-freq"),
+    (["export", "--checkpoint", "c", "--out", "o", "--max-staleness", "-3"], "--max-staleness"),
     (["warm-start", "--from", "c", "--embedding-dim", "0"], "--embedding-dim"),
 ])
 def test_cli_rejects_nonsense_with_a_one_line_error(argv, flag, capsys):

@@ -18,19 +18,11 @@ import os
 import re
 import shutil
 
+from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
 
 MODEL_FILE = "model.json"
 FORMAT = "deeprec-lite-checkpoint/1"
-
-
-def _write_atomically(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 _CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp)")
@@ -66,7 +58,7 @@ def save(model, directory, max_to_keep=3):
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), directory,
                                          max_to_keep=max_to_keep)
     prefix = manager.save(checkpoint_number=_free_number(directory, meta["step"]))
-    _write_atomically(os.path.join(directory, MODEL_FILE), json.dumps(meta))
+    write_text_atomically(os.path.join(directory, MODEL_FILE), json.dumps(meta))
     return prefix
 
 

@@ -70,8 +70,6 @@ def test_bad_input_exits_with_a_clear_error_and_writes_nothing(checkpoint_dir, t
     (plain / "model.json").unlink()
     cases = [
         (["--checkpoint", str(tmp_path / "missing")], "does not exist"),
-        (["--checkpoint", str(checkpoint_dir), "--min-freq", "-1"], "min_freq"),
-        (["--checkpoint", str(checkpoint_dir), "--max-staleness", "-3"], "max_staleness"),
         (["--checkpoint", str(checkpoint_dir), "--tables", "nope"], "unknown table 'nope'"),
         (["--checkpoint", str(plain), "--format", "saved_model",
           "--categorical-fields", "3", "--numeric-fields", "1", "--embedding-dim", "4"],

@@ -13,7 +13,7 @@ from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEvict
 from deeprec_lite.kv.variable import KVRecords, KVVariable
 from deeprec_lite.layers import KVEmbedding
 from deeprec_lite.training import checkpoints, optimizers
-from deeprec_lite.warm_start import MIGRATED, warm_start
+from deeprec_lite.migration import MIGRATED, warm_start
 from kv_reference import mix64, records_by_key
 from saved_lookup import save_and_load_lookup
 

@@ -8,7 +8,7 @@ from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import policies, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
 from deeprec_lite.training import checkpoints, optimizers
-from deeprec_lite.warm_start import MIGRATED, NEW, PARTIAL, UNUSED, warm_start
+from deeprec_lite.migration import MIGRATED, NEW, PARTIAL, UNUSED, warm_start
 from kv_reference import records_by_key
 
 

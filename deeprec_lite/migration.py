@@ -18,6 +18,7 @@ initialized. With an unchanged architecture and slots migrated, training goes
 on exactly as from the old checkpoint (same global step).
 """
 import dataclasses
+import json
 import os
 import re
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from deeprec_lite._checks import check_int
+from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import policies
 from deeprec_lite.kv.variable import KVRecords, KVVariable, bloom_counts_of_shard
@@ -46,6 +48,32 @@ class WarmStartReport:
 
     def names(self, status):
         return sorted(n for n, (s, _) in self.entries.items() if s == status)
+
+    def kind_counts(self):
+        """{kind: {status: count}} for the kinds "KV tables", "optimizer state" and "dense
+        weights" (every other variable)."""
+        counts = {}
+        for name, (status, _) in self.entries.items():
+            kind = ("KV tables" if name.startswith("table:") else
+                    "optimizer state" if name.startswith("optimizer/") else "dense weights")
+            by_status = counts.setdefault(kind, {})
+            by_status[status] = by_status.get(status, 0) + 1
+        return counts
+
+    def summary(self):
+        """One line per kind of parameter, e.g. ``KV tables: 51 migrated, 1 new``."""
+        order = (MIGRATED, PARTIAL, NEW, UNUSED)
+        return "\n".join(
+            f"{kind}: " + ", ".join(f"{by_status[s]} {s}" for s in order if s in by_status)
+            for kind, by_status in sorted(self.kind_counts().items()))
+
+    def write_json(self, path):
+        """Writes every parameter's status and detail (and the summary counts) to `path`."""
+        write_text_atomically(path, json.dumps({
+            "counts": self.kind_counts(),
+            "parameters": {name: {"status": status, "detail": detail}
+                           for name, (status, detail) in sorted(self.entries.items())}},
+            indent=1))
 
     def __str__(self):
         width = max([len(n) for n in self.entries] + [9])
