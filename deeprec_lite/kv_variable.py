@@ -37,9 +37,25 @@ def _key_dtype(key_dtype):
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
 
 
+def as_step(global_step):
+    """A global step (what versions are stamped with) as an int64 tensor. Steps are
+    in [0, 2**63 - 1]: a Python int is checked here, a tensor by the op that takes it."""
+    if isinstance(global_step, int):
+        policies.check_int("global_step", global_step, 0)
+    return tf.cast(global_step, tf.int64)
+
+
 def step_or_clock(clock, global_step):
     """global_step as an int64 tensor, or the value of the `clock` variable when it is None."""
-    return clock.value() if global_step is None else tf.cast(global_step, tf.int64)
+    return clock.value() if global_step is None else as_step(global_step)
+
+
+def _check_row_bytes(dim, num_slots, variable):
+    row_bytes = 4 * dim * (1 + num_slots)
+    if row_bytes > _MAX_ROW_BYTES:
+        raise ValueError(f"dim={dim} with {num_slots} slot(s) gives variable '{variable}' rows of "
+                         f"{row_bytes} bytes (4 * dim * (1 + num_slots)); a row may take at "
+                         f"most 2**31 bytes")
 
 
 def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard: int):
@@ -301,7 +317,9 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
               min_freq: Optional[int] = None):
         """Removes keys with global_step - version > max_staleness and admitted keys
         with freq < min_freq. Thresholds default to the variable's eviction
-        policies; returns the number of keys removed."""
+        policies; returns the number of keys removed. global_step and the
+        thresholds are integers in [0, 2**63 - 1]; staleness is exact over that
+        whole range (no int64 wraparound)."""
         if max_staleness is None and self._policy(policies.StalenessEviction):
             max_staleness = self._policy(policies.StalenessEviction).max_staleness
         if min_freq is None and self._policy(policies.FrequencyEviction):
@@ -310,14 +328,13 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             raise ValueError("evict needs max_staleness or min_freq: pass one, or give the "
                              "variable an eviction policy")
         for arg, value in (("max_staleness", max_staleness), ("min_freq", min_freq)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 0):
-                raise ValueError(f"{arg} must be a non-negative integer, got {value!r}")
+            if value is not None:
+                policies.check_int(arg, value, 0)
         return self._evict(global_step, -1 if max_staleness is None else max_staleness,
                            0 if min_freq is None else min_freq)
 
     def _evict(self, global_step, max_staleness, min_freq):
-        removed = self._ops.drl_kv_evict(self.resource_handle, tf.cast(global_step, tf.int64),
+        removed = self._ops.drl_kv_evict(self.resource_handle, as_step(global_step),
                                          tf.constant(max_staleness, tf.int64),
                                          tf.constant(min_freq, tf.int64))
         with tf.control_dependencies([self._evicted.assign_add(removed)]):
@@ -326,7 +343,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def maybe_evict(self, global_step):
         """Runs each eviction policy that has `every_n_steps` when global_step is a
         multiple of it. Returns the number of keys removed (works in tf.function)."""
-        step = tf.cast(global_step, tf.int64)
+        step = as_step(global_step)
         removed = tf.constant(0, tf.int64)
         for policy in self._eviction:
             if policy.every_n_steps is None:

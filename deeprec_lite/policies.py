@@ -8,14 +8,21 @@ import math
 from typing import Optional, Sequence, Union
 
 
-def _check_int(name, value, minimum):
+INT64_MAX = 2 ** 63 - 1
+
+
+def check_int(name, value, minimum):
+    """An integer argument `name` in [minimum, 2**63 - 1] (what the table's int64 counts,
+    steps and thresholds hold); ValueError naming it otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value > INT64_MAX:
+        raise ValueError(f"{name} must be at most 2**63 - 1 (int64), got {value!r}")
 
 
 def _check_every(every_n_steps):
     if every_n_steps is not None:
-        _check_int("every_n_steps", every_n_steps, 1)
+        check_int("every_n_steps", every_n_steps, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +36,7 @@ class CounterFilter:
     min_count: int
 
     def __post_init__(self):
-        _check_int("CounterFilter.min_count", self.min_count, 1)
+        check_int("CounterFilter.min_count", self.min_count, 1)
 
     def table_attrs(self):
         return {"admission": "counter", "min_count": self.min_count}
@@ -49,10 +56,10 @@ class BloomFilter:
     false_positive_rate: float = 0.01
 
     def __post_init__(self):
-        _check_int("BloomFilter.min_count", self.min_count, 1)
+        check_int("BloomFilter.min_count", self.min_count, 1)
         if self.min_count > 0xFFFF:
             raise ValueError(f"BloomFilter.min_count must be <= 65535, got {self.min_count!r}")
-        _check_int("BloomFilter.expected_keys", self.expected_keys, 1)
+        check_int("BloomFilter.expected_keys", self.expected_keys, 1)
         if not 0.0 < self.false_positive_rate < 1.0:
             raise ValueError("BloomFilter.false_positive_rate must be in (0, 1), got "
                              f"{self.false_positive_rate!r}")
@@ -82,7 +89,7 @@ class StalenessEviction:
     every_n_steps: Optional[int] = None
 
     def __post_init__(self):
-        _check_int("StalenessEviction.max_staleness", self.max_staleness, 0)
+        check_int("StalenessEviction.max_staleness", self.max_staleness, 0)
         _check_every(self.every_n_steps)
 
 
@@ -95,7 +102,7 @@ class FrequencyEviction:
     every_n_steps: Optional[int] = None
 
     def __post_init__(self):
-        _check_int("FrequencyEviction.min_freq", self.min_freq, 1)
+        check_int("FrequencyEviction.min_freq", self.min_freq, 1)
         _check_every(self.every_n_steps)
 
 

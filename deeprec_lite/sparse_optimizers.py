@@ -30,6 +30,7 @@ from typing import Dict
 
 from deeprec_lite import _ops
 from deeprec_lite.compat import tf
+from deeprec_lite.kv_variable import as_step
 
 __all__ = ["SparseOptimizer", "SGD", "Adagrad", "Adam", "Ftrl", "GroupFtrl"]
 
@@ -110,8 +111,8 @@ class SparseOptimizer:
           kv: the KVVariable, created with `slots=self.slots`.
           keys: int64 or string keys, any shape of rank <= 2.
           grads: float gradients of shape keys.shape + [kv.dim].
-          global_step: int scalar; stamped as the version of every updated key (and,
-            for Adam, the bias-correction step is global_step + 1).
+          global_step: int scalar >= 0; stamped as the version of every updated key
+            (and, for Adam, the bias-correction step is global_step + 1).
           unique_keys: True when the caller guarantees the keys have no duplicates
             (skips the dedup; a duplicate would then be updated once per
             occurrence).
@@ -129,7 +130,7 @@ class SparseOptimizer:
         if not grads.shape.is_compatible_with(want):
             raise ValueError(f"grads must have shape keys.shape + [dim] = {want}, got "
                              f"{grads.shape}")
-        global_step = tf.cast(global_step, tf.int64)
+        global_step = as_step(global_step)
         if not unique_keys:
             with tf.control_dependencies([tf.debugging.assert_equal(
                     tf.shape(grads, out_type=tf.int64),

@@ -189,8 +189,8 @@ def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_cha
     keep = np.ones(len(src.keys), bool)
     if min_freq is not None:
         keep &= src.freqs >= min_freq
-    if max_staleness is not None:
-        keep &= src.step - src.versions <= max_staleness
+    if max_staleness is not None:  # step - version <= max_staleness, without int64 wraparound
+        keep &= src.versions >= src.step - max_staleness
     pending, bloom, pending_notes, lost = _not_admitted(src, new_kv, keep & ~src.admitted)
     admitted = keep & src.admitted
     details = [f"{admitted.sum()} of {src.admitted.sum()} keys"]
@@ -286,9 +286,8 @@ def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
     `new_model`, which must be built (and, to migrate optimizer state, compiled with
     its optimizer built). Returns and logs a WarmStartReport."""
     for arg, value in (("min_freq", min_freq), ("max_staleness", max_staleness)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise ValueError(f"{arg} must be a non-negative integer or None, got {value!r}")
+        if value is not None:
+            policies.check_int(arg, value, 0)
     source_tables, source_dense = _load_source(source)
     select = _Selector(rename, include, exclude)
     report = WarmStartReport()

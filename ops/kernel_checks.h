@@ -28,16 +28,26 @@ inline tensorflow::Status CheckKeys(const KvTableBase& table, const tensorflow::
   return tensorflow::Status();
 }
 
-// An int64 scalar input (a global step or a threshold) named `name` in errors.
-inline tensorflow::Status ReadStep(tensorflow::OpKernelContext* ctx, int input, const char* name,
-                                   int64_t* step) {
+// An int64 scalar input named `name` in errors, at least `minimum`.
+inline tensorflow::Status ReadInt64(tensorflow::OpKernelContext* ctx, int input, const char* name,
+                                    int64_t minimum, int64_t* value) {
   const tensorflow::Tensor& t = ctx->input(input);
   if (!tensorflow::TensorShapeUtils::IsScalar(t.shape())) {
     return tensorflow::errors::InvalidArgument(name, " must be a scalar, got shape ",
                                                t.shape().DebugString());
   }
-  *step = t.scalar<int64_t>()();
+  *value = t.scalar<int64_t>()();
+  if (*value < minimum) {
+    return tensorflow::errors::InvalidArgument(name, " must be >= ", minimum, ", got ", *value);
+  }
   return tensorflow::Status();
+}
+
+// A global step (what versions are stamped with): an int64 scalar >= 0. With steps
+// and versions never negative, step - version never overflows.
+inline tensorflow::Status ReadStep(tensorflow::OpKernelContext* ctx, int input, const char* name,
+                                   int64_t* step) {
+  return ReadInt64(ctx, input, name, 0, step);
 }
 
 }  // namespace deeprec_lite

@@ -4,8 +4,8 @@
 // Every op takes the table, keys [*S] and grads [*S, dim], hyperparameters as
 // float32 scalar tensors (so schedules work) and global_step (int64 scalar). It
 // updates the value and slot rows of each admitted key present in the table,
-// stamps version = global_step, and returns the number of rows updated. Keys that
-// are absent or not admitted are skipped. The ops apply one update per
+// stamps version = global_step (>= 0), and returns the number of rows updated.
+// Keys that are absent or not admitted are skipped. The ops apply one update per
 // occurrence: callers sum the gradients of duplicate keys first (the Python front
 // end does), so that each key gets exactly one update per step.
 #include "tensorflow/core/framework/common_shape_fns.h"

@@ -346,6 +346,13 @@ class KvTable : public KvTableBase {
       return InvalidArgument("imported bloom filter has ", bloom.NumElements(),
                              " counters but this table's has ", want_bloom);
     }
+    const int64_t* ver = versions.flat<int64_t>().data();
+    for (int64_t i = 0; i < n; ++i) {
+      if (ver[i] < 0) {
+        return InvalidArgument("imported versions are global steps, >= 0; got ", ver[i],
+                               " at position ", i);
+      }
+    }
     const bool* a = admitted.flat<bool>().data();
     if (config_.admission != Admission::kCounter) {
       for (int64_t i = 0; i < n; ++i) {
@@ -359,7 +366,6 @@ class KvTable : public KvTableBase {
     const K* k = keys.flat<K>().data();
     const float* v = values.flat<float>().data();
     const int64_t* f = freqs.flat<int64_t>().data();
-    const int64_t* ver = versions.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
     const Batch batch = Split(ctx, k, n);
 
@@ -428,6 +434,10 @@ class KvTable : public KvTableBase {
   int64_t Evict(OpKernelContext* ctx, int64_t step, int64_t max_staleness,
                 int64_t min_freq) override {
     tf_shared_lock table_lock(table_mu_);
+    // step - version > max_staleness as version < step - max_staleness: with step
+    // and max_staleness >= 0 (checked by the op) this cannot overflow, and it is
+    // exact for every version.
+    const int64_t oldest_kept = max_staleness >= 0 ? step - max_staleness : 0;
     std::array<int64_t, kShards> removed{};
     auto evict = [&](int64_t first, int64_t last) {
       for (int64_t si = first; si < last; ++si) {
@@ -439,7 +449,7 @@ class KvTable : public KvTableBase {
           if (e == 0) continue;
           const uint32_t ref = HashIndex::Ref(e);
           char* rec = Record(s, ref);
-          const bool stale = max_staleness >= 0 && step - Version(rec) > max_staleness;
+          const bool stale = max_staleness >= 0 && Version(rec) < oldest_kept;
           const bool rare = min_freq > 0 && !(ref & kPendingBit) && Freq(rec) < min_freq;
           if (stale || rare) doomed.push_back(ref);
         }

@@ -91,7 +91,7 @@ class KvTableBase : public tensorflow::ResourceBase {
   virtual int64_t Remove(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys) = 0;
 
   // Removes records with step - version > max_staleness (when max_staleness >= 0)
-  // and admitted records with freq < min_freq (when min_freq > 0).
+  // and admitted records with freq < min_freq (when min_freq > 0). step >= 0.
   virtual int64_t Evict(tensorflow::OpKernelContext* ctx, int64_t step, int64_t max_staleness,
                         int64_t min_freq) = 0;
 

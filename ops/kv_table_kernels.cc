@@ -237,8 +237,9 @@ class KvEvictOp : public TableKernel {
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     int64_t step, max_staleness, min_freq;
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 1, "global_step", &step));
-    OP_REQUIRES_OK(ctx, ReadStep(ctx, 2, "max_staleness", &max_staleness));
-    OP_REQUIRES_OK(ctx, ReadStep(ctx, 3, "min_freq", &min_freq));
+    // -1: no staleness eviction; 0: no frequency eviction
+    OP_REQUIRES_OK(ctx, ReadInt64(ctx, 2, "max_staleness", -1, &max_staleness));
+    OP_REQUIRES_OK(ctx, ReadInt64(ctx, 3, "min_freq", 0, &min_freq));
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
     out->scalar<int64_t>()() = table->Evict(ctx, step, max_staleness, min_freq);

@@ -64,7 +64,7 @@ REGISTER_OP("DrlKvFindOrInsert")
       return Status();
     })
     .Doc("Training lookup: counts freq (counts, or 1 per key when counts is empty), admits and "
-         "creates keys.");
+         "creates keys with version = global_step (>= 0).");
 
 REGISTER_OP("DrlKvUpdate")
     .Input("table: resource")
@@ -76,7 +76,8 @@ REGISTER_OP("DrlKvUpdate")
     .Attr("Tkey: {int64, string}")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Assigns values (and slots, unless slots is empty) of admitted keys; stamps version.");
+    .Doc("Assigns values (and slots, unless slots is empty) of admitted keys; stamps version = "
+         "global_step (>= 0).");
 
 REGISTER_OP("DrlKvExport")
     .Input("table: resource")
@@ -114,7 +115,8 @@ REGISTER_OP("DrlKvImport")
     .Attr("key_dtype: {int64, string}")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
-    .Doc("Replaces the table's contents with the given records (as written by DrlKvExport).");
+    .Doc("Replaces the table's contents with the given records (as written by DrlKvExport); "
+         "versions must be >= 0.");
 
 REGISTER_OP("DrlKvRemove")
     .Input("table: resource")
@@ -133,8 +135,8 @@ REGISTER_OP("DrlKvEvict")
     .Output("removed: int64")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Removes keys with global_step - version > max_staleness (if >= 0) and admitted keys "
-         "with freq < min_freq (if > 0).");
+    .Doc("Removes keys with global_step - version > max_staleness (if >= 0; -1: no staleness "
+         "eviction) and admitted keys with freq < min_freq (if > 0). global_step >= 0.");
 
 REGISTER_OP("DrlKvSetSlots")
     .Input("table: resource")

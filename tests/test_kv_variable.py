@@ -4,12 +4,12 @@ import threading
 import numpy as np
 import pytest
 
-from deeprec_lite import kv_initializers
+from deeprec_lite import _ops, kv_initializers, sparse_optimizers
 from deeprec_lite.compat import tf
 from deeprec_lite.kv_variable import KVRecords, KVVariable
 from deeprec_lite.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                    StalenessEviction)
-from kv_reference import records_by_key
+from kv_reference import ReferenceTable, assert_matches, records_by_key
 from saved_lookup import save_and_load_lookup
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -199,6 +199,50 @@ def test_eviction_of_many_keys_keeps_the_rest_reachable():
     np.testing.assert_array_equal(kv.lookup(keys[1::2]), before)
 
 
+@pytest.mark.parametrize("step, max_staleness", [
+    (I64_MAX, 10), (I64_MAX, 0), (I64_MAX, I64_MAX), (I64_MAX, I64_MAX - 1), (0, 0),
+    (0, I64_MAX), (2 ** 62, 2 ** 62 - 1)])
+def test_eviction_at_extreme_steps_matches_python_ints(step, max_staleness):
+    kv, ref = KVVariable(1, initializer="zeros"), ReferenceTable(1)  # the reference: Python ints
+    for key, version in enumerate([0, 1, 2 ** 62, I64_MAX - 11, I64_MAX - 10, I64_MAX - 1,
+                                   I64_MAX]):
+        kv.lookup_or_insert([key], global_step=version)
+        ref.lookup_or_insert([key], version)
+    assert int(kv.evict(step, max_staleness=max_staleness)) == ref.evict(step, max_staleness)
+    assert_matches(kv, ref)
+
+
+def test_steps_and_versions_out_of_range_are_refused_by_name():
+    opt = sparse_optimizers.Adagrad(0.1)
+    kv = KVVariable(2, slots=opt.slots, initializer="uniform")
+    kv.lookup_or_insert([1], global_step=3)
+    before = sorted_records(kv)
+    calls = [lambda s: kv.lookup_or_insert([1], global_step=s),
+             lambda s: kv.update([1], [[1.0, 2.0]], global_step=s),
+             lambda s: kv.evict(s, max_staleness=1),
+             lambda s: opt.apply(kv, [1], [[1.0, 2.0]], s)]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"global_step must be an integer >= 0, got -1"):
+            call(-1)
+        with pytest.raises(ValueError, match=r"global_step must be at most 2\*\*63 - 1 \(int64\), "
+                                             r"got 9223372036854775808"):
+            call(2 ** 63)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"global_step must be >= 0, got -9223372036854775808"):
+            call(tf.constant(I64_MIN, tf.int64))
+    assert sorted_records(kv) == before
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"imported versions are global steps, >= 0; got -5 at position 0"):
+        kv.import_records(kv.export()._replace(versions=tf.constant([-5], tf.int64)))
+    assert sorted_records(kv) == before
+    with pytest.raises(ValueError, match=r"max_staleness must be at most 2\*\*63 - 1"):
+        kv.evict(0, max_staleness=2 ** 63)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"max_staleness must be >= -1, got -2"):
+        _ops.load().drl_kv_evict(kv.resource_handle, tf.constant(5, tf.int64),
+                                 tf.constant(-2, tf.int64), tf.constant(0, tf.int64))
+
+
 # ----- persistence -----------------------------------------------------------------
 
 def make_trained(key_dtype="int64"):
@@ -347,6 +391,8 @@ def test_bad_constructor_arguments(kwargs, match):
 @pytest.mark.parametrize("make, match", [
     (lambda: CounterFilter(0), r"CounterFilter.min_count must be an integer >= 1, got 0"),
     (lambda: BloomFilter(2, false_positive_rate=1.5), "false_positive_rate must be in"),
+    (lambda: StalenessEviction(2 ** 63),
+     r"max_staleness must be at most 2\*\*63 - 1 \(int64\), got 9223372036854775808"),
     (lambda: StalenessEviction(-1), r"max_staleness must be an integer >= 0, got -1"),
     (lambda: FrequencyEviction(-2), r"min_freq must be an integer >= 1, got -2"),
     (lambda: StalenessEviction(5, every_n_steps=0), "every_n_steps must be"),
@@ -370,7 +416,7 @@ def test_bad_keys_and_thresholds():
         KVVariable(2, key_dtype="string").lookup([1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="counts must be >= 0, got -1"):
         kv.lookup_or_insert([1, 2], counts=[1, -1])
-    with pytest.raises(ValueError, match="max_staleness must be a non-negative integer, got -1"):
+    with pytest.raises(ValueError, match="max_staleness must be an integer >= 0, got -1"):
         kv.evict(5, max_staleness=-1)
     with pytest.raises(ValueError, match="evict needs max_staleness or min_freq"):
         kv.evict(5)

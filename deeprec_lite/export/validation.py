@@ -1,14 +1,22 @@
 """Argument checks shared by the exporters: thresholds, table names, output paths."""
 import os
 
+from deeprec_lite.policies import check_int
+
 
 def check_thresholds(min_freq, max_staleness):
-    """min_freq: int >= 0; max_staleness: int >= 0 or None (no staleness filter)."""
-    if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 0:
-        raise ValueError(f"min_freq must be an integer >= 0, got {min_freq!r}")
-    if max_staleness is not None and (isinstance(max_staleness, bool)
-                                      or not isinstance(max_staleness, int) or max_staleness < 0):
-        raise ValueError(f"max_staleness must be an integer >= 0 or None, got {max_staleness!r}")
+    """min_freq: int >= 0; max_staleness: int >= 0 or None (no staleness filter); both at
+    most 2**63 - 1."""
+    check_int("min_freq", min_freq, 0)
+    if max_staleness is not None:
+        check_int("max_staleness", max_staleness, 0)
+
+
+def check_global_step(global_step):
+    """The step staleness is measured from, as a Python int in [0, 2**63 - 1]."""
+    step = int(global_step)
+    check_int("global_step", step, 0)
+    return step
 
 
 def select_tables(available, tables):
