@@ -26,6 +26,9 @@ without one).
 
 _BLOOM_COUNTER_MAX = 0xFFFF  # the table's Bloom filter counters are uint16
 
+# The most bytes a row (value and slots, 4 * dim * (1 + num_slots)) may take.
+_MAX_ROW_BYTES = 2 ** 31
+
 _KEY_DTYPES = {"int64": tf.int64, "string": tf.string}
 
 
@@ -104,7 +107,10 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     """A KV embedding variable.
 
     Args:
-      dim: embedding width, a positive int.
+      dim: embedding width, a positive int; a row (value and slots) takes
+        4 * dim * (1 + number of slots) bytes, at most 2**31. A table whose row
+        does not fit in the memory of its machine fails to create with
+        tf.errors.ResourceExhaustedError.
       key_dtype: "int64" or "string" (or the tf dtype).
       initializer: a name (zeros, constant, uniform, normal, truncated_normal) or a
         `kv_initializers.KVInitializer`. New keys are initialized from (key, seed).
@@ -132,6 +138,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         self._initializer = kv_initializers.get(initializer)
         self._seed = seed
         self._slot_names, self._slot_inits = _slot_spec(slots)
+        _check_row_bytes(dim, len(self._slot_names), name)
         if isinstance(default_value, (int, float)):
             self._default_value = (float(default_value),)
         else:
@@ -214,6 +221,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         if self._slot_names and names != self._slot_names:
             raise ValueError(f"variable '{self._name}' has slots {list(self._slot_names)}, "
                              f"cannot switch to slots {list(names)}")
+        _check_row_bytes(self._dim, len(names), self._name)
         self._ops.drl_kv_set_slots(self.resource_handle, tf.constant(inits, tf.float32))
         self._slot_names, self._slot_inits = names, inits
 
@@ -233,7 +241,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._eviction
 
     def _create_resource(self):
-        attrs = {"key_dtype": self._key_dtype, "dim": self._dim,
+        attrs = {"key_dtype": self._key_dtype, "table_name": self._name, "dim": self._dim,
                  "num_slots": len(self._slot_names), "slot_init": list(self._slot_inits),
                  "seed": self._seed, "default_value": list(self._default_value)}
         attrs.update(self._initializer.table_attrs())

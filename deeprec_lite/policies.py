@@ -48,7 +48,9 @@ class BloomFilter:
 
     Keys not yet admitted cost no per-key record, only shared 16-bit counters:
     the filter is sized for `expected_keys` distinct keys at
-    `false_positive_rate` (a false positive admits a key early).
+    `false_positive_rate` (a false positive admits a key early), 2 bytes per
+    counter (`num_counters`). A filter larger than the memory of the machine that
+    holds the table fails to create with tf.errors.ResourceExhaustedError.
     """
 
     min_count: int
@@ -63,6 +65,10 @@ class BloomFilter:
         if not 0.0 < self.false_positive_rate < 1.0:
             raise ValueError("BloomFilter.false_positive_rate must be in (0, 1), got "
                              f"{self.false_positive_rate!r}")
+        if self.num_counters > INT64_MAX:
+            raise ValueError(f"BloomFilter.expected_keys={self.expected_keys!r} at "
+                             f"false_positive_rate={self.false_positive_rate!r} needs "
+                             f"{self.num_counters} counters, more than 2**63 - 1")
 
     @property
     def num_counters(self):

@@ -2,12 +2,16 @@
 #ifndef DEEPREC_LITE_OPS_KERNEL_CHECKS_H_
 #define DEEPREC_LITE_OPS_KERNEL_CHECKS_H_
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <string>
 
 #include "kv_table.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/platform/strcat.h"
 
 namespace deeprec_lite {
 
@@ -48,6 +52,31 @@ inline tensorflow::Status ReadInt64(tensorflow::OpKernelContext* ctx, int input,
 inline tensorflow::Status ReadStep(tensorflow::OpKernelContext* ctx, int input, const char* name,
                                    int64_t* step) {
   return ReadInt64(ctx, input, name, 0, step);
+}
+
+// OK when `bytes` for `what` of table `table` (`overflow`: more than an int64 holds) fit
+// in this machine's physical memory; ResourceExhausted naming both otherwise.
+inline tensorflow::Status CheckFitsInMemory(const std::string& table, const std::string& what,
+                                            bool overflow, int64_t bytes) {
+  const int64_t memory = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (!overflow && bytes <= memory) return tensorflow::Status();
+  return tensorflow::errors::ResourceExhausted(
+      "table '", table, "': ", what, " takes ",
+      overflow ? std::string("more than 2^63 - 1") : std::to_string(bytes),
+      " bytes, more than this machine's ", memory, " bytes of memory");
+}
+
+// A row's value and slots, 4 * dim * (1 + num_slots) bytes, must fit in memory.
+inline tensorflow::Status CheckRowBytes(const std::string& table, int64_t dim,
+                                        int64_t num_slots) {
+  int64_t floats = 0, bytes = 0;
+  const bool overflow = num_slots == INT64_MAX ||
+                        __builtin_mul_overflow(dim, num_slots + 1, &floats) ||
+                        __builtin_mul_overflow(floats, int64_t{4}, &bytes);
+  return CheckFitsInMemory(table,
+                           tensorflow::strings::StrCat("a row of dim ", dim, " with ", num_slots,
+                                                       " slot(s) (4 * dim * (1 + num_slots))"),
+                           overflow, bytes);
 }
 
 }  // namespace deeprec_lite

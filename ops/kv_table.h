@@ -32,6 +32,7 @@ namespace deeprec_lite {
 enum class Admission { kNone, kCounter, kBloom };
 
 struct TableConfig {
+  std::string name;                  // names the table in errors
   int64_t dim = 0;
   int64_t num_slots = 0;
   std::vector<float> slot_init;      // one initial value per slot
@@ -68,9 +69,11 @@ class KvTableBase : public tensorflow::ResourceBase {
   // Training lookup: adds counts[i] (1 when counts is null) to each key's freq,
   // applies admission, creates admitted new keys from the initializer with
   // version = step, and writes values (default for keys not admitted).
-  virtual void FindOrInsert(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
-                            const int64_t* counts, int64_t step, float* values,
-                            bool* admitted) = 0;
+  // ResourceExhausted when memory for new rows runs out; the keys that got one
+  // are inserted and counted as usual, the others are left as they were.
+  virtual tensorflow::Status FindOrInsert(tensorflow::OpKernelContext* ctx,
+                                          const tensorflow::Tensor& keys, const int64_t* counts,
+                                          int64_t step, float* values, bool* admitted) = 0;
 
   // Calls fn(i, row) for each keys[i] that has an admitted record, under its
   // shard's exclusive lock, and stamps version = step. Other keys are skipped.
@@ -101,7 +104,8 @@ class KvTableBase : public tensorflow::ResourceBase {
   // only the initial values (for new keys) change; otherwise every row is
   // re-laid out: value, freq and version are kept, the common slots are kept
   // and new slots start at their initial value. Excludes all other ops.
-  virtual void SetSlots(const std::vector<float>& slot_init) = 0;
+  // ResourceExhausted, leaving the table unchanged, when the new rows do not fit.
+  virtual tensorflow::Status SetSlots(const std::vector<float>& slot_init) = 0;
 
   std::string DebugString() const override;
 
@@ -109,7 +113,8 @@ class KvTableBase : public tensorflow::ResourceBase {
   TableConfig config_;
 };
 
-// Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING).
+// Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING);
+// ResourceExhausted, naming the table, when its Bloom filter cannot be allocated.
 tensorflow::Status CreateKvTable(tensorflow::DataType key_dtype, const TableConfig& config,
                                  KvTableBase** table);
 

@@ -24,6 +24,7 @@ Status KeysByDim(InferenceContext* c) {
 REGISTER_OP("DrlKvTable")
     .Output("table: resource")
     .Attr("key_dtype: {int64, string}")
+    .Attr("table_name: string = ''")
     .Attr("dim: int")
     .Attr("num_slots: int = 0")
     .Attr("slot_init: list(float) = []")
@@ -38,7 +39,10 @@ REGISTER_OP("DrlKvTable")
     .Attr("bloom_hashes: int = 0")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Creates a new KV embedding table; it lives as long as its ref-counting handle.");
+    .Doc("Creates a new KV embedding table; it lives as long as its ref-counting handle. "
+         "table_name names it in errors. ResourceExhausted when a row (4 * dim * (1 + "
+         "num_slots) bytes) or the Bloom filter (2 bytes per counter) exceeds the machine's "
+         "physical memory, or cannot be allocated.");
 
 REGISTER_OP("DrlKvFind")
     .Input("table: resource")
@@ -143,7 +147,8 @@ REGISTER_OP("DrlKvSetSlots")
     .Input("slot_init: float")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
-    .Doc("Gives every record len(slot_init) optimizer slots (kept ones keep their state).");
+    .Doc("Gives every record len(slot_init) optimizer slots (kept ones keep their state); "
+         "ResourceExhausted, with the table unchanged, when the new rows do not fit.");
 
 REGISTER_OP("DrlKvStats")
     .Input("table: resource")

@@ -1,4 +1,9 @@
-"""KVVariable: semantics, persistence, concurrency and bad input."""
+"""KVVariable: semantics, persistence, concurrency, bad input and sizes."""
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -391,6 +396,9 @@ def test_bad_constructor_arguments(kwargs, match):
 @pytest.mark.parametrize("make, match", [
     (lambda: CounterFilter(0), r"CounterFilter.min_count must be an integer >= 1, got 0"),
     (lambda: BloomFilter(2, false_positive_rate=1.5), "false_positive_rate must be in"),
+    (lambda: BloomFilter(2, expected_keys=10 ** 18),
+     r"BloomFilter.expected_keys=1000000000000000000 at false_positive_rate=0.01 needs "
+     r"9585058377367439360 counters, more than 2\*\*63 - 1"),
     (lambda: StalenessEviction(2 ** 63),
      r"max_staleness must be at most 2\*\*63 - 1 \(int64\), got 9223372036854775808"),
     (lambda: StalenessEviction(-1), r"max_staleness must be an integer >= 0, got -1"),
@@ -455,3 +463,99 @@ def test_checkpoint_with_slots_restores_into_a_table_without_slots(tmp_path):
     assert fresh.slot_names == ("m", "v")
     assert sorted_records(fresh) == sorted_records(kv)
     assert int(fresh.step) == int(kv.step)
+
+
+# ----- sizes: errors, never a crash ----------------------------------------------------
+
+SIZES = r"""
+import json, resource
+from deeprec_lite import _ops
+from deeprec_lite.compat import tf
+from deeprec_lite.kv_variable import KVVariable
+from deeprec_lite.policies import BloomFilter
+
+
+def cap(extra):
+    # This process's address space at its present size + extra bytes (None: no cap): an
+    # allocation beyond it fails at once instead of taking the machine's memory.
+    with open("/proc/self/status") as f:
+        size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+    limit = resource.RLIM_INFINITY if extra is None else size + extra
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+
+
+def attempt(case, call):
+    try:
+        call()
+        out = {"error": None}
+    except Exception as e:
+        out = {"error": type(e).__name__, "message": str(e)}
+    print(json.dumps(dict(out, case=case)), flush=True)
+
+
+def state(case, kv):
+    print(json.dumps({"case": case, "size": int(kv.size()), "slots": list(kv.slot_names)}))
+
+
+KVVariable(2).lookup_or_insert([1])  # loads the op library, starts the thread pools
+attempt("dim 2**40", lambda: KVVariable(2 ** 40, name="huge"))
+attempt("dim 2**31", lambda: KVVariable(2 ** 31, name="huge"))
+attempt("64 slots", lambda: KVVariable(2 ** 23, name="wide").ensure_slots(
+    [f"s{i}" for i in range(64)]))
+attempt("op dim 2**40", lambda: _ops.load().drl_kv_table(key_dtype=tf.int64, dim=2 ** 40,
+                                                         table_name="raw"))
+attempt("bloom 10**13", lambda: KVVariable(
+    2, admission=BloomFilter(2, expected_keys=10 ** 13), name="bloomy"))
+cap(2 ** 30)
+attempt("bloom over the cap", lambda: KVVariable(
+    2, admission=BloomFilter(2, expected_keys=2 * 10 ** 8), name="bloomy"))  # 3.8 GB
+wide = KVVariable(2 ** 26, initializer="zeros", name="wide")  # 256 MiB rows, allocated by 16
+attempt("rows over the cap", lambda: wide.lookup_or_insert([1]))
+state("rows over the cap", wide)
+cap(None)
+narrow = KVVariable(2 ** 22, initializer="zeros", name="narrow")  # 16 MiB rows
+narrow.lookup_or_insert([1])
+cap(2 ** 28)
+attempt("slots over the cap", lambda: narrow.ensure_slots({"m": 0.0, "v": 0.0}))  # 48 MiB rows
+state("slots over the cap", narrow)
+"""
+
+
+def test_sizes_beyond_memory_fail_clearly_and_never_crash():
+    """In a subprocess (a crash shows as a failed test), with its address space capped
+    where an allocation is meant to fail."""
+    result = subprocess.run([sys.executable, "-c", SIZES], capture_output=True, text=True,
+                            timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = {}
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        got.setdefault(record.pop("case"), {}).update(record)
+    want = {
+        "dim 2**40": ("ValueError", r"dim=1099511627776 with 0 slot\(s\) gives variable 'huge' "
+                                    r"rows of 4398046511104 bytes"),
+        "dim 2**31": ("ValueError", r"dim=2147483648 with 0 slot\(s\) gives variable 'huge' "
+                                    r"rows of 8589934592 bytes"),
+        "64 slots": ("ValueError", r"dim=8388608 with 64 slot\(s\) gives variable 'wide' rows of "
+                                   r"2181038080 bytes"),
+        "op dim 2**40": ("ResourceExhaustedError",
+                         r"table 'raw': a row of dim 1099511627776 with 0 slot\(s\) \(4 \* dim \* "
+                         r"\(1 \+ num_slots\)\) takes 4398046511104 bytes, more than this "
+                         r"machine's \d+ bytes of memory"),
+        "bloom 10**13": ("ResourceExhaustedError",
+                         r"table 'bloomy': a counting Bloom filter of 95850583773675 counters "
+                         r"\(2 bytes each\) takes 191701167547350 bytes"),
+        "bloom over the cap": ("ResourceExhaustedError", r"table 'bloomy': .*3834023352 bytes"),
+        "rows over the cap": ("ResourceExhaustedError",
+                              r"table 'wide': out of memory for new rows of 268435480 bytes"),
+        "slots over the cap": ("ResourceExhaustedError",
+                               r"table 'narrow': out of memory giving its rows 2 slot\(s\), "
+                               r"50331672 bytes per row"),
+    }
+    assert set(got) == set(want), result.stdout
+    for case, (error, message) in want.items():
+        assert got[case]["error"] == error, (case, got[case])
+        assert re.search(message, got[case]["message"]), (case, got[case]["message"])
+    assert (got["rows over the cap"]["size"], got["rows over the cap"]["slots"]) == (0, [])
+    # the table is as it was: one key, no slots
+    assert (got["slots over the cap"]["size"], got["slots over the cap"]["slots"]) == (1, [])
