@@ -307,10 +307,12 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
                                        slots, step_or_clock(self._step, global_step))
 
-    def apply_kernel(self, kernel, keys, grads):
-        """kernel(table handle, keys [N], grads [N, dim]) -> int64 rows updated: runs a
-        sparse optimizer's kernel on the table (partitioned variables run it per shard)."""
-        return kernel(self.resource_handle, keys, grads)
+    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
+        """kernel(table handle, keys [N], grads [N, dim], nonfinite_gradients) -> int64
+        rows updated: runs a sparse optimizer's kernel on the table (partitioned
+        variables run it per shard). The kernel checks grads for rows holding NaN or
+        Inf before it changes anything, and fails ('error') or skips them ('skip')."""
+        return kernel(self.resource_handle, keys, grads, nonfinite_gradients)
 
     def remove(self, keys):
         """Removes keys with all their slots; returns how many were present."""
@@ -369,9 +371,12 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
 
     def stats(self):
         """{'admitted': keys with a row, 'pending': keys counted but not admitted,
-        'bytes': memory held by the table} as int64 scalars."""
+        'bytes': memory held by the table, 'nonfinite_skipped': gradient rows holding
+        NaN or Inf that sparse optimizers with nonfinite_gradients="skip" left out
+        since the table was created} as int64 scalars. 'nonfinite_skipped' is a
+        monitoring count of this process: it is not checkpointed."""
         s = self._ops.drl_kv_stats(self.resource_handle)
-        return {"admitted": s[0], "pending": s[1], "bytes": s[2]}
+        return {"admitted": s[0], "pending": s[1], "bytes": s[2], "nonfinite_skipped": s[3]}
 
     def size(self):
         """Number of admitted keys."""

@@ -236,10 +236,15 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return tf.add_n([shard.update(k, v, s, step) for shard, k, v, s in
                          zip(self._shards, parts[0], parts[1], slot_parts)])
 
-    def apply_kernel(self, kernel, keys, grads):
-        """See KVVariable.apply_kernel; runs the kernel on every shard's keys."""
+    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
+        """See KVVariable.apply_kernel; runs the kernel on every shard's keys. With
+        "error", the whole batch is checked first (the error names this variable), so
+        a row holding NaN or Inf leaves every shard unchanged; with "skip" each shard
+        skips and counts its own."""
+        if nonfinite_gradients == "error":
+            grads = self._ops.drl_check_finite_gradients(grads, table_name=self._name)
         _, (key_parts, grad_parts) = self._split(keys, grads)
-        return tf.add_n([shard.apply_kernel(kernel, k, g)
+        return tf.add_n([shard.apply_kernel(kernel, k, g, nonfinite_gradients)
                          for shard, k, g in zip(self._shards, key_parts, grad_parts)])
 
     def remove(self, keys):

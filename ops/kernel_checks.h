@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "kv_table.h"
@@ -52,6 +53,34 @@ inline tensorflow::Status ReadInt64(tensorflow::OpKernelContext* ctx, int input,
 inline tensorflow::Status ReadStep(tensorflow::OpKernelContext* ctx, int input, const char* name,
                                    int64_t* step) {
   return ReadInt64(ctx, input, name, 0, step);
+}
+
+// True when none of the n floats at x is NaN or +-Inf (the only floats whose exponent
+// bits are all ones). Branch-free, so that it vectorizes.
+inline bool AllFinite(const float* x, int64_t n) {
+  uint32_t non_finite = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    uint32_t bits;
+    std::memcpy(&bits, x + j, sizeof(bits));
+    non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return non_finite == 0;
+}
+
+// The number of rows of grads [rows, dim] that hold a NaN or an Inf.
+inline int64_t CountNonfiniteRows(const float* grads, int64_t rows, int64_t dim) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < rows; ++i) count += !AllFinite(grads + i * dim, dim);
+  return count;
+}
+
+// The error for `nonfinite` rows among `rows` gradient rows of table `table`.
+inline tensorflow::Status NonfiniteGradientsError(const std::string& table, int64_t nonfinite,
+                                                  int64_t rows) {
+  return tensorflow::errors::InvalidArgument(
+      "table '", table, "': ", nonfinite, " of ", rows,
+      " gradient rows hold NaN or Inf; nothing of the batch was applied (a sparse optimizer "
+      "with nonfinite_gradients='skip' skips and counts such rows)");
 }
 
 // OK when `bytes` for `what` of table `table` (`overflow`: more than an int64 holds) fit

@@ -259,7 +259,7 @@ class KvTable : public KvTableBase {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
-      fn(i, RowView{&Freq(rec), &Version(rec), Value(rec), Value(rec) + dim});
+      if (!fn(i, RowView{&Freq(rec), &Version(rec), Value(rec), Value(rec) + dim})) return false;
       Version(rec) = step;
       return true;
     });

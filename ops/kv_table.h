@@ -15,6 +15,7 @@
 #ifndef DEEPREC_LITE_OPS_KV_TABLE_H_
 #define DEEPREC_LITE_OPS_KV_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,10 +77,10 @@ class KvTableBase : public tensorflow::ResourceBase {
                                           int64_t step, float* values, bool* admitted) = 0;
 
   // Calls fn(i, row) for each keys[i] that has an admitted record, under its
-  // shard's exclusive lock, and stamps version = step. Other keys are skipped.
-  // Occurrences of the same key are visited in input order. Returns the number
-  // of calls made.
-  using RowFn = std::function<void(int64_t i, const RowView& row)>;
+  // shard's exclusive lock, and stamps version = step when fn returns true (it
+  // changed the row). Other keys are skipped. Occurrences of the same key are
+  // visited in input order. Returns the number of calls that returned true.
+  using RowFn = std::function<bool(int64_t i, const RowView& row)>;
   virtual int64_t ForEachRow(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
                              int64_t step, const RowFn& fn) = 0;
 
@@ -107,10 +108,21 @@ class KvTableBase : public tensorflow::ResourceBase {
   // ResourceExhausted, leaving the table unchanged, when the new rows do not fit.
   virtual tensorflow::Status SetSlots(const std::vector<float>& slot_init) = 0;
 
+  // Gradient rows holding NaN or Inf that sparse optimizers skipped (their
+  // nonfinite_gradients='skip'), since the table was created. A monitoring
+  // count: not exported, so not checkpointed, and left as it is by Import.
+  int64_t nonfinite_skipped() const { return nonfinite_skipped_.load(std::memory_order_relaxed); }
+  void CountNonfiniteSkipped(int64_t rows) {
+    nonfinite_skipped_.fetch_add(rows, std::memory_order_relaxed);
+  }
+
   std::string DebugString() const override;
 
  protected:
   TableConfig config_;
+
+ private:
+  std::atomic<int64_t> nonfinite_skipped_{0};
 };
 
 // Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING);

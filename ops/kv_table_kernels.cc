@@ -206,6 +206,7 @@ class KvUpdateOp : public TableKernel {
       if (with_slots) {
         std::memcpy(row.slots, s + i * num_slots * dim, sizeof(float) * num_slots * dim);
       }
+      return true;
     });
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
@@ -268,13 +269,14 @@ class KvStatsOp : public TableKernel {
   using TableKernel::TableKernel;
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({3}), &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({4}), &out));
     auto s = out->flat<int64_t>();
     int64_t admitted, pending, bytes;
     table->Stats(&admitted, &pending, &bytes);
     s(0) = admitted;
     s(1) = pending;
     s(2) = bytes;
+    s(3) = table->nonfinite_skipped();
   }
 };
 

@@ -155,9 +155,10 @@ REGISTER_OP("DrlKvStats")
     .Output("stats: int64")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Vector(3));
+      c->set_output(0, c->Vector(4));
       return Status();
     })
-    .Doc("[admitted keys, keys counted but not admitted, bytes of memory held].");
+    .Doc("[admitted keys, keys counted but not admitted, bytes of memory held, gradient rows "
+         "holding NaN or Inf that sparse optimizers skipped since the table was created].");
 
 }  // namespace deeprec_lite
