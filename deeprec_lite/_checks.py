@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+INT64_MAX = 2 ** 63 - 1
+
 
 def is_int(value) -> bool:
     """True for Python and numpy integers, False for bools (which Python counts as ints)."""
@@ -32,12 +34,16 @@ def _integer_range(minimum, below):
 
 
 def check_int(value, name, minimum=None, below=None, none_ok=False, owner=None):
-    """`value` as an int if it is an integer in [minimum, below) (either bound optional),
-    or None when `none_ok`; else ValueError. `owner` (a class or layer name) prefixes the
-    message."""
+    """`value` as an int if it is an integer in [minimum, below) (either bound optional)
+    that fits in int64 (what the tables' counts, steps and thresholds hold), or None when
+    `none_ok`; else ValueError. `owner` (a class or layer name) prefixes the message."""
     if value is None and none_ok:
         return None
     if is_int(value) and (minimum is None or value >= minimum) and (below is None or value < below):
+        if value > INT64_MAX:
+            raise ValueError(_message(owner, name, "at most 2**63 - 1 (int64)", value))
+        if value < -INT64_MAX - 1:
+            raise ValueError(_message(owner, name, "at least -2**63 (int64)", value))
         return int(value)
     raise ValueError(_message(owner, name, _integer_range(minimum, below)
                               + (" or None" if none_ok else ""), value))

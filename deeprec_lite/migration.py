@@ -219,8 +219,8 @@ def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_cha
     keep = np.ones(len(src.keys), bool)
     if min_freq is not None:
         keep &= src.freqs >= min_freq
-    if max_staleness is not None:
-        keep &= src.step - src.versions <= max_staleness
+    if max_staleness is not None:  # step - version <= max_staleness, without int64 wraparound
+        keep &= src.versions >= src.step - max_staleness
     pending, bloom, pending_notes, lost = _not_admitted(src, new_kv, keep & ~src.admitted)
     admitted = keep & src.admitted
     details = [f"{admitted.sum()} of {src.admitted.sum()} keys"]

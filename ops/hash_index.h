@@ -96,13 +96,12 @@ class HashIndex {
  private:
   size_t Home(uint64_t entry) const { return static_cast<uint32_t>(entry >> 32) & mask_; }
 
-  // Places every entry again in a new array of `capacity` entries.
+  // Places every entry again in a new array of `capacity` entries. Throws
+  // std::bad_alloc, with the index unchanged, when the array cannot be allocated.
   void Rehash(size_t capacity) {
-    std::vector<uint64_t> old;
+    std::vector<uint64_t> old(capacity, 0);
     old.swap(entries_);
-    const size_t count = count_;
-    Reset(capacity);
-    count_ = count;
+    mask_ = capacity - 1;
     // Without a branch on empty old slots (half of them, at random: a mispredicted
     // branch each): they are written to `sink`, which stays 0.
     uint64_t sink = 0;

@@ -1,14 +1,18 @@
 // CPU kernels of the fused sparse optimizers (definitions in kv_optimizer_ops.cc).
 //
-// Each kernel validates its inputs, then visits the admitted rows of the batch's
-// keys with KvTableBase::ForEachRow, which holds the row's shard lock (so the
-// value and its slots change together), runs shards in parallel and stamps
-// version = global_step. The per-element arithmetic is done in double from the
-// stored float32 value and slots, and the results are stored as float32, so the
-// only rounding per step is the final store.
+// Each kernel validates its inputs and scans the gradients for rows holding NaN
+// or Inf before it changes anything: with nonfinite_gradients = 'error' such a
+// row fails the op and nothing is applied; with 'skip' those rows are left out
+// and counted in the table. Then it visits the admitted rows of the batch's keys
+// with KvTableBase::ForEachRow, which holds the row's shard lock (so the value
+// and its slots change together), runs shards in parallel and stamps
+// version = global_step on the rows it updates. The per-element arithmetic is
+// done in double from the stored float32 value and slots, and the results are
+// stored as float32, so the only rounding per step is the final store.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernel_checks.h"
@@ -68,7 +72,11 @@ class KvApplyOp : public OpKernel {
         optimizer_(optimizer),
         num_slots_(num_slots),
         slot_names_(slot_names),
-        hypers_(std::move(hypers)) {}
+        hypers_(std::move(hypers)) {
+    std::string nonfinite;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("nonfinite_gradients", &nonfinite));
+    skip_nonfinite_ = nonfinite == "skip";
+  }
 
   void Compute(OpKernelContext* ctx) override {
     tensorflow::core::RefCountPtr<KvTableBase> table;
@@ -99,9 +107,17 @@ class KvApplyOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 3 + hypers_.size(), "global_step", &step));
     const float* g = grads.flat<float>().data();
     const int64_t dim = config.dim;
+    const int64_t rows = keys.NumElements();
+    const int64_t nonfinite = CountNonfiniteRows(g, rows, dim);
+    OP_REQUIRES(ctx, nonfinite == 0 || skip_nonfinite_,
+                NonfiniteGradientsError(config.name, nonfinite, rows));
+    if (nonfinite > 0) table->CountNonfiniteSkipped(nonfinite);
     const int64_t updated =
         table->ForEachRow(ctx, keys, step, [&](int64_t i, const RowView& row) {
-          Apply(h, dim, g + i * dim, row.value, row.slots);
+          const float* grad = g + i * dim;
+          if (nonfinite > 0 && !AllFinite(grad, dim)) return false;
+          Apply(h, dim, grad, row.value, row.slots);
+          return true;
         });
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
@@ -118,6 +134,32 @@ class KvApplyOp : public OpKernel {
   const int num_slots_;
   const char* slot_names_;
   const std::vector<Hyper> hypers_;
+  bool skip_nonfinite_;
+};
+
+// grads [..., dim] unchanged, or InvalidArgument naming table_name when a row holds
+// NaN or Inf: a partitioned table checks its whole batch before any shard changes.
+class CheckFiniteGradientsOp : public OpKernel {
+ public:
+  explicit CheckFiniteGradientsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("table_name", &table_name_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& grads = ctx->input(0);
+    OP_REQUIRES(ctx, grads.dims() >= 1,
+                InvalidArgument("grads must have rank >= 1, got shape ",
+                                grads.shape().DebugString()));
+    const auto rows = grads.flat_inner_dims<float>();
+    const int64_t nonfinite =
+        CountNonfiniteRows(rows.data(), rows.dimension(0), rows.dimension(1));
+    OP_REQUIRES(ctx, nonfinite == 0,
+                NonfiniteGradientsError(table_name_, nonfinite, rows.dimension(0)));
+    ctx->set_output(0, grads);
+  }
+
+ private:
+  std::string table_name_;
 };
 
 class KvApplySgdOp : public KvApplyOp {
@@ -276,6 +318,7 @@ DRL_CPU_KERNEL("DrlKvApplyAdagrad", KvApplyAdagradOp);
 DRL_CPU_KERNEL("DrlKvApplyAdam", KvApplyAdamOp);
 DRL_CPU_KERNEL("DrlKvApplyFtrl", KvApplyFtrlOp);
 DRL_CPU_KERNEL("DrlKvApplyGroupFtrl", KvApplyGroupFtrlOp);
+DRL_CPU_KERNEL("DrlCheckFiniteGradients", CheckFiniteGradientsOp);
 
 }  // namespace
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <new>
 
 #include "hash_index.h"
 #include "key_hash.h"
@@ -16,6 +18,7 @@ namespace deeprec_lite {
 
 using tensorflow::DataType;
 using tensorflow::errors::InvalidArgument;
+using tensorflow::errors::ResourceExhausted;
 using tensorflow::mutex;
 using tensorflow::mutex_lock;
 using tensorflow::OpKernelContext;
@@ -162,12 +165,12 @@ struct NothingAhead {
 template <typename K>
 class KvTable : public KvTableBase {
  public:
-  explicit KvTable(const TableConfig& config)
-      : KvTableBase(config), row_stride_(RowStride(config.dim, config.num_slots)) {
+  // bloom: the counting Bloom filter of Bloom admission (null otherwise).
+  KvTable(const TableConfig& config, std::unique_ptr<CountingBloomFilter> bloom)
+      : KvTableBase(config),
+        row_stride_(RowStride(config.dim, config.num_slots)),
+        bloom_(std::move(bloom)) {
     for (int s = 0; s < kShards; ++s) shards_[s].reset(new Shard(row_stride_));
-    if (config.admission == Admission::kBloom) {
-      bloom_.reset(new CountingBloomFilter(config.bloom_counters, config.bloom_hashes));
-    }
   }
 
   ~KvTable() override {
@@ -215,8 +218,8 @@ class KvTable : public KvTableBase {
     ParallelTasks(workers, tasks, [&](int64_t t) { work(n * t / tasks, n * (t + 1) / tasks); });
   }
 
-  void FindOrInsert(OpKernelContext* ctx, const Tensor& keys, const int64_t* counts, int64_t step,
-                    float* values, bool* admitted) override {
+  Status FindOrInsert(OpKernelContext* ctx, const Tensor& keys, const int64_t* counts,
+                      int64_t step, float* values, bool* admitted) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
     const int64_t dim = config_.dim;
@@ -225,16 +228,27 @@ class KvTable : public KvTableBase {
     const auto prefetch_output = [&](int64_t i) {
       PrefetchLines<1>(values + i * dim, values + (i + 1) * dim);
     };
+    std::atomic<bool> out_of_memory{false};
     SplitAndVisit(
         ctx, k, keys.NumElements(),
         [&](Shard& s, int, int64_t i, uint64_t h) {
           const int64_t count = counts ? counts[i] : 1;
-          char* rec = FindOrInsertLocked(s, h, k[i], count, step);
+          char* rec = nullptr;
+          try {  // an allocation that fails leaves the shard as it was
+            rec = FindOrInsertLocked(s, h, k[i], count, step);
+          } catch (const std::bad_alloc&) {
+            out_of_memory.store(true, std::memory_order_relaxed);
+          }
           admitted[i] = rec != nullptr;
           std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
                       sizeof(float) * dim);
         },
         prefetch_output);
+    if (out_of_memory.load()) {
+      return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
+                               row_stride_, " bytes each");
+    }
+    return Status();
   }
 
   int64_t ForEachRow(OpKernelContext* ctx, const Tensor& keys, int64_t step,
@@ -245,7 +259,7 @@ class KvTable : public KvTableBase {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
-      fn(i, RowView{&Freq(rec), &Version(rec), Value(rec), Value(rec) + dim});
+      if (!fn(i, RowView{&Freq(rec), &Version(rec), Value(rec), Value(rec) + dim})) return false;
       Version(rec) = step;
       return true;
     });
@@ -346,6 +360,13 @@ class KvTable : public KvTableBase {
       return InvalidArgument("imported bloom filter has ", bloom.NumElements(),
                              " counters but this table's has ", want_bloom);
     }
+    const int64_t* ver = versions.flat<int64_t>().data();
+    for (int64_t i = 0; i < n; ++i) {
+      if (ver[i] < 0) {
+        return InvalidArgument("imported versions are global steps, >= 0; got ", ver[i],
+                               " at position ", i);
+      }
+    }
     const bool* a = admitted.flat<bool>().data();
     if (config_.admission != Admission::kCounter) {
       for (int64_t i = 0; i < n; ++i) {
@@ -359,7 +380,6 @@ class KvTable : public KvTableBase {
     const K* k = keys.flat<K>().data();
     const float* v = values.flat<float>().data();
     const int64_t* f = freqs.flat<int64_t>().data();
-    const int64_t* ver = versions.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
     const Batch batch = Split(ctx, k, n);
 
@@ -428,6 +448,10 @@ class KvTable : public KvTableBase {
   int64_t Evict(OpKernelContext* ctx, int64_t step, int64_t max_staleness,
                 int64_t min_freq) override {
     tf_shared_lock table_lock(table_mu_);
+    // step - version > max_staleness as version < step - max_staleness: with step
+    // and max_staleness >= 0 (checked by the op) this cannot overflow, and it is
+    // exact for every version.
+    const int64_t oldest_kept = max_staleness >= 0 ? step - max_staleness : 0;
     std::array<int64_t, kShards> removed{};
     auto evict = [&](int64_t first, int64_t last) {
       for (int64_t si = first; si < last; ++si) {
@@ -439,7 +463,7 @@ class KvTable : public KvTableBase {
           if (e == 0) continue;
           const uint32_t ref = HashIndex::Ref(e);
           char* rec = Record(s, ref);
-          const bool stale = max_staleness >= 0 && step - Version(rec) > max_staleness;
+          const bool stale = max_staleness >= 0 && Version(rec) < oldest_kept;
           const bool rare = min_freq > 0 && !(ref & kPendingBit) && Freq(rec) < min_freq;
           if (stale || rare) doomed.push_back(ref);
         }
@@ -459,25 +483,38 @@ class KvTable : public KvTableBase {
     return total;
   }
 
-  void SetSlots(const std::vector<float>& slot_init) override {
+  Status SetSlots(const std::vector<float>& slot_init) override {
     mutex_lock table_lock(table_mu_);
     const int64_t old_slots = config_.num_slots;
     const int64_t new_slots = slot_init.size();
-    config_.slot_init = slot_init;
-    if (new_slots == old_slots) return;
-    const int64_t dim = config_.dim;
-    const size_t keep = kValueOffset + sizeof(float) * dim * (1 + std::min(old_slots, new_slots));
-    row_stride_ = RowStride(dim, new_slots);
-    for (auto& sp : shards_) {
-      sp->rows.Restride(row_stride_, [&](char* dst, const char* src) {
-        std::memcpy(dst, src, keep);
-        float* slots = Value(dst) + dim;
-        for (int64_t k = old_slots; k < new_slots; ++k) {
-          std::fill(slots + k * dim, slots + (k + 1) * dim, slot_init[k]);
+    if (new_slots != old_slots) {
+      const int64_t dim = config_.dim;
+      const size_t keep =
+          kValueOffset + sizeof(float) * dim * (1 + std::min(old_slots, new_slots));
+      const size_t stride = RowStride(dim, new_slots);
+      // Every shard's new rows first, so that running out of memory changes nothing.
+      std::vector<RowArena> rows;
+      try {
+        rows.reserve(kShards);
+        for (auto& sp : shards_) {
+          rows.push_back(sp->rows.Restrided(stride, [&](char* dst, const char* src) {
+            std::memcpy(dst, src, keep);
+            float* slots = Value(dst) + dim;
+            for (int64_t k = old_slots; k < new_slots; ++k) {
+              std::fill(slots + k * dim, slots + (k + 1) * dim, slot_init[k]);
+            }
+          }));
         }
-      });
+      } catch (const std::bad_alloc&) {
+        return ResourceExhausted("table '", config_.name, "': out of memory giving its rows ",
+                                 new_slots, " slot(s), ", stride, " bytes per row");
+      }
+      for (int s = 0; s < kShards; ++s) shards_[s]->rows = std::move(rows[s]);
+      row_stride_ = stride;
+      config_.num_slots = new_slots;
     }
-    config_.num_slots = new_slots;
+    config_.slot_init = slot_init;
+    return Status();
   }
 
   void Stats(int64_t* admitted, int64_t* pending, int64_t* bytes) override {
@@ -687,22 +724,31 @@ class KvTable : public KvTableBase {
     }
   }
 
+  // Stores the key in the key word of row r of `arena`; when that fails (a string
+  // key's allocation), frees the row again and rethrows.
+  static void StoreKey(Shard& s, RowArena& arena, uint32_t r, const K& key) {
+    try {
+      s.key_heap_bytes += KeyCodec<K>::Store(KeyWord(arena.Row(r)), key);
+    } catch (const std::bad_alloc&) {
+      arena.Free(r);
+      throw;
+    }
+  }
+
   char* NewRow(Shard& s, size_t pos, uint64_t hash, const K& key) {
     const uint32_t r = s.rows.Allocate();
     // A part visits each shard's keys in long runs, so new rows come in sequence.
     s.rows.PrefetchNewRow(4);
-    char* rec = s.rows.Row(r);
-    s.key_heap_bytes += KeyCodec<K>::Store(KeyWord(rec), key);
+    StoreKey(s, s.rows, r, key);
     s.index.Insert(pos, hash, r);
-    return rec;
+    return s.rows.Row(r);
   }
 
   char* NewPending(Shard& s, size_t pos, uint64_t hash, const K& key) {
     const uint32_t r = s.pending.Allocate();
-    char* rec = s.pending.Row(r);
-    s.key_heap_bytes += KeyCodec<K>::Store(KeyWord(rec), key);
+    StoreKey(s, s.pending, r, key);
     s.index.Insert(pos, hash, r | kPendingBit);
-    return rec;
+    return s.pending.Row(r);
   }
 
   // Moves a pending record to a new admitted row (the key word moves with it).
@@ -784,13 +830,26 @@ class KvTable : public KvTableBase {
 }  // namespace
 
 Status CreateKvTable(DataType key_dtype, const TableConfig& config, KvTableBase** table) {
-  if (key_dtype == tensorflow::DT_INT64) {
-    *table = new KvTable<int64_t>(config);
-  } else if (key_dtype == tensorflow::DT_STRING) {
-    *table = new KvTable<tstring>(config);
-  } else {
+  if (key_dtype != tensorflow::DT_INT64 && key_dtype != tensorflow::DT_STRING) {
     return InvalidArgument("key_dtype must be int64 or string, got ",
                            tensorflow::DataTypeString(key_dtype));
+  }
+  // Allocated before the table: a table (a ref-counted resource) must never be
+  // destroyed by an exception from its constructor.
+  std::unique_ptr<CountingBloomFilter> bloom;
+  if (config.admission == Admission::kBloom) {
+    try {
+      bloom.reset(new CountingBloomFilter(config.bloom_counters, config.bloom_hashes));
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("table '", config.name, "': out of memory for its counting Bloom "
+                               "filter of ", config.bloom_counters, " counters (",
+                               config.bloom_counters * sizeof(uint16_t), " bytes)");
+    }
+  }
+  if (key_dtype == tensorflow::DT_INT64) {
+    *table = new KvTable<int64_t>(config, std::move(bloom));
+  } else {
+    *table = new KvTable<tstring>(config, std::move(bloom));
   }
   return Status();
 }

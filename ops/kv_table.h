@@ -15,6 +15,7 @@
 #ifndef DEEPREC_LITE_OPS_KV_TABLE_H_
 #define DEEPREC_LITE_OPS_KV_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,6 +33,7 @@ namespace deeprec_lite {
 enum class Admission { kNone, kCounter, kBloom };
 
 struct TableConfig {
+  std::string name;                  // names the table in errors
   int64_t dim = 0;
   int64_t num_slots = 0;
   std::vector<float> slot_init;      // one initial value per slot
@@ -68,15 +70,17 @@ class KvTableBase : public tensorflow::ResourceBase {
   // Training lookup: adds counts[i] (1 when counts is null) to each key's freq,
   // applies admission, creates admitted new keys from the initializer with
   // version = step, and writes values (default for keys not admitted).
-  virtual void FindOrInsert(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
-                            const int64_t* counts, int64_t step, float* values,
-                            bool* admitted) = 0;
+  // ResourceExhausted when memory for new rows runs out; the keys that got one
+  // are inserted and counted as usual, the others are left as they were.
+  virtual tensorflow::Status FindOrInsert(tensorflow::OpKernelContext* ctx,
+                                          const tensorflow::Tensor& keys, const int64_t* counts,
+                                          int64_t step, float* values, bool* admitted) = 0;
 
   // Calls fn(i, row) for each keys[i] that has an admitted record, under its
-  // shard's exclusive lock, and stamps version = step. Other keys are skipped.
-  // Occurrences of the same key are visited in input order. Returns the number
-  // of calls made.
-  using RowFn = std::function<void(int64_t i, const RowView& row)>;
+  // shard's exclusive lock, and stamps version = step when fn returns true (it
+  // changed the row). Other keys are skipped. Occurrences of the same key are
+  // visited in input order. Returns the number of calls that returned true.
+  using RowFn = std::function<bool(int64_t i, const RowView& row)>;
   virtual int64_t ForEachRow(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
                              int64_t step, const RowFn& fn) = 0;
 
@@ -91,7 +95,7 @@ class KvTableBase : public tensorflow::ResourceBase {
   virtual int64_t Remove(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys) = 0;
 
   // Removes records with step - version > max_staleness (when max_staleness >= 0)
-  // and admitted records with freq < min_freq (when min_freq > 0).
+  // and admitted records with freq < min_freq (when min_freq > 0). step >= 0.
   virtual int64_t Evict(tensorflow::OpKernelContext* ctx, int64_t step, int64_t max_staleness,
                         int64_t min_freq) = 0;
 
@@ -101,15 +105,28 @@ class KvTableBase : public tensorflow::ResourceBase {
   // only the initial values (for new keys) change; otherwise every row is
   // re-laid out: value, freq and version are kept, the common slots are kept
   // and new slots start at their initial value. Excludes all other ops.
-  virtual void SetSlots(const std::vector<float>& slot_init) = 0;
+  // ResourceExhausted, leaving the table unchanged, when the new rows do not fit.
+  virtual tensorflow::Status SetSlots(const std::vector<float>& slot_init) = 0;
+
+  // Gradient rows holding NaN or Inf that sparse optimizers skipped (their
+  // nonfinite_gradients='skip'), since the table was created. A monitoring
+  // count: not exported, so not checkpointed, and left as it is by Import.
+  int64_t nonfinite_skipped() const { return nonfinite_skipped_.load(std::memory_order_relaxed); }
+  void CountNonfiniteSkipped(int64_t rows) {
+    nonfinite_skipped_.fetch_add(rows, std::memory_order_relaxed);
+  }
 
   std::string DebugString() const override;
 
  protected:
   TableConfig config_;
+
+ private:
+  std::atomic<int64_t> nonfinite_skipped_{0};
 };
 
-// Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING).
+// Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING);
+// ResourceExhausted, naming the table, when its Bloom filter cannot be allocated.
 tensorflow::Status CreateKvTable(tensorflow::DataType key_dtype, const TableConfig& config,
                                  KvTableBase** table);
 

@@ -1,6 +1,7 @@
 // CPU kernels of the KV table ops (definitions in kv_table_ops.cc).
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "kernel_checks.h"
 #include "kv_table.h"
@@ -21,14 +22,17 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using tensorflow::TensorShapeUtils;
 using tensorflow::errors::InvalidArgument;
+using tensorflow::errors::ResourceExhausted;
 
 namespace {
 
 Status ParseConfig(OpKernelConstruction* ctx, TableConfig* c) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("table_name", &c->name));
   TF_RETURN_IF_ERROR(ctx->GetAttr("dim", &c->dim));
   if (c->dim <= 0) return InvalidArgument("dim must be positive, got ", c->dim);
   TF_RETURN_IF_ERROR(ctx->GetAttr("num_slots", &c->num_slots));
   if (c->num_slots < 0) return InvalidArgument("num_slots must be >= 0, got ", c->num_slots);
+  TF_RETURN_IF_ERROR(CheckRowBytes(c->name, c->dim, c->num_slots));
   TF_RETURN_IF_ERROR(ctx->GetAttr("slot_init", &c->slot_init));
   if (c->slot_init.empty()) c->slot_init.assign(c->num_slots, 0.0f);
   if (static_cast<int64_t>(c->slot_init.size()) != c->num_slots) {
@@ -47,8 +51,13 @@ Status ParseConfig(OpKernelConstruction* ctx, TableConfig* c) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("seed", &seed));
   c->initializer.seed_mix = KeyStream::SeedMix(static_cast<uint64_t>(seed));
   TF_RETURN_IF_ERROR(ctx->GetAttr("default_value", &c->default_value));
-  if (c->default_value.empty()) c->default_value.assign(c->dim, 0.0f);
-  if (c->default_value.size() == 1) c->default_value.assign(c->dim, c->default_value[0]);
+  try {  // dim floats: what a row's value takes, which fits in memory but may not be free
+    if (c->default_value.empty()) c->default_value.assign(c->dim, 0.0f);
+    if (c->default_value.size() == 1) c->default_value.assign(c->dim, c->default_value[0]);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("table '", c->name, "': out of memory for its default value of ",
+                             c->dim, " floats (", c->dim * sizeof(float), " bytes)");
+  }
   if (static_cast<int64_t>(c->default_value.size()) != c->dim) {
     return InvalidArgument("default_value must have 1 or dim=", c->dim, " values, got ",
                            c->default_value.size());
@@ -73,6 +82,14 @@ Status ParseConfig(OpKernelConstruction* ctx, TableConfig* c) {
       return InvalidArgument("bloom admission counts up to ", CountingBloomFilter::kMaxCount,
                              "; min_count=", c->min_count, " is too large");
     }
+    int64_t bytes = 0;
+    const bool overflow = __builtin_mul_overflow(c->bloom_counters,
+                                                 int64_t{sizeof(uint16_t)}, &bytes);
+    TF_RETURN_IF_ERROR(CheckFitsInMemory(
+        c->name,
+        tensorflow::strings::StrCat("a counting Bloom filter of ", c->bloom_counters,
+                                    " counters (2 bytes each)"),
+        overflow, bytes));
   } else {
     return InvalidArgument("admission must be none, counter or bloom; got '", admission, "'");
   }
@@ -156,8 +173,8 @@ class KvFindOrInsertOp : public TableKernel {
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_output(0, KeysByDim(keys, table->config().dim), &values));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, keys.shape(), &admitted));
-    table->FindOrInsert(ctx, keys, c, step, values->flat<float>().data(),
-                        admitted->flat<bool>().data());
+    OP_REQUIRES_OK(ctx, table->FindOrInsert(ctx, keys, c, step, values->flat<float>().data(),
+                                            admitted->flat<bool>().data()));
   }
 };
 
@@ -189,6 +206,7 @@ class KvUpdateOp : public TableKernel {
       if (with_slots) {
         std::memcpy(row.slots, s + i * num_slots * dim, sizeof(float) * num_slots * dim);
       }
+      return true;
     });
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
@@ -237,8 +255,9 @@ class KvEvictOp : public TableKernel {
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     int64_t step, max_staleness, min_freq;
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 1, "global_step", &step));
-    OP_REQUIRES_OK(ctx, ReadStep(ctx, 2, "max_staleness", &max_staleness));
-    OP_REQUIRES_OK(ctx, ReadStep(ctx, 3, "min_freq", &min_freq));
+    // -1: no staleness eviction; 0: no frequency eviction
+    OP_REQUIRES_OK(ctx, ReadInt64(ctx, 2, "max_staleness", -1, &max_staleness));
+    OP_REQUIRES_OK(ctx, ReadInt64(ctx, 3, "min_freq", 0, &min_freq));
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
     out->scalar<int64_t>()() = table->Evict(ctx, step, max_staleness, min_freq);
@@ -250,13 +269,14 @@ class KvStatsOp : public TableKernel {
   using TableKernel::TableKernel;
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({3}), &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({4}), &out));
     auto s = out->flat<int64_t>();
     int64_t admitted, pending, bytes;
     table->Stats(&admitted, &pending, &bytes);
     s(0) = admitted;
     s(1) = pending;
     s(2) = bytes;
+    s(3) = table->nonfinite_skipped();
   }
 };
 
@@ -269,7 +289,8 @@ class KvSetSlotsOp : public TableKernel {
                 InvalidArgument("slot_init must be a vector, got shape ",
                                 init.shape().DebugString()));
     auto v = init.flat<float>();
-    table->SetSlots(std::vector<float>(v.data(), v.data() + v.size()));
+    OP_REQUIRES_OK(ctx, CheckRowBytes(table->config().name, table->config().dim, v.size()));
+    OP_REQUIRES_OK(ctx, table->SetSlots(std::vector<float>(v.data(), v.data() + v.size())));
   }
 };
 

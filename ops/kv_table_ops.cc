@@ -24,6 +24,7 @@ Status KeysByDim(InferenceContext* c) {
 REGISTER_OP("DrlKvTable")
     .Output("table: resource")
     .Attr("key_dtype: {int64, string}")
+    .Attr("table_name: string = ''")
     .Attr("dim: int")
     .Attr("num_slots: int = 0")
     .Attr("slot_init: list(float) = []")
@@ -38,7 +39,10 @@ REGISTER_OP("DrlKvTable")
     .Attr("bloom_hashes: int = 0")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Creates a new KV embedding table; it lives as long as its ref-counting handle.");
+    .Doc("Creates a new KV embedding table; it lives as long as its ref-counting handle. "
+         "table_name names it in errors. ResourceExhausted when a row (4 * dim * (1 + "
+         "num_slots) bytes) or the Bloom filter (2 bytes per counter) exceeds the machine's "
+         "physical memory, or cannot be allocated.");
 
 REGISTER_OP("DrlKvFind")
     .Input("table: resource")
@@ -64,7 +68,7 @@ REGISTER_OP("DrlKvFindOrInsert")
       return Status();
     })
     .Doc("Training lookup: counts freq (counts, or 1 per key when counts is empty), admits and "
-         "creates keys.");
+         "creates keys with version = global_step (>= 0).");
 
 REGISTER_OP("DrlKvUpdate")
     .Input("table: resource")
@@ -76,7 +80,8 @@ REGISTER_OP("DrlKvUpdate")
     .Attr("Tkey: {int64, string}")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Assigns values (and slots, unless slots is empty) of admitted keys; stamps version.");
+    .Doc("Assigns values (and slots, unless slots is empty) of admitted keys; stamps version = "
+         "global_step (>= 0).");
 
 REGISTER_OP("DrlKvExport")
     .Input("table: resource")
@@ -114,7 +119,8 @@ REGISTER_OP("DrlKvImport")
     .Attr("key_dtype: {int64, string}")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
-    .Doc("Replaces the table's contents with the given records (as written by DrlKvExport).");
+    .Doc("Replaces the table's contents with the given records (as written by DrlKvExport); "
+         "versions must be >= 0.");
 
 REGISTER_OP("DrlKvRemove")
     .Input("table: resource")
@@ -133,24 +139,26 @@ REGISTER_OP("DrlKvEvict")
     .Output("removed: int64")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Removes keys with global_step - version > max_staleness (if >= 0) and admitted keys "
-         "with freq < min_freq (if > 0).");
+    .Doc("Removes keys with global_step - version > max_staleness (if >= 0; -1: no staleness "
+         "eviction) and admitted keys with freq < min_freq (if > 0). global_step >= 0.");
 
 REGISTER_OP("DrlKvSetSlots")
     .Input("table: resource")
     .Input("slot_init: float")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
-    .Doc("Gives every record len(slot_init) optimizer slots (kept ones keep their state).");
+    .Doc("Gives every record len(slot_init) optimizer slots (kept ones keep their state); "
+         "ResourceExhausted, with the table unchanged, when the new rows do not fit.");
 
 REGISTER_OP("DrlKvStats")
     .Input("table: resource")
     .Output("stats: int64")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Vector(3));
+      c->set_output(0, c->Vector(4));
       return Status();
     })
-    .Doc("[admitted keys, keys counted but not admitted, bytes of memory held].");
+    .Doc("[admitted keys, keys counted but not admitted, bytes of memory held, gradient rows "
+         "holding NaN or Inf that sparse optimizers skipped since the table was created].");
 
 }  // namespace deeprec_lite

@@ -3,7 +3,8 @@
 // and doubles (moving its rows) until it is full size, so a small table stays
 // small; later chunks are allocated whole, so growth copies nothing, and their
 // pages are mapped in one call rather than one fault each. Freed rows are
-// reused. Row pointers are valid until the next Allocate().
+// reused. Row pointers are valid until the next Allocate(). Allocate() throws
+// std::bad_alloc when memory runs out, with the arena unchanged.
 #ifndef DEEPREC_LITE_OPS_ROW_ARENA_H_
 #define DEEPREC_LITE_OPS_ROW_ARENA_H_
 
@@ -48,7 +49,8 @@ class RowArena {
     if (high_ < kChunkRows) {
       if (high_ == first_chunk_rows_) GrowFirstChunk();
     } else if ((high_ >> kChunkBits) == chunks_.size()) {
-      chunks_.emplace_back(new char[kChunkRows * stride_]);
+      std::unique_ptr<char[]> chunk(new char[kChunkRows * stride_]);
+      chunks_.push_back(std::move(chunk));
       MapPages(chunks_.back().get(), kChunkRows * stride_);
     }
     return high_++;
@@ -68,21 +70,25 @@ class RowArena {
     __builtin_prefetch(row + stride_ - 1, 1);
   }
 
-  // Changes the stride of every row; `move(new_row, old_row)` fills each new row
-  // (free rows included) from the old one. Row numbers do not change.
+  // A copy of this arena with rows of `new_stride` bytes: `move(new_row, old_row)`
+  // fills each new row (free rows included) from the old one. Row numbers do not
+  // change. Throws std::bad_alloc when memory runs out (this arena is unchanged).
   template <typename Move>
-  void Restride(size_t new_stride, const Move& move) {
-    std::vector<std::unique_ptr<char[]>> chunks(chunks_.size());
+  RowArena Restrided(size_t new_stride, const Move& move) const {
+    RowArena out(new_stride);
+    out.high_ = high_;
+    out.first_chunk_rows_ = first_chunk_rows_;
+    out.free_ = free_;
+    out.chunks_.resize(chunks_.size());
     for (size_t c = 0; c < chunks_.size(); ++c) {
       const uint32_t rows = c == 0 ? first_chunk_rows_ : kChunkRows;
-      chunks[c].reset(new char[rows * new_stride]);
+      out.chunks_[c].reset(new char[rows * new_stride]);
       const uint32_t used = std::min<uint32_t>(rows, high_ - c * kChunkRows);
       for (uint32_t r = 0; r < used; ++r) {
-        move(chunks[c].get() + r * new_stride, chunks_[c].get() + r * stride_);
+        move(out.chunks_[c].get() + r * new_stride, chunks_[c].get() + r * stride_);
       }
     }
-    chunks_.swap(chunks);
-    stride_ = new_stride;
+    return out;
   }
 
   void Clear() {

@@ -51,3 +51,12 @@ def test_check_number_rejects(value, kwargs, message):
 def test_check_number_accepts_the_bounds_it_includes():
     assert check_number(np.float32(0.5), "x", low=0, high=0.5) == 0.5
     assert type(check_number(2, "x")) is float
+
+
+def test_check_int_refuses_what_int64_cannot_hold():
+    assert check_int(2 ** 63 - 1, "n", minimum=0) == 2 ** 63 - 1
+    assert check_int(-2 ** 63, "n") == -2 ** 63
+    with pytest.raises(ValueError, match=rf"^n must be at most 2\*\*63 - 1 \(int64\), got {2 ** 63}$"):
+        check_int(2 ** 63, "n", minimum=0)
+    with pytest.raises(ValueError, match=r"n must be at least -2\*\*63 \(int64\)"):
+        check_int(-2 ** 63 - 1, "n")

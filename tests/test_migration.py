@@ -7,8 +7,9 @@ from deeprec_lite import KVVariable
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import policies, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
+from deeprec_lite.migration import (MIGRATED, NEW, PARTIAL, UNUSED, _migrate_table,
+                                    _SourceTable, warm_start)
 from deeprec_lite.training import checkpoints, optimizers
-from deeprec_lite.migration import MIGRATED, NEW, PARTIAL, UNUSED, warm_start
 from kv_reference import records_by_key
 
 
@@ -116,7 +117,7 @@ def test_bad_sources_and_mismatched_key_dtypes(tmp_path):
     (tmp_path / "foreign").mkdir()
     with pytest.raises(ValueError, match="neither a deeprec-lite checkpoint directory"):
         warm_start(new, str(tmp_path / "foreign"))
-    with pytest.raises(ValueError, match="min_freq must be a non-negative integer"):
+    with pytest.raises(ValueError, match="min_freq must be a non-negative integer or None, got -1"):
         warm_start(new, make_model(), min_freq=-1)
     strings = make_model(key_dtype="string")
     with pytest.raises(ValueError, match="has string keys but the source table 'emb_a' has int64"):
@@ -202,3 +203,19 @@ def test_a_bloom_filter_moves_whole_to_a_filter_of_the_same_shape(tmp_path):
     other = policies.BloomFilter(min_count=8, expected_keys=200, false_positive_rate=0.01)
     status, detail = warm_start(make_model(admission=other), old).entries["table:emb_a"]
     assert status == PARTIAL and "not admitted yet not migrated" in detail
+
+
+def test_staleness_filter_is_exact_at_int64_extremes():
+    """A source table (as a checkpoint written before versions were checked could hold)
+    with versions at the int64 extremes, filtered against Python ints."""
+    i64_min, i64_max = -(2 ** 63), 2 ** 63 - 1
+    versions = np.array([i64_min, -1, 0, i64_max - 11, i64_max - 10, i64_max], np.int64)
+    n = len(versions)
+    src = _SourceTable("t", tf.int64, 2, i64_max, np.arange(n, dtype=np.int64),
+                       np.ones((n, 2), np.float32), np.ones(n, np.int64), versions,
+                       np.ones(n, bool))
+    new_kv = KVVariable(2, name="t")
+    _migrate_table(src, new_kv, slots=False, min_freq=None, max_staleness=10,
+                   allow_dim_change=False)
+    want = {k: int(v) for k, v in enumerate(versions) if i64_max - int(v) <= 10}
+    assert {k: r[2] for k, r in records_by_key(new_kv.export()).items()} == want

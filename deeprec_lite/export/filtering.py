@@ -23,14 +23,16 @@ class FilterResult:
 
 def filter_records(freqs, versions, admitted, global_step, min_freq, max_staleness):
     """Keeps admitted records with freq >= min_freq and, when max_staleness is not None,
-    global_step - version <= max_staleness."""
+    global_step - version <= max_staleness (exactly, for any int64 versions: no
+    wraparound)."""
     admitted = np.asarray(admitted, bool)
     low = admitted & (np.asarray(freqs) < min_freq)
     rest = admitted & ~low
     if max_staleness is None:
         stale = np.zeros_like(rest)
     else:
-        stale = rest & (np.int64(global_step) - np.asarray(versions) > max_staleness)
+        # version < step - max_staleness in Python ints: int64 step - version can wrap
+        stale = rest & (np.asarray(versions, np.int64) < int(global_step) - int(max_staleness))
     keep = rest & ~stale
     dropped = {"not_admitted": int(admitted.size - np.count_nonzero(admitted)),
                "low_freq": int(np.count_nonzero(low)), "stale": int(np.count_nonzero(stale))}

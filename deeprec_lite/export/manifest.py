@@ -65,10 +65,10 @@ def read(directory):
     if not os.path.isfile(path):
         raise ValueError(f"{os.fspath(directory)!r} is not a deeprec-lite export: no {MANIFEST}")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not a readable manifest: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a readable manifest ({e}); export again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(directory)!r} is not a deeprec-lite export: {MANIFEST} "
                          f"has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, "

@@ -65,7 +65,8 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
       tables: names of the tables to export (None: all).
       overwrite: replace an existing export (atomically); otherwise refuse.
       global_step: the step staleness is measured from (default: the latest step
-        clock of the source's tables).
+        clock of the source's tables), in [0, 2**63 - 1] like max_staleness;
+        staleness is exact over that range (no int64 wraparound).
       max_file_bytes: upper bound (in Arrow memory) of the rows of one file.
       threads: file-writing threads (default: min(8, CPUs)).
       compression: Parquet codec of the key, freq and version columns (values are
@@ -79,7 +80,8 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     names = validation.select_tables(source.tables, tables)
     target = validation.check_out_dir(out_dir, source.checkpoint_dir)
     atomic.check_target(target, overwrite)
-    step = source.global_step if global_step is None else int(global_step)
+    step = validation.check_global_step(source.global_step if global_step is None
+                                        else global_step)
     out = manifest.new_manifest(source, step, min_freq, max_staleness, kind="parquet")
     directories = _directory_names(names)
     threads = threads or min(8, os.cpu_count() or 1)

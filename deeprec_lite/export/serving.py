@@ -114,8 +114,9 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
     target = validation.check_out_dir(out_dir)
     atomic.check_target(target, overwrite)
     source = sources.Source({}, f"{type(model).__name__} {getattr(model, 'name', '')} in memory")
-    step = max(int(kv.step.numpy()) for kv in kvs.values()) if global_step is None \
-        else int(global_step)
+    step = validation.check_global_step(
+        max(int(kv.step.numpy()) for kv in kvs.values()) if global_step is None
+        else global_step)
     out = manifest.new_manifest(source, step, min_freq, max_staleness, kind="saved_model")
     tables, by_kv = _serving_tables(kvs, step, min_freq, max_staleness, out)
     with atomic.atomic_directory(target, overwrite) as tmp, _attached(model, by_kv):

@@ -5,9 +5,15 @@ from deeprec_lite._checks import check_int
 
 
 def check_thresholds(min_freq, max_staleness):
-    """min_freq: int >= 0; max_staleness: int >= 0 or None (no staleness filter)."""
+    """min_freq: int >= 0; max_staleness: int >= 0 or None (no staleness filter); both at
+    most 2**63 - 1."""
     check_int(min_freq, "min_freq", minimum=0)
     check_int(max_staleness, "max_staleness", minimum=0, none_ok=True)
+
+
+def check_global_step(global_step):
+    """The step staleness is measured from, as a Python int in [0, 2**63 - 1]."""
+    return check_int(int(global_step), "global_step", minimum=0)
 
 
 def select_tables(available, tables):

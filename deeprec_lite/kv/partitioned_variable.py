@@ -18,8 +18,10 @@ variables and between shard counts.
 import copy
 from typing import Mapping, Optional, Sequence, Union
 
-from deeprec_lite.kv import op_library, policies
 import tensorflow as tf
+
+from deeprec_lite._checks import check_positive_int
+from deeprec_lite.kv import op_library, policies
 from deeprec_lite.kv.variable import (KVRecords, KVVariable, bloom_counts_of_shard,
                                        step_or_clock)
 
@@ -54,8 +56,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
                  default_value: Union[float, Sequence[float]] = 0.0,
                  admission: policies.Admission = None, eviction=None,
                  name: str = "kv_variable", devices: Optional[Sequence[str]] = None):
-        if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-            raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
+        num_shards = check_positive_int(num_shards, "num_shards")
         if devices is None:
             devices = parameter_server_devices() or [""]
         if isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices):
@@ -235,10 +236,15 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return tf.add_n([shard.update(k, v, s, step) for shard, k, v, s in
                          zip(self._shards, parts[0], parts[1], slot_parts)])
 
-    def apply_kernel(self, kernel, keys, grads):
-        """See KVVariable.apply_kernel; runs the kernel on every shard's keys."""
+    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
+        """See KVVariable.apply_kernel; runs the kernel on every shard's keys. With
+        "error", the whole batch is checked first (the error names this variable), so
+        a row holding NaN or Inf leaves every shard unchanged; with "skip" each shard
+        skips and counts its own."""
+        if nonfinite_gradients == "error":
+            grads = self._ops.drl_check_finite_gradients(grads, table_name=self._name)
         _, (key_parts, grad_parts) = self._split(keys, grads)
-        return tf.add_n([shard.apply_kernel(kernel, k, g)
+        return tf.add_n([shard.apply_kernel(kernel, k, g, nonfinite_gradients)
                          for shard, k, g in zip(self._shards, key_parts, grad_parts)])
 
     def remove(self, keys):

@@ -7,15 +7,12 @@ import dataclasses
 import math
 from typing import Optional, Sequence, Union
 
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+from deeprec_lite._checks import INT64_MAX, check_int
 
 
 def _check_every(every_n_steps):
     if every_n_steps is not None:
-        _check_int("every_n_steps", every_n_steps, 1)
+        check_int(every_n_steps, "every_n_steps", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +26,7 @@ class CounterFilter:
     min_count: int
 
     def __post_init__(self):
-        _check_int("CounterFilter.min_count", self.min_count, 1)
+        check_int(self.min_count, "CounterFilter.min_count", minimum=1)
 
     def table_attrs(self):
         return {"admission": "counter", "min_count": self.min_count}
@@ -41,7 +38,9 @@ class BloomFilter:
 
     Keys not yet admitted cost no per-key record, only shared 16-bit counters:
     the filter is sized for `expected_keys` distinct keys at
-    `false_positive_rate` (a false positive admits a key early).
+    `false_positive_rate` (a false positive admits a key early), 2 bytes per
+    counter (`num_counters`). A filter larger than the memory of the machine that
+    holds the table fails to create with tf.errors.ResourceExhaustedError.
     """
 
     min_count: int
@@ -49,13 +48,17 @@ class BloomFilter:
     false_positive_rate: float = 0.01
 
     def __post_init__(self):
-        _check_int("BloomFilter.min_count", self.min_count, 1)
+        check_int(self.min_count, "BloomFilter.min_count", minimum=1)
         if self.min_count > 0xFFFF:
             raise ValueError(f"BloomFilter.min_count must be <= 65535, got {self.min_count!r}")
-        _check_int("BloomFilter.expected_keys", self.expected_keys, 1)
+        check_int(self.expected_keys, "BloomFilter.expected_keys", minimum=1)
         if not 0.0 < self.false_positive_rate < 1.0:
             raise ValueError("BloomFilter.false_positive_rate must be in (0, 1), got "
                              f"{self.false_positive_rate!r}")
+        if self.num_counters > INT64_MAX:
+            raise ValueError(f"BloomFilter.expected_keys={self.expected_keys!r} at "
+                             f"false_positive_rate={self.false_positive_rate!r} needs "
+                             f"{self.num_counters} counters, more than 2**63 - 1")
 
     @property
     def num_counters(self):
@@ -82,7 +85,7 @@ class StalenessEviction:
     every_n_steps: Optional[int] = None
 
     def __post_init__(self):
-        _check_int("StalenessEviction.max_staleness", self.max_staleness, 0)
+        check_int(self.max_staleness, "StalenessEviction.max_staleness", minimum=0)
         _check_every(self.every_n_steps)
 
 
@@ -95,7 +98,7 @@ class FrequencyEviction:
     every_n_steps: Optional[int] = None
 
     def __post_init__(self):
-        _check_int("FrequencyEviction.min_freq", self.min_freq, 1)
+        check_int(self.min_freq, "FrequencyEviction.min_freq", minimum=1)
         _check_every(self.every_n_steps)
 
 

@@ -15,6 +15,22 @@ admitted key present in the table under its shard lock and stamps its version
 with ``global_step``. Keys that are absent or not (yet) admitted are skipped. It
 returns the number of rows updated (int64 scalar).
 
+Non-finite gradients never reach the table. The kernel scans the (summed) rows
+before it changes anything; a row holding NaN, +Inf or -Inf is handled by the
+optimizer's ``nonfinite_gradients``:
+
+* ``"error"`` (default): ``apply`` raises ``tf.errors.InvalidArgumentError``
+  naming the table and the number of such rows, and nothing of the batch is
+  applied (eagerly, in a tf.function and in ``model.fit`` alike; a partitioned
+  variable checks the whole batch before any shard changes);
+* ``"skip"``: those rows are left out (their keys' value, slots and version do
+  not change), the finite rows are applied as usual, and the table counts the
+  rows it left out: ``kv.stats()["nonfinite_skipped"]`` (summed over the shards
+  of a partitioned variable; the KVTableStats callback writes it to TensorBoard).
+
+Either way every row of the batch counts, whether or not its key has a row, and
+a key whose occurrences sum to a non-finite row (one NaN among them) is one row.
+
 Hyperparameters may be Python numbers, tensors or ``tf.Variable``s (read at each
 call), and ``learning_rate`` may also be a callable schedule, called as
 ``learning_rate(global_step)`` (a tf_keras ``LearningRateSchedule`` works).
@@ -28,29 +44,20 @@ state and store float32.
 import numbers
 from typing import Dict
 
-from deeprec_lite.kv import op_library
 import tensorflow as tf
+
+from deeprec_lite._checks import check_number
+from deeprec_lite.kv import op_library
+from deeprec_lite.kv.variable import as_step
 
 __all__ = ["SparseOptimizer", "SGD", "Adagrad", "Adam", "Ftrl", "GroupFtrl"]
 
 
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Validates a hyperparameter given as a Python number (tensors are checked by the op)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not isinstance(value, numbers.Real):
+def _check_number(name, value, **bounds):
+    """A hyperparameter: a Python number is checked here, a tensor by the op."""
+    if isinstance(value, (tf.Tensor, tf.Variable)):
         return value
-    ok = True
-    if low is not None:
-        ok = ok and (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        raise ValueError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, "
-                         f"got {value!r}")
-    return value
+    return check_number(value, name, **bounds)
 
 
 def _check_learning_rate(name, value, positive=False):
@@ -68,13 +75,29 @@ def _scalar(value):
     return tf.cast(value, tf.float32)
 
 
+NONFINITE_GRADIENTS = ("error", "skip")
+
+
 class SparseOptimizer:
-    """Base class: slot layout, input validation, dedup of keys, the op call."""
+    """Base class: slot layout, input validation, dedup of keys, the op call.
+
+    Args:
+      nonfinite_gradients: what a gradient row holding NaN or Inf does: "error"
+        fails the update with nothing applied, "skip" leaves the row out and counts
+        it in the table (see the module docstring).
+    """
 
     #: slot names in the order of the table's slot rows
     slot_names = ()
     #: name used in error messages
     display_name = "SparseOptimizer"
+
+    def __init__(self, nonfinite_gradients="error"):
+        if not isinstance(nonfinite_gradients, str) or \
+                nonfinite_gradients not in NONFINITE_GRADIENTS:
+            raise ValueError(f"nonfinite_gradients must be 'error' or 'skip', got "
+                             f"{nonfinite_gradients!r}")
+        self.nonfinite_gradients = nonfinite_gradients
 
     @property
     def slots(self) -> Dict[str, float]:
@@ -82,7 +105,8 @@ class SparseOptimizer:
         return {}
 
     def get_config(self):
-        raise NotImplementedError
+        """The constructor's arguments (subclasses add their hyperparameters)."""
+        return {"nonfinite_gradients": self.nonfinite_gradients}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -110,14 +134,19 @@ class SparseOptimizer:
           kv: the KVVariable, created with `slots=self.slots`.
           keys: int64 or string keys, any shape of rank <= 2.
           grads: float gradients of shape keys.shape + [kv.dim].
-          global_step: int scalar; stamped as the version of every updated key (and,
-            for Adam, the bias-correction step is global_step + 1).
+          global_step: int scalar >= 0; stamped as the version of every updated key
+            (and, for Adam, the bias-correction step is global_step + 1).
           unique_keys: True when the caller guarantees the keys have no duplicates
             (skips the dedup; a duplicate would then be updated once per
             occurrence).
 
         Returns:
           The number of rows updated (int64 scalar).
+
+        Raises:
+          tf.errors.InvalidArgumentError: with nonfinite_gradients="error", when a
+            gradient row (after summing duplicates) holds NaN or Inf; nothing is
+            applied.
         """
         self._check_variable(kv)
         keys = kv._keys(keys)  # dtype conversion and checks of the variable
@@ -129,7 +158,7 @@ class SparseOptimizer:
         if not grads.shape.is_compatible_with(want):
             raise ValueError(f"grads must have shape keys.shape + [dim] = {want}, got "
                              f"{grads.shape}")
-        global_step = tf.cast(global_step, tf.int64)
+        global_step = as_step(global_step)
         if not unique_keys:
             with tf.control_dependencies([tf.debugging.assert_equal(
                     tf.shape(grads, out_type=tf.int64),
@@ -144,9 +173,12 @@ class SparseOptimizer:
             keys = unique
         ops = op_library.load()
         return kv.apply_kernel(
-            lambda handle, k, g: self._apply(ops, handle, k, g, global_step), keys, grads)
+            lambda handle, k, g, nonfinite: self._apply(ops, handle, k, g, global_step,
+                                                        nonfinite_gradients=nonfinite),
+            keys, grads, self.nonfinite_gradients)
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
+        """Runs the optimizer's op (nonfinite_gradients is its attr of that name)."""
         raise NotImplementedError
 
 
@@ -156,16 +188,17 @@ class SGD(SparseOptimizer):
     slot_names = ()
     display_name = "SGD"
 
-    def __init__(self, learning_rate=0.01):
+    def __init__(self, learning_rate=0.01, nonfinite_gradients="error"):
+        super().__init__(nonfinite_gradients)
         self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate}
+        return {"learning_rate": self.learning_rate, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_sgd(handle, keys, grads,
                                     self._learning_rate(self.learning_rate, global_step),
-                                    global_step)
+                                    global_step, nonfinite_gradients=nonfinite_gradients)
 
 
 class Adagrad(SparseOptimizer):
@@ -182,7 +215,9 @@ class Adagrad(SparseOptimizer):
     slot_names = ("accumulator",)
     display_name = "Adagrad"
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 nonfinite_gradients="error"):
+        super().__init__(nonfinite_gradients)
         self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
         self.initial_accumulator_value = float(
             _check_number("initial_accumulator_value", initial_accumulator_value, low=0))
@@ -195,12 +230,12 @@ class Adagrad(SparseOptimizer):
     def get_config(self):
         return {"learning_rate": self.learning_rate,
                 "initial_accumulator_value": self.initial_accumulator_value,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_adagrad(
             handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
-            _scalar(self.epsilon), global_step)
+            _scalar(self.epsilon), global_step, nonfinite_gradients=nonfinite_gradients)
 
 
 class Adam(SparseOptimizer):
@@ -222,7 +257,9 @@ class Adam(SparseOptimizer):
     slot_names = ("m", "v")
     display_name = "Adam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 nonfinite_gradients="error"):
+        super().__init__(nonfinite_gradients)
         self.learning_rate = _check_learning_rate("learning_rate", learning_rate)
         self.beta_1 = _check_number("beta_1", beta_1, low=0, high=1, high_open=True)
         self.beta_2 = _check_number("beta_2", beta_2, low=0, high=1, high_open=True)
@@ -234,16 +271,17 @@ class Adam(SparseOptimizer):
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
-                "beta_2": self.beta_2, "epsilon": self.epsilon}
+                "beta_2": self.beta_2, "epsilon": self.epsilon, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
         beta_1, beta_2 = _scalar(self.beta_1), _scalar(self.beta_2)
         # float32 powers of the float32 betas, computed as tf_keras does.
         t = tf.cast(global_step + 1, tf.float32)
         beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
         return ops.drl_kv_apply_adam(
             handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
-            beta_1, beta_2, beta_1_power, beta_2_power, _scalar(self.epsilon), global_step)
+            beta_1, beta_2, beta_1_power, beta_2_power, _scalar(self.epsilon), global_step,
+            nonfinite_gradients=nonfinite_gradients)
 
 
 class Ftrl(SparseOptimizer):
@@ -266,7 +304,8 @@ class Ftrl(SparseOptimizer):
     def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
                  initial_accumulator_value=0.1, l1_regularization_strength=0.0,
                  l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
-                 beta=0.0):
+                 beta=0.0, nonfinite_gradients="error"):
+        super().__init__(nonfinite_gradients)
         self.learning_rate = _check_learning_rate("learning_rate", learning_rate, positive=True)
         self.learning_rate_power = _check_number("learning_rate_power", learning_rate_power,
                                                  high=0)
@@ -292,15 +331,15 @@ class Ftrl(SparseOptimizer):
                 "l2_regularization_strength": self.l2_regularization_strength,
                 "l2_shrinkage_regularization_strength":
                     self.l2_shrinkage_regularization_strength,
-                "beta": self.beta}
+                "beta": self.beta, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_ftrl(
             handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
             _scalar(self.learning_rate_power), _scalar(self.l1_regularization_strength),
             _scalar(self.l2_regularization_strength),
             _scalar(self.l2_shrinkage_regularization_strength), _scalar(self.beta),
-            global_step)
+            global_step, nonfinite_gradients=nonfinite_gradients)
 
 
 class GroupFtrl(SparseOptimizer):
@@ -329,7 +368,8 @@ class GroupFtrl(SparseOptimizer):
     display_name = "GroupFtrl"
 
     def __init__(self, alpha=0.02, beta=1.0, lambda1=0.0, lambda2=0.0,
-                 initial_accumulator_value=0.0):
+                 initial_accumulator_value=0.0, nonfinite_gradients="error"):
+        super().__init__(nonfinite_gradients)
         self.alpha = _check_learning_rate("alpha", alpha, positive=True)
         self.beta = _check_number("beta", beta, low=0)
         self.lambda1 = _check_number("lambda1", lambda1, low=0)
@@ -344,9 +384,11 @@ class GroupFtrl(SparseOptimizer):
     def get_config(self):
         return {"alpha": self.alpha, "beta": self.beta, "lambda1": self.lambda1,
                 "lambda2": self.lambda2,
-                "initial_accumulator_value": self.initial_accumulator_value}
+                "initial_accumulator_value": self.initial_accumulator_value,
+                **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step):
+    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_group_ftrl(
             handle, keys, grads, self._learning_rate(self.alpha, global_step),
-            _scalar(self.beta), _scalar(self.lambda1), _scalar(self.lambda2), global_step)
+            _scalar(self.beta), _scalar(self.lambda1), _scalar(self.lambda2), global_step,
+            nonfinite_gradients=nonfinite_gradients)

@@ -9,8 +9,10 @@ every record bit-exactly (slots and not-yet-admitted counts included).
 import collections
 from typing import Mapping, Optional, Sequence, Union
 
-from deeprec_lite.kv import initializers, op_library, policies
 import tensorflow as tf
+
+from deeprec_lite._checks import check_int
+from deeprec_lite.kv import initializers, op_library, policies
 
 KVRecords = collections.namedtuple(
     "KVRecords", ["keys", "values", "freqs", "versions", "slots", "admitted", "bloom_counts"])
@@ -24,6 +26,9 @@ without one).
 
 _BLOOM_COUNTER_MAX = 0xFFFF  # the table's Bloom filter counters are uint16
 
+# The most bytes a row (value and slots, 4 * dim * (1 + num_slots)) may take.
+_MAX_ROW_BYTES = 2 ** 31
+
 _KEY_DTYPES = {"int64": tf.int64, "string": tf.string}
 
 
@@ -35,9 +40,25 @@ def _key_dtype(key_dtype):
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
 
 
+def as_step(global_step):
+    """A global step (what versions are stamped with) as an int64 tensor. Steps are
+    in [0, 2**63 - 1]: a Python int is checked here, a tensor by the op that takes it."""
+    if isinstance(global_step, int):
+        check_int(global_step, "global_step", minimum=0)
+    return tf.cast(global_step, tf.int64)
+
+
 def step_or_clock(clock, global_step):
     """global_step as an int64 tensor, or the value of the `clock` variable when it is None."""
-    return clock.value() if global_step is None else tf.cast(global_step, tf.int64)
+    return clock.value() if global_step is None else as_step(global_step)
+
+
+def _check_row_bytes(dim, num_slots, variable):
+    row_bytes = 4 * dim * (1 + num_slots)
+    if row_bytes > _MAX_ROW_BYTES:
+        raise ValueError(f"dim={dim} with {num_slots} slot(s) gives variable '{variable}' rows of "
+                         f"{row_bytes} bytes (4 * dim * (1 + num_slots)); a row may take at "
+                         f"most 2**31 bytes")
 
 
 def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard: int):
@@ -86,7 +107,10 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     """A KV embedding variable.
 
     Args:
-      dim: embedding width, a positive int.
+      dim: embedding width, a positive int; a row (value and slots) takes
+        4 * dim * (1 + number of slots) bytes, at most 2**31. A table whose row
+        does not fit in the memory of its machine fails to create with
+        tf.errors.ResourceExhaustedError.
       key_dtype: "int64" or "string" (or the tf dtype).
       initializer: a name (zeros, constant, uniform, normal, truncated_normal) or a
         `initializers.KVInitializer`. New keys are initialized from (key, seed).
@@ -105,15 +129,14 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
                  default_value: Union[float, Sequence[float]] = 0.0,
                  admission: policies.Admission = None, eviction=None,
                  name: str = "kv_variable", device: str = ""):
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        dim = check_int(dim, "dim", minimum=1)
+        seed = check_int(seed, "seed")
         self._dim = dim
         self._key_dtype = _key_dtype(key_dtype)
         self._initializer = initializers.get(initializer)
         self._seed = seed
         self._slot_names, self._slot_inits = _slot_spec(slots)
+        _check_row_bytes(dim, len(self._slot_names), name)
         if isinstance(default_value, (int, float)):
             self._default_value = (float(default_value),)
         else:
@@ -196,6 +219,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         if self._slot_names and names != self._slot_names:
             raise ValueError(f"variable '{self._name}' has slots {list(self._slot_names)}, "
                              f"cannot switch to slots {list(names)}")
+        _check_row_bytes(self._dim, len(names), self._name)
         self._ops.drl_kv_set_slots(self.resource_handle, tf.constant(inits, tf.float32))
         self._slot_names, self._slot_inits = names, inits
 
@@ -215,7 +239,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._eviction
 
     def _create_resource(self):
-        attrs = {"key_dtype": self._key_dtype, "dim": self._dim,
+        attrs = {"key_dtype": self._key_dtype, "table_name": self._name, "dim": self._dim,
                  "num_slots": len(self._slot_names), "slot_init": list(self._slot_inits),
                  "seed": self._seed, "default_value": list(self._default_value)}
         attrs.update(self._initializer.table_attrs())
@@ -281,10 +305,12 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
                                        slots, step_or_clock(self._step, global_step))
 
-    def apply_kernel(self, kernel, keys, grads):
-        """kernel(table handle, keys [N], grads [N, dim]) -> int64 rows updated: runs a
-        sparse optimizer's kernel on the table (partitioned variables run it per shard)."""
-        return kernel(self.resource_handle, keys, grads)
+    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
+        """kernel(table handle, keys [N], grads [N, dim], nonfinite_gradients) -> int64
+        rows updated: runs a sparse optimizer's kernel on the table (partitioned
+        variables run it per shard). The kernel checks grads for rows holding NaN or
+        Inf before it changes anything, and fails ('error') or skips them ('skip')."""
+        return kernel(self.resource_handle, keys, grads, nonfinite_gradients)
 
     def remove(self, keys):
         """Removes keys with all their slots; returns how many were present."""
@@ -299,7 +325,9 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
               min_freq: Optional[int] = None):
         """Removes keys with global_step - version > max_staleness and admitted keys
         with freq < min_freq. Thresholds default to the variable's eviction
-        policies; returns the number of keys removed."""
+        policies; returns the number of keys removed. global_step and the
+        thresholds are integers in [0, 2**63 - 1]; staleness is exact over that
+        whole range (no int64 wraparound)."""
         if max_staleness is None and self._policy(policies.StalenessEviction):
             max_staleness = self._policy(policies.StalenessEviction).max_staleness
         if min_freq is None and self._policy(policies.FrequencyEviction):
@@ -308,14 +336,13 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             raise ValueError("evict needs max_staleness or min_freq: pass one, or give the "
                              "variable an eviction policy")
         for arg, value in (("max_staleness", max_staleness), ("min_freq", min_freq)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 0):
-                raise ValueError(f"{arg} must be a non-negative integer, got {value!r}")
+            if value is not None:
+                check_int(value, arg, minimum=0)
         return self._evict(global_step, -1 if max_staleness is None else max_staleness,
                            0 if min_freq is None else min_freq)
 
     def _evict(self, global_step, max_staleness, min_freq):
-        removed = self._ops.drl_kv_evict(self.resource_handle, tf.cast(global_step, tf.int64),
+        removed = self._ops.drl_kv_evict(self.resource_handle, as_step(global_step),
                                          tf.constant(max_staleness, tf.int64),
                                          tf.constant(min_freq, tf.int64))
         with tf.control_dependencies([self._evicted.assign_add(removed)]):
@@ -324,7 +351,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def maybe_evict(self, global_step):
         """Runs each eviction policy that has `every_n_steps` when global_step is a
         multiple of it. Returns the number of keys removed (works in tf.function)."""
-        step = tf.cast(global_step, tf.int64)
+        step = as_step(global_step)
         removed = tf.constant(0, tf.int64)
         for policy in self._eviction:
             if policy.every_n_steps is None:
@@ -342,9 +369,12 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
 
     def stats(self):
         """{'admitted': keys with a row, 'pending': keys counted but not admitted,
-        'bytes': memory held by the table} as int64 scalars."""
+        'bytes': memory held by the table, 'nonfinite_skipped': gradient rows holding
+        NaN or Inf that sparse optimizers with nonfinite_gradients="skip" left out
+        since the table was created} as int64 scalars. 'nonfinite_skipped' is a
+        monitoring count of this process: it is not checkpointed."""
         s = self._ops.drl_kv_stats(self.resource_handle)
-        return {"admitted": s[0], "pending": s[1], "bytes": s[2]}
+        return {"admitted": s[0], "pending": s[1], "bytes": s[2], "nonfinite_skipped": s[3]}
 
     def size(self):
         """Number of admitted keys."""

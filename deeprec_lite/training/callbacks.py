@@ -8,8 +8,9 @@ from deeprec_lite.training.model_tables import kv_tables
 class KVTableStats(keras.callbacks.Callback):
     """Writes TensorBoard summaries per KV table at the end of each epoch (and every
     `every_n_steps` training steps if given): size (admitted keys), keys counted but
-    not admitted, memory, keys evicted so far, and histograms of freq and of
-    staleness (current step - version) over admitted keys.
+    not admitted, memory, keys evicted so far, gradient rows holding NaN or Inf
+    skipped so far (sparse optimizers with nonfinite_gradients="skip"), and
+    histograms of freq and of staleness (current step - version) over admitted keys.
 
     Args:
       log_dir: TensorBoard directory; summaries go to `log_dir/kv_tables`.
@@ -35,6 +36,7 @@ class KVTableStats(keras.callbacks.Callback):
                 tf.summary.scalar(f"{name}/not_admitted", stats["pending"])
                 tf.summary.scalar(f"{name}/bytes", stats["bytes"])
                 tf.summary.scalar(f"{name}/evicted", kv.evicted)
+                tf.summary.scalar(f"{name}/nonfinite_skipped", stats["nonfinite_skipped"])
                 records = kv.export()
                 admitted = records.admitted
                 tf.summary.histogram(f"{name}/freq", tf.boolean_mask(records.freqs, admitted))

@@ -13,6 +13,7 @@ from deeprec_lite.training.model_tables import kv_tables
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.export import export_embeddings, read_embeddings
+from deeprec_lite.export.filtering import filter_records
 
 STEPS = 20
 
@@ -169,3 +170,29 @@ def test_bad_input_names_the_argument_and_writes_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt", "foreign"]
     assert sorted(os.listdir(tmp_path / "ckpt")) == sorted(
         ["checkpoint", "c-1.index", "c-1.data-00000-of-00001"])
+
+
+I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("step, max_staleness", [(I64_MAX, 10), (0, 0), (0, I64_MAX),
+                                                 (I64_MAX, I64_MAX), (5, 3)])
+def test_staleness_filter_is_exact_at_int64_extremes(step, max_staleness):
+    """Against Python ints: int64 step - version wraps (I64_MAX - I64_MIN is -1)."""
+    versions = np.array([I64_MIN, -1, 0, 2, I64_MAX - 11, I64_MAX - 10, I64_MAX], np.int64)
+    result = filter_records(np.ones(7, np.int64), versions, np.ones(7, bool), step, 0,
+                            max_staleness)
+    want = [step - int(v) <= max_staleness for v in versions]
+    np.testing.assert_array_equal(result.keep, want)
+    assert result.dropped["stale"] == want.count(False)
+
+
+def test_global_step_out_of_range_is_refused_by_name(tmp_path):
+    kv = drl.KVVariable(2, name="t")
+    for step, match in [(-1, r"global_step must be a non-negative integer, got -1"),
+                        (2 ** 63, r"global_step must be at most 2\*\*63 - 1")]:
+        with pytest.raises(ValueError, match=match):
+            export_embeddings(kv, tmp_path / "out", max_staleness=3, global_step=step)
+    with pytest.raises(ValueError, match=r"max_staleness must be at most 2\*\*63 - 1"):
+        export_embeddings(kv, tmp_path / "out", max_staleness=2 ** 63)
+    assert not (tmp_path / "out").exists()

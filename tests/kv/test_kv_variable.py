@@ -1,15 +1,21 @@
-"""KVVariable: semantics, persistence, concurrency and bad input."""
+"""KVVariable: semantics, persistence, concurrency, bad input and sizes."""
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 from deeprec_lite.kv import initializers as kv_initializers
+from deeprec_lite.kv import op_library, sparse_optimizers
 from deeprec_lite.compat import tf
 from deeprec_lite.kv.variable import KVRecords, KVVariable
 from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                    StalenessEviction)
-from kv_reference import records_by_key
+from kv_reference import ReferenceTable, assert_matches, records_by_key
 from saved_lookup import save_and_load_lookup
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -199,6 +205,50 @@ def test_eviction_of_many_keys_keeps_the_rest_reachable():
     np.testing.assert_array_equal(kv.lookup(keys[1::2]), before)
 
 
+@pytest.mark.parametrize("step, max_staleness", [
+    (I64_MAX, 10), (I64_MAX, 0), (I64_MAX, I64_MAX), (I64_MAX, I64_MAX - 1), (0, 0),
+    (0, I64_MAX), (2 ** 62, 2 ** 62 - 1)])
+def test_eviction_at_extreme_steps_matches_python_ints(step, max_staleness):
+    kv, ref = KVVariable(1, initializer="zeros"), ReferenceTable(1)  # the reference: Python ints
+    for key, version in enumerate([0, 1, 2 ** 62, I64_MAX - 11, I64_MAX - 10, I64_MAX - 1,
+                                   I64_MAX]):
+        kv.lookup_or_insert([key], global_step=version)
+        ref.lookup_or_insert([key], version)
+    assert int(kv.evict(step, max_staleness=max_staleness)) == ref.evict(step, max_staleness)
+    assert_matches(kv, ref)
+
+
+def test_steps_and_versions_out_of_range_are_refused_by_name():
+    opt = sparse_optimizers.Adagrad(0.1)
+    kv = KVVariable(2, slots=opt.slots, initializer="uniform")
+    kv.lookup_or_insert([1], global_step=3)
+    before = sorted_records(kv)
+    calls = [lambda s: kv.lookup_or_insert([1], global_step=s),
+             lambda s: kv.update([1], [[1.0, 2.0]], global_step=s),
+             lambda s: kv.evict(s, max_staleness=1),
+             lambda s: opt.apply(kv, [1], [[1.0, 2.0]], s)]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"global_step must be a non-negative integer, got -1"):
+            call(-1)
+        with pytest.raises(ValueError, match=r"global_step must be at most 2\*\*63 - 1 \(int64\), "
+                                             r"got 9223372036854775808"):
+            call(2 ** 63)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"global_step must be >= 0, got -9223372036854775808"):
+            call(tf.constant(I64_MIN, tf.int64))
+    assert sorted_records(kv) == before
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"imported versions are global steps, >= 0; got -5 at position 0"):
+        kv.import_records(kv.export()._replace(versions=tf.constant([-5], tf.int64)))
+    assert sorted_records(kv) == before
+    with pytest.raises(ValueError, match=r"max_staleness must be at most 2\*\*63 - 1"):
+        kv.evict(0, max_staleness=2 ** 63)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"max_staleness must be >= -1, got -2"):
+        op_library.load().drl_kv_evict(kv.resource_handle, tf.constant(5, tf.int64),
+                                 tf.constant(-2, tf.int64), tf.constant(0, tf.int64))
+
+
 # ----- persistence -----------------------------------------------------------------
 
 def make_trained(key_dtype="int64"):
@@ -345,10 +395,15 @@ def test_bad_constructor_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: CounterFilter(0), r"CounterFilter.min_count must be an integer >= 1, got 0"),
+    (lambda: CounterFilter(0), r"CounterFilter.min_count must be a positive integer, got 0"),
     (lambda: BloomFilter(2, false_positive_rate=1.5), "false_positive_rate must be in"),
-    (lambda: StalenessEviction(-1), r"max_staleness must be an integer >= 0, got -1"),
-    (lambda: FrequencyEviction(-2), r"min_freq must be an integer >= 1, got -2"),
+    (lambda: BloomFilter(2, expected_keys=10 ** 18),
+     r"BloomFilter.expected_keys=1000000000000000000 at false_positive_rate=0.01 needs "
+     r"9585058377367439360 counters, more than 2\*\*63 - 1"),
+    (lambda: StalenessEviction(2 ** 63),
+     r"max_staleness must be at most 2\*\*63 - 1 \(int64\), got 9223372036854775808"),
+    (lambda: StalenessEviction(-1), r"max_staleness must be a non-negative integer, got -1"),
+    (lambda: FrequencyEviction(-2), r"min_freq must be a positive integer, got -2"),
     (lambda: StalenessEviction(5, every_n_steps=0), "every_n_steps must be"),
     (lambda: kv_initializers.truncated_normal(stddev=-1.0), "stddev > 0, got -1.0"),
     (lambda: kv_initializers.uniform(1.0, 0.0), "maxval > minval"),
@@ -409,3 +464,99 @@ def test_checkpoint_with_slots_restores_into_a_table_without_slots(tmp_path):
     assert fresh.slot_names == ("m", "v")
     assert sorted_records(fresh) == sorted_records(kv)
     assert int(fresh.step) == int(kv.step)
+
+
+# ----- sizes: errors, never a crash ----------------------------------------------------
+
+SIZES = r"""
+import json, resource
+from deeprec_lite.kv import op_library
+from deeprec_lite.compat import tf
+from deeprec_lite.kv.variable import KVVariable
+from deeprec_lite.kv.policies import BloomFilter
+
+
+def cap(extra):
+    # This process's address space at its present size + extra bytes (None: no cap): an
+    # allocation beyond it fails at once instead of taking the machine's memory.
+    with open("/proc/self/status") as f:
+        size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+    limit = resource.RLIM_INFINITY if extra is None else size + extra
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+
+
+def attempt(case, call):
+    try:
+        call()
+        out = {"error": None}
+    except Exception as e:
+        out = {"error": type(e).__name__, "message": str(e)}
+    print(json.dumps(dict(out, case=case)), flush=True)
+
+
+def state(case, kv):
+    print(json.dumps({"case": case, "size": int(kv.size()), "slots": list(kv.slot_names)}))
+
+
+KVVariable(2).lookup_or_insert([1])  # loads the op library, starts the thread pools
+attempt("dim 2**40", lambda: KVVariable(2 ** 40, name="huge"))
+attempt("dim 2**31", lambda: KVVariable(2 ** 31, name="huge"))
+attempt("64 slots", lambda: KVVariable(2 ** 23, name="wide").ensure_slots(
+    [f"s{i}" for i in range(64)]))
+attempt("op dim 2**40", lambda: op_library.load().drl_kv_table(key_dtype=tf.int64, dim=2 ** 40,
+                                                         table_name="raw"))
+attempt("bloom 10**13", lambda: KVVariable(
+    2, admission=BloomFilter(2, expected_keys=10 ** 13), name="bloomy"))
+cap(2 ** 30)
+attempt("bloom over the cap", lambda: KVVariable(
+    2, admission=BloomFilter(2, expected_keys=2 * 10 ** 8), name="bloomy"))  # 3.8 GB
+wide = KVVariable(2 ** 26, initializer="zeros", name="wide")  # 256 MiB rows, allocated by 16
+attempt("rows over the cap", lambda: wide.lookup_or_insert([1]))
+state("rows over the cap", wide)
+cap(None)
+narrow = KVVariable(2 ** 22, initializer="zeros", name="narrow")  # 16 MiB rows
+narrow.lookup_or_insert([1])
+cap(2 ** 28)
+attempt("slots over the cap", lambda: narrow.ensure_slots({"m": 0.0, "v": 0.0}))  # 48 MiB rows
+state("slots over the cap", narrow)
+"""
+
+
+def test_sizes_beyond_memory_fail_clearly_and_never_crash():
+    """In a subprocess (a crash shows as a failed test), with its address space capped
+    where an allocation is meant to fail."""
+    result = subprocess.run([sys.executable, "-c", SIZES], capture_output=True, text=True,
+                            timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = {}
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        got.setdefault(record.pop("case"), {}).update(record)
+    want = {
+        "dim 2**40": ("ValueError", r"dim=1099511627776 with 0 slot\(s\) gives variable 'huge' "
+                                    r"rows of 4398046511104 bytes"),
+        "dim 2**31": ("ValueError", r"dim=2147483648 with 0 slot\(s\) gives variable 'huge' "
+                                    r"rows of 8589934592 bytes"),
+        "64 slots": ("ValueError", r"dim=8388608 with 64 slot\(s\) gives variable 'wide' rows of "
+                                   r"2181038080 bytes"),
+        "op dim 2**40": ("ResourceExhaustedError",
+                         r"table 'raw': a row of dim 1099511627776 with 0 slot\(s\) \(4 \* dim \* "
+                         r"\(1 \+ num_slots\)\) takes 4398046511104 bytes, more than this "
+                         r"machine's \d+ bytes of memory"),
+        "bloom 10**13": ("ResourceExhaustedError",
+                         r"table 'bloomy': a counting Bloom filter of 95850583773675 counters "
+                         r"\(2 bytes each\) takes 191701167547350 bytes"),
+        "bloom over the cap": ("ResourceExhaustedError", r"table 'bloomy': .*3834023352 bytes"),
+        "rows over the cap": ("ResourceExhaustedError",
+                              r"table 'wide': out of memory for new rows of 268435480 bytes"),
+        "slots over the cap": ("ResourceExhaustedError",
+                               r"table 'narrow': out of memory giving its rows 2 slot\(s\), "
+                               r"50331672 bytes per row"),
+    }
+    assert set(got) == set(want), result.stdout
+    for case, (error, message) in want.items():
+        assert got[case]["error"] == error, (case, got[case])
+        assert re.search(message, got[case]["message"]), (case, got[case]["message"])
+    assert (got["rows over the cap"]["size"], got["rows over the cap"]["slots"]) == (0, [])
+    # the table is as it was: one key, no slots
+    assert (got["slots over the cap"]["size"], got["slots over the cap"]["slots"]) == (1, [])

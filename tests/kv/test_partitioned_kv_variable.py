@@ -292,6 +292,33 @@ def test_slots_added_later_with_ensure_slots_and_lookup_in_a_tf_function():
         part.ensure_slots({"m": 0.0, "v": 0.0})
 
 
+def test_nonfinite_gradients_fail_before_any_shard_changes_and_skips_are_summed():
+    opt = OPTIMIZERS["adagrad"]()
+    plain, part = (new_variable(n, slots=opt.slots, name="ctr") for n in (None, 3))
+    v = vocab("int64")
+    for kv in (plain, part):
+        kv.lookup_or_insert(v, global_step=1)
+    grads = np.random.default_rng(8).normal(size=(40, DIM)).astype(np.float32)
+    # non-finite rows only in shards 1 and 2: shard 0 alone would apply its rows
+    bad = np.flatnonzero(shard_index(v, 3) != 0)[:4]
+    assert set(shard_index(v[bad], 3)) == {1, 2}
+    grads[bad, [0, 1, 2, 0]] = [np.nan, np.inf, -np.inf, np.nan]
+    before = sorted_export(part)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"table 'ctr': 4 of 40 gradient rows hold NaN or Inf; nothing of the "
+                             r"batch was applied"):
+        opt.apply(part, v, grads, 2)
+    for x, y, name in zip(sorted_export(part), before, KVRecords._fields):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    skip = sparse_optimizers.Adagrad(**dict(opt.get_config(), nonfinite_gradients="skip"))
+    for kv in (plain, part):
+        assert int(skip.apply(kv, v, grads, 2)) == 36
+    assert_same_records(part, plain)
+    assert [int(s.stats()["nonfinite_skipped"]) for s in part.shards] == [
+        int((shard_index(v[bad], 3) == i).sum()) for i in range(3)]
+    assert int(part.stats()["nonfinite_skipped"]) == int(plain.stats()["nonfinite_skipped"]) == 4
+
+
 def test_counter_admission_pending_counts_match_unpartitioned():
     plain = new_variable(None, "string", admission=CounterFilter(4))
     part = new_variable(3, "string", admission=CounterFilter(4))
@@ -309,7 +336,7 @@ def test_counter_admission_pending_counts_match_unpartitioned():
         v[0].encode(): (8, True), v[1].encode(): (2, False), v[2].encode(): (6, True),
         v[3].encode(): (8, True)}
     assert {k: int(x) for k, x in part.stats().items() if k != "bytes"} == \
-        {"admitted": 3, "pending": 1}
+        {"admitted": 3, "pending": 1, "nonfinite_skipped": 0}
 
 
 # ----- 3. checkpoints across shard counts ----------------------------------------------

@@ -288,6 +288,127 @@ def test_apply_in_tf_function_with_unknown_shapes_and_string_keys():
     assert np.abs(kv.lookup(["a", "b", "c"]).numpy()).min() > 0
 
 
+# ----- non-finite gradients ---------------------------------------------------------------
+
+NONFINITE = (np.nan, np.inf, -np.inf)
+
+
+def skipping(opt):
+    """The same optimizer with nonfinite_gradients="skip", made from its config."""
+    return type(opt)(**dict(opt.get_config(), nonfinite_gradients="skip"))
+
+
+def finite_part(keys, grads):
+    """The batch's distinct keys whose summed gradient row (float32, in input order, as
+    `apply` sums them) is finite, those rows, and the number of the other keys."""
+    sums = {}
+    for key, g in zip(keys, grads):
+        sums[key] = np.float32(sums.get(key, np.float32(0.0)) + g)
+    finite = {k: g for k, g in sums.items() if np.isfinite(g).all()}
+    return list(finite), list(finite.values()), len(sums) - len(finite)
+
+
+def assert_same_records(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        for name, x, y in zip(("value", "freq", "version", "slots", "admitted"), got[key],
+                              want[key]):
+            np.testing.assert_array_equal(x, y, err_msg=f"{name} of key {key}")
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_nonfinite_gradient_rows_fail_the_update_and_change_nothing(name):
+    opt = SCENARIOS[name][0](0.3)
+    kv = KVVariable(4, slots=opt.slots, admission=CounterFilter(2),
+                    initializer=kv_initializers.uniform(-0.5, 0.5), seed=7, name="ctr")
+    kv.lookup_or_insert(np.concatenate([np.arange(12), np.arange(10)]), global_step=0)
+    rng = np.random.default_rng(2)
+    assert int(opt.apply(kv, np.arange(12), rng.normal(size=(12, 4)).astype(np.float32),
+                         global_step=1)) == 10  # keys 10, 11 pending
+    before = records_by_key(kv.export())
+    for bad in NONFINITE:
+        grads = rng.normal(size=(6, 4)).astype(np.float32)
+        grads[1, 2] = grads[4, 0] = bad  # key 1 (admitted) and key 10 (pending)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"table 'ctr': 2 of 6 gradient rows hold NaN or Inf; nothing "
+                                 r"of the batch was applied"):
+            opt.apply(kv, [0, 1, 2, 3, 10, 50], grads, global_step=2)
+        assert_same_records(records_by_key(kv.export()), before)
+    assert int(kv.stats()["nonfinite_skipped"]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_skip_applies_exactly_the_finite_rows_and_counts_the_others(name):
+    """3 steps with NaN, +Inf and -Inf rows among finite ones, a duplicated key with one
+    NaN occurrence (one non-finite row after the sum), and non-finite rows of pending
+    and absent keys; the reference gets the finite rows only."""
+    make, update, hp = SCENARIOS[name]
+    opt = skipping(make(0.3))
+    kv = KVVariable(4, slots=opt.slots, admission=CounterFilter(2),
+                    initializer=kv_initializers.uniform(-0.5, 0.5), seed=7, name="ctr")
+    kv.lookup_or_insert(np.arange(10), global_step=0)  # one more lookup admits these
+    ref = Reference(update, **hp)
+    rng = np.random.default_rng(4)
+    skipped = applied = 0
+    for step in range(3):
+        lookup = rng.integers(0, 12, size=9)
+        kv.lookup_or_insert(lookup, global_step=step)
+        ref.adopt_new_rows(kv, list(opt.slots.values()))
+        freqs = {k: r[1] for k, r in records_by_key(kv.export()).items()}
+        keys = np.concatenate([lookup, [3, 3, 50]])
+        grads = rng.normal(size=(len(keys), 4)).astype(np.float32)
+        grads[rng.choice(9, 2, replace=False), rng.integers(0, 4, 2)] = NONFINITE[step]
+        grads[9, 1] = np.nan   # the first of the two extra occurrences of key 3
+        grads[11, 0] = np.inf  # absent key 50
+        finite_keys, finite_grads, nonfinite = finite_part(keys, grads)
+        updated = int(opt.apply(kv, keys, grads, global_step=step))
+        assert updated == ref.apply(finite_keys, finite_grads, step, 0.3)
+        applied += updated
+        ref.assert_matches(kv)  # values, slots, versions: the non-finite keys are untouched
+        assert {k: r[1] for k, r in records_by_key(kv.export()).items()} == freqs
+        skipped += nonfinite
+        assert int(kv.stats()["nonfinite_skipped"]) == skipped
+    assert skipped >= 9 and applied >= 8  # the scenario exercised both kinds of rows
+
+
+def test_nonfinite_gradients_in_a_tf_function_with_string_keys_and_duplicates():
+    opt = so.Adam(0.05)
+    kv = KVVariable(2, key_dtype="string", slots=opt.slots, initializer="zeros", name="users")
+
+    def train(optimizer):
+        return tf.function(lambda keys, grads, step: optimizer.apply(kv, keys, grads, step),
+                           input_signature=[tf.TensorSpec([None], tf.string),
+                                            tf.TensorSpec([None, 2], tf.float32),
+                                            tf.TensorSpec([], tf.int64)])
+
+    kv.lookup_or_insert(["a", "b", "c"])
+    keys = tf.constant(["a", "b", "c", "a"])
+    assert int(train(opt)(keys, tf.ones([4, 2]), tf.constant(0, tf.int64))) == 3
+    before = records_by_key(kv.export())
+    grads = tf.constant([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [np.nan, 0.0]])  # "a" sums to NaN
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"table 'users': 1 of 3 gradient rows hold NaN or Inf"):
+        train(opt)(keys, grads, tf.constant(1, tf.int64))
+    assert_same_records(records_by_key(kv.export()), before)
+    assert int(train(skipping(opt))(keys, grads, tf.constant(1, tf.int64))) == 2
+    after = records_by_key(kv.export())
+    assert {k: r[2] for k, r in after.items()} == {b"a": 0, b"b": 1, b"c": 1}
+    np.testing.assert_array_equal(after[b"a"][0], before[b"a"][0])
+    np.testing.assert_array_equal(after[b"a"][3], before[b"a"][3])
+    assert int(kv.stats()["nonfinite_skipped"]) == 1
+
+
+def test_nonfinite_gradients_argument_is_checked_and_round_trips():
+    for opt in (so.SGD(), so.Adagrad(), so.Adam(), so.Ftrl(), so.GroupFtrl()):
+        assert opt.get_config()["nonfinite_gradients"] == "error"
+        skip = skipping(opt)
+        assert skip.nonfinite_gradients == "skip"
+        assert type(opt)(**skip.get_config()).get_config() == skip.get_config()
+        with pytest.raises(ValueError, match=r"nonfinite_gradients must be 'error' or 'skip', "
+                                             r"got 'ignore'"):
+            type(opt)(nonfinite_gradients="ignore")
+
+
 # ----- G-FTRL properties ---------------------------------------------------------------
 
 def test_group_ftrl_zeroes_rows_with_small_z_norm_exactly():

@@ -6,7 +6,7 @@ import pytest
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
-from deeprec_lite.training import optimizers
+from deeprec_lite.training import callbacks, optimizers
 from kv_reference import records_by_key
 
 VOCAB = np.array([-(2 ** 63), 2 ** 63 - 1, 0, 5, 77, 10 ** 12, -3, 42], np.int64)
@@ -233,3 +233,58 @@ def test_a_second_training_call_in_one_step_is_refused():
         return layer(a, training=True) + shared(b, training=True)
 
     assert shared_step(tf.constant([1], tf.int64), tf.constant([2], tf.int64)).shape == (1, 2)
+
+
+# ----- non-finite gradients in model.fit ------------------------------------------------
+
+NAN_IDS = np.array([5, 6, 7, 5], np.int64)
+NAN_LABELS = np.array([0.0, 1.0, np.nan, 1.0], np.float32)  # makes key 7's gradient row NaN
+
+
+def nan_label_model(sparse):
+    ids = keras.Input((), dtype=tf.int64, name="ids")
+    emb = KVEmbedding(2, initializer="uniform", seed=3, name="emb")(ids)
+    out = keras.layers.Dense(1, kernel_initializer="ones", name="out")(emb)
+    model = keras.Model(ids, out)
+    model.compile(optimizer=optimizers.KVOptimizer(sparse, keras.optimizers.SGD(0.1)),
+                  loss="mse")
+    kv = model.get_layer("emb").kv
+    kv.ensure_slots(sparse.slots)  # as the first update would
+    kv.lookup_or_insert([5, 6, 7], counts=tf.zeros(3, tf.int64))  # freq 0, version 0
+    return model, kv
+
+
+def test_fit_with_a_nan_gradient_row_fails_naming_the_table_and_applies_nothing():
+    model, kv = nan_label_model(sparse_optimizers.Adagrad(0.1))
+    before = records_by_key(kv.export())
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"table 'emb': 1 of 3 gradient rows hold NaN or Inf"):
+        model.fit(NAN_IDS, NAN_LABELS, batch_size=4, epochs=1, verbose=0)
+    after = records_by_key(kv.export())
+    for key, (value, freq, version, slots, _) in after.items():
+        np.testing.assert_array_equal(value, before[key][0])
+        np.testing.assert_array_equal(slots, before[key][3])
+        assert (freq, version) == ({5: 2, 6: 1, 7: 1}[key], 0)  # counted by the forward pass
+    assert int(model.optimizer.iterations) == 0 and int(kv.step) == 0
+    np.testing.assert_array_equal(model.get_layer("out").get_weights()[0], np.ones((2, 1)))
+
+
+def test_fit_skipping_nan_gradient_rows_trains_the_others_and_reports_them(tmp_path):
+    sparse = sparse_optimizers.SGD(0.1, nonfinite_gradients="skip")
+    model, kv = nan_label_model(sparse)
+    before = records_by_key(kv.export())
+    model.fit(NAN_IDS, NAN_LABELS, batch_size=4, epochs=1, verbose=0,
+              callbacks=[callbacks.KVTableStats(str(tmp_path))])
+    after = records_by_key(kv.export())
+    assert {k: r[2] for k, r in after.items()} == {5: 1, 6: 1, 7: 0}
+    np.testing.assert_array_equal(after[7][0], before[7][0])
+    assert all(not np.array_equal(after[k][0], before[k][0]) for k in (5, 6))
+    assert int(kv.stats()["nonfinite_skipped"]) == 1
+    written = {}
+    for path in (tmp_path / "kv_tables").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                written[v.tag] = tf.make_ndarray(v.tensor)
+    assert written["emb/nonfinite_skipped"] == 1
+    config = optimizers.KVOptimizer.from_config(model.optimizer.get_config()).sparse.get_config()
+    assert config == sparse.get_config() and config["nonfinite_gradients"] == "skip"

@@ -1,0 +1,244 @@
+"""Bad input over the public API: whatever wrong value an argument gets (hypothesis draws
+them), the call raises ValueError whose message names the argument (or, for files, the
+file) and shows the value; never a crash, a hang, or a silent default.
+
+Tables, policies, sparse optimizers, layers, schema fields, readers, export and warm
+start; the command line's flags are covered in test_train_job.py."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deeprec_lite.data import (CategoricalField, LabelField, NumericField, Schema,
+                               read_parquet)
+from deeprec_lite.export import export_embeddings, read_embeddings
+from deeprec_lite.kv import policies, sparse_optimizers
+from deeprec_lite.kv.variable import KVVariable
+from deeprec_lite.layers import CIN, DNN, CrossNet, CrossNetV2, KVEmbedding
+from deeprec_lite.migration import warm_start
+import kill_trials
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def not_an_integer():
+    """Values no integer argument may take: bools, floats, strings, containers."""
+    return st.one_of(st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
+                     st.text(max_size=3), st.lists(st.integers(), max_size=2))
+
+
+def integers_below(minimum):
+    """Integers below `minimum`, and values that are no integer at all."""
+    return st.one_of(st.integers(max_value=minimum - 1), not_an_integer(),
+                     st.integers(min_value=2 ** 63))
+
+
+def not_a_number():
+    return st.one_of(st.booleans(), st.text(max_size=3), st.none(),
+                     st.just(float("nan")), st.just(float("inf")))
+
+
+def assert_names(error, name, value):
+    message = str(error.value)
+    assert name in message, message
+    assert repr(value) in message or str(value) in message, message
+
+
+# ----- tables and policies -----------------------------------------------------------
+
+@SETTINGS
+@given(dim=integers_below(1))
+def test_kv_variable_dim(dim):
+    with pytest.raises(ValueError) as error:
+        KVVariable(dim)
+    assert_names(error, "dim", dim)
+
+
+@SETTINGS
+@given(key_dtype=st.one_of(st.sampled_from(["int32", "float", "str", "", "INT64"]),
+                           st.integers(), st.none()))
+def test_kv_variable_key_dtype(key_dtype):
+    with pytest.raises(ValueError) as error:
+        KVVariable(4, key_dtype=key_dtype)
+    assert_names(error, "key_dtype", key_dtype)
+
+
+@SETTINGS
+@given(initializer=st.one_of(st.text(min_size=1, max_size=8).filter(
+    lambda s: s not in ("zeros", "constant", "uniform", "normal", "truncated_normal")),
+    st.integers()))
+def test_kv_variable_initializer(initializer):
+    with pytest.raises(ValueError) as error:
+        KVVariable(4, initializer=initializer)
+    assert "initializer" in str(error.value)
+
+
+@SETTINGS
+@given(default=st.lists(st.floats(allow_nan=False), min_size=2, max_size=5).filter(
+    lambda v: len(v) != 4))
+def test_kv_variable_default_value_length(default):
+    with pytest.raises(ValueError) as error:
+        KVVariable(4, default_value=default)
+    assert "default_value" in str(error.value)
+
+
+@SETTINGS
+@given(policy=st.sampled_from([
+    (policies.CounterFilter, "min_count", 1), (policies.StalenessEviction, "max_staleness", 0),
+    (policies.FrequencyEviction, "min_freq", 1)]), data=st.data())
+def test_policy_thresholds(policy, data):
+    cls, name, minimum = policy
+    value = data.draw(integers_below(minimum))
+    with pytest.raises(ValueError) as error:
+        cls(value)
+    assert_names(error, f"{cls.__name__}.{name}", value)
+
+
+@SETTINGS
+@given(every=integers_below(1))
+def test_policy_schedules(every):
+    with pytest.raises(ValueError) as error:
+        policies.StalenessEviction(10, every_n_steps=every)
+    assert_names(error, "every_n_steps", every)
+
+
+@SETTINGS
+@given(expected=integers_below(1))
+def test_bloom_filter_expected_keys(expected):
+    with pytest.raises(ValueError) as error:
+        policies.BloomFilter(2, expected_keys=expected)
+    assert_names(error, "expected_keys", expected)
+
+
+@SETTINGS
+@given(step=st.one_of(st.integers(max_value=-1), st.integers(min_value=2 ** 63)))
+def test_global_steps_out_of_range(step):
+    kv = KVVariable(2)
+    with pytest.raises(ValueError) as error:
+        kv.lookup_or_insert(np.array([1], np.int64), global_step=step)
+    assert_names(error, "global_step", step)
+
+
+# ----- sparse optimizers --------------------------------------------------------------
+
+@SETTINGS
+@given(optimizer=st.sampled_from([
+    (sparse_optimizers.SGD, "learning_rate"), (sparse_optimizers.Adagrad, "learning_rate"),
+    (sparse_optimizers.Adagrad, "epsilon"), (sparse_optimizers.Adam, "beta_1"),
+    (sparse_optimizers.Adam, "beta_2"), (sparse_optimizers.Ftrl, "learning_rate")]),
+    value=st.one_of(not_a_number(), st.floats(max_value=-1e-9, allow_nan=False)))
+def test_optimizer_hyperparameters(optimizer, value):
+    cls, name = optimizer
+    with pytest.raises(ValueError) as error:
+        cls(**{name: value})
+    assert name in str(error.value)
+
+
+def test_nonfinite_gradients_mode_is_named():
+    with pytest.raises(ValueError, match="nonfinite_gradients.*'ignore'"):
+        sparse_optimizers.Adam(nonfinite_gradients="ignore")
+
+
+# ----- layers -------------------------------------------------------------------------
+
+@SETTINGS
+@given(layer=st.sampled_from([(CrossNet, "num_layers"), (CrossNetV2, "num_layers"),
+                              (CIN, "layer_sizes"), (DNN, "hidden_units")]),
+       value=integers_below(1))
+def test_layer_sizes(layer, value):
+    cls, name = layer
+    argument = [value] if name in ("layer_sizes", "hidden_units") else value
+    with pytest.raises(ValueError) as error:
+        cls(**{name: argument})
+    assert_names(error, name, value)
+    assert cls.__name__ in str(error.value)
+
+
+@SETTINGS
+@given(combiner=st.one_of(st.text(max_size=5), st.integers()).filter(
+    lambda c: c not in ("sum", "mean", "sqrtn")))
+def test_kv_embedding_combiner(combiner):
+    with pytest.raises(ValueError) as error:
+        KVEmbedding(4, combiner=combiner)
+    assert_names(error, "combiner", combiner)
+
+
+# ----- schema and readers -------------------------------------------------------------
+
+@SETTINGS
+@given(dtype=st.text(max_size=6).filter(lambda d: d not in ("int64", "string")))
+def test_categorical_field_dtype(dtype):
+    with pytest.raises(ValueError) as error:
+        CategoricalField("c", dtype=dtype)
+    assert_names(error, "dtype", dtype)
+
+
+@SETTINGS
+@given(value=st.one_of(st.just(math.inf), st.just(math.nan), st.text(max_size=2),
+                       st.booleans()))
+def test_numeric_field_bounds(value):
+    with pytest.raises(ValueError) as error:
+        NumericField("n", transform="minmax", min=value, max=1.0)
+    assert "numeric field 'n'" in str(error.value) and "min" in str(error.value)
+
+
+@SETTINGS
+@given(batch_size=integers_below(1))
+def test_reader_batch_size(batch_size, tmp_path):
+    schema = Schema(labels=[LabelField("y")], categorical=[CategoricalField("c")])
+    with pytest.raises(ValueError) as error:
+        read_parquet(str(tmp_path / "x.parquet"), schema, batch_size=batch_size)
+    assert_names(error, "batch_size", batch_size)
+
+
+def test_reader_missing_file_is_named(tmp_path):
+    schema = Schema(labels=[LabelField("y")], categorical=[CategoricalField("c")])
+    missing = str(tmp_path / "nowhere-*.parquet")
+    with pytest.raises(ValueError, match="nowhere"):
+        read_parquet(missing, schema, batch_size=4)
+
+
+# ----- export and warm start ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def table():
+    kv = KVVariable(2, name="t")
+    kv.lookup_or_insert(np.arange(5, dtype=np.int64), global_step=1)
+    return kv
+
+
+@SETTINGS
+@given(argument=st.sampled_from(["min_freq", "max_staleness"]), value=integers_below(0))
+def test_export_thresholds(table, tmp_path, argument, value):
+    with pytest.raises(ValueError) as error:
+        export_embeddings({"t": table}, str(tmp_path / "out"), **{argument: value})
+    assert_names(error, argument, value)
+    assert not (tmp_path / "out").exists()
+
+
+@SETTINGS
+@given(garbage=st.binary(min_size=1, max_size=64))
+def test_reading_a_damaged_export_names_the_file(table, tmp_path, garbage):
+    out = tmp_path / "export"
+    if not out.exists():
+        export_embeddings({"t": table}, str(out))
+    (out / "manifest.json").write_bytes(garbage)
+    with pytest.raises(ValueError, match="manifest.json"):
+        read_embeddings(str(out))
+
+
+@SETTINGS
+@given(argument=st.sampled_from(["min_freq", "max_staleness"]), value=integers_below(0))
+def test_warm_start_thresholds(models, argument, value):
+    old, new = models
+    with pytest.raises(ValueError) as error:
+        warm_start(new, old, **{argument: value})
+    assert_names(error, argument, value)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return kill_trials.build(), kill_trials.build()
