@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import FRAPPE_FIELD_RANGES, frappe_schema, read_libsvm, roc_auc
 from deeprec_lite.kv import sparse_optimizers
@@ -31,14 +32,13 @@ def train_and_test(kind, args, schema):
                        field_ranges=FRAPPE_FIELD_RANGES)
     if kind == "kv":
         # the same initial distribution as tf_keras Embedding
-        model = DeepFM(schema, embedding_dim=args.dim, dnn=(400, 400, 400),
-                       initializer="uniform", seed=args.seed)
+        model = DeepFM(schema, table=TableConfig(args.dim, initializer="uniform", seed=args.seed),
+                       dnn=(400, 400, 400))
         sparse = (sparse_optimizers.Adam(args.lr) if args.kv_optimizer == "adam"
                   else sparse_optimizers.Adagrad(args.kv_lr))
         optimizer = optimizers.KVOptimizer(sparse, keras.optimizers.Adam(args.lr))
     else:
-        model = DeepFM(schema, embedding_dim=args.dim, dnn=(400, 400, 400),
-                       layer_factory=keras_embedding)
+        model = DeepFM(schema, table=args.dim, dnn=(400, 400, 400), layer_factory=keras_embedding)
         optimizer = keras.optimizers.Adam(args.lr)
     model.compile(optimizer=optimizer, loss="binary_crossentropy")
     model.fit(train.shuffle(64, seed=args.seed), epochs=args.epochs, verbose=0)

@@ -58,7 +58,7 @@ def zoo_model(name, args, schema):
     kwargs = dict(ZOO_KWARGS.get(name, {}), initializer="uniform", seed=args.seed)
     if "dnn" in inspect.signature(builder).parameters:
         kwargs["dnn"] = tuple(args.dnn)
-    model = builder(schema, embedding_dim=args.dim, **kwargs)
+    model = builder(schema, table=args.dim, **kwargs)
     sparse = (sparse_optimizers.Adam(args.lr) if args.kv_optimizer == "adam"
               else sparse_optimizers.Adagrad(args.kv_lr))
     model.compile(optimizer=optimizers.KVOptimizer(sparse, keras.optimizers.Adam(args.lr)),

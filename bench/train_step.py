@@ -63,7 +63,7 @@ def fit_throughput(use_kv, generator, rows, batch_size, dim):
         return keras.Sequential([keras.layers.Hashing(1 << 20),
                                  keras.layers.Embedding(1 << 20, width)], name=name)
 
-    model = DeepFM(generator.schema, embedding_dim=dim, dnn=(256, 128),
+    model = DeepFM(generator.schema, table=dim, dnn=(256, 128),
                    layer_factory=None if use_kv else factory)
     model.compile(optimizer=optimizers.Adagrad(0.05) if use_kv else keras.optimizers.Adagrad(0.05),
                   loss="binary_crossentropy")

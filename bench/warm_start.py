@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pyarrow.csv as pacsv
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import CategoricalField, LabelField, Schema, roc_auc
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
@@ -35,7 +36,7 @@ MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"
 
 def build(schema, dnn, seed):
     tf.keras.utils.set_random_seed(seed)
-    model = DeepFM(schema, embedding_dim=8, dnn=dnn, initializer="uniform", seed=seed)
+    model = DeepFM(schema, table=TableConfig(8, initializer="uniform", seed=seed), dnn=dnn)
     model.compile(optimizer=optimizers.KVOptimizer(sparse_optimizers.Adagrad(0.05),
                                                    keras.optimizers.Adam(1e-3)),
                   loss="binary_crossentropy")

@@ -17,6 +17,7 @@ from deeprec_lite.compat import keras, tf  # noqa: E402
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig  # noqa: E402
 from deeprec_lite.kv import sparse_optimizers  # noqa: E402
 from deeprec_lite.kv.policies import CounterFilter, StalenessEviction  # noqa: E402
+from deeprec_lite.kv.table_config import TableConfig  # noqa: E402
 from deeprec_lite.training import callbacks, checkpoints, model_tables, optimizers  # noqa: E402
 
 
@@ -37,12 +38,13 @@ def int_at_least(minimum):
 
 def table_totals(model):
     """Sums over every KV table: tables, admitted, pending (counted but not admitted),
-    evicted and bytes."""
+    evicted, bytes and gradient rows skipped for NaN / Inf."""
     tables = model_tables.kv_tables(model).values()
-    totals = {"tables": len(tables), "admitted": 0, "pending": 0, "evicted": 0, "bytes": 0}
+    totals = {"tables": len(tables), "admitted": 0, "pending": 0, "evicted": 0, "bytes": 0,
+              "nonfinite_skipped": 0}
     for kv in tables:
         stats = kv.stats()
-        for key in ("admitted", "pending", "bytes"):
+        for key in ("admitted", "pending", "bytes", "nonfinite_skipped"):
             totals[key] += int(stats[key])
         totals["evicted"] += int(kv.evicted)
     return totals
@@ -51,8 +53,10 @@ def table_totals(model):
 def table_summary(model):
     """One line over every KV table: keys admitted, counted but not admitted, evicted, MiB."""
     t = table_totals(model)
+    skipped = t["nonfinite_skipped"]
     return (f"{t['tables']} KV tables: {t['admitted']:,} keys admitted, {t['pending']:,} counted "
-            f"but not admitted yet, {t['evicted']:,} evicted, {t['bytes'] / 2 ** 20:.1f} MiB")
+            f"but not admitted yet, {t['evicted']:,} evicted, {t['bytes'] / 2 ** 20:.1f} MiB"
+            + (f", {skipped:,} gradient rows with NaN / Inf skipped" if skipped else ""))
 
 
 def table_report(model):
@@ -68,10 +72,10 @@ def table_report(model):
 def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_every):
     from deeprec_lite import models  # the zoo, installed as deeprec_lite.models
 
-    model = models.get(name)(
-        schema, embedding_dim=embedding_dim,
-        admission=CounterFilter(min_count) if min_count > 1 else None,
-        eviction=StalenessEviction(max_staleness, every_n_steps=evict_every))
+    table = TableConfig(embedding_dim,
+                        admission=CounterFilter(min_count) if min_count > 1 else None,
+                        eviction=StalenessEviction(max_staleness, every_n_steps=evict_every))
+    model = models.get(name)(schema, table=table)
     model.compile(
         optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(0.05),
                                          dense=keras.optimizers.Adam(1e-3)),
@@ -136,7 +140,8 @@ def add_train_arguments(parser):
     parser.add_argument("--model", default="deepfm", choices=sorted(models.MODELS))
     parser.add_argument("--list-models", action="store_true", help="list the zoo and exit")
     parser.add_argument("--days", type=int_at_least(1), default=2)
-    parser.add_argument("--start-day", type=int_at_least(0), default=0, help="first day of data to train on")
+    parser.add_argument("--start-day", type=int_at_least(0), default=0,
+                        help="first day of data to train on")
     parser.add_argument("--hold-out-fields", type=int_at_least(0), default=0,
                         help="leave the last N categorical fields of the data out of the model")
     parser.add_argument("--warm-start-from", default=None,

@@ -1,8 +1,9 @@
 """The model zoo, installed as deeprec_lite.models. Every model is built from a
 feature schema with KV embeddings and trains with model.fit.
 
-Each builder is ``Name(schema, embedding_dim=..., ..., name=..., layer_factory=None,
-**kv_kwargs)`` and returns a functional tf_keras model whose inputs come from
+Each builder is ``Name(schema, table=16, ..., name=..., layer_factory=None,
+optimizer=None)`` (``table``: a TableConfig, or the int dim of a default one) and
+returns a functional tf_keras model whose inputs come from
 `features.build_inputs(schema)` and whose output is the click probability [B, 1].
 `fdo` proposes per-field embedding dims from a trained model (GDCN's FDO).
 """

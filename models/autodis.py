@@ -3,8 +3,8 @@ from deeprec_lite.layers import AutoDis
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 
-def AutoDisDNN(schema, embedding_dim=16, num_buckets=20, temperature=1.0, dnn=(400, 400, 512),
-               dropout=0.0, name="autodisdnn", layer_factory=None, **kv_kwargs):
+def AutoDisDNN(schema, table=16, num_buckets=20, temperature=1.0, dnn=(400, 400, 512),
+               dropout=0.0, name="autodisdnn", layer_factory=None, optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     E [B, F, D]: the categorical fields' KV embeddings, then every numeric field embedded
@@ -15,11 +15,11 @@ def AutoDisDNN(schema, embedding_dim=16, num_buckets=20, temperature=1.0, dnn=(4
     fields makes this a plain DNN. DNN over flatten(E) + the raw numerics -> Dense(1) ->
     sigmoid. Defaults: 20 buckets (official), temperature 1 (the official 1e-5 is nearly
     hard, with sparse gradients), MLP (400, 400, 512) (official).
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    numeric = AutoDis(embedding_dim, num_buckets=num_buckets, temperature=temperature,
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    numeric = AutoDis(features.dim, num_buckets=num_buckets, temperature=temperature,
                       name="autodis")
-    embeddings = features.field_matrix(embedding_dim, numeric_layer=numeric)
+    embeddings = features.field_matrix(features.dim, numeric_layer=numeric)
     logit = dnn_logit(features.dnn_input(embeddings), dnn, dropout)
     return prediction_model(features.inputs, [logit], name)

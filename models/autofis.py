@@ -3,8 +3,8 @@ from deeprec_lite.layers import AutoFISGate
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 
-def AutoFIS(schema, embedding_dim=16, comb_mask=None, dnn=(256, 128, 64), dropout=0.0,
-            name="autofis", layer_factory=None, **kv_kwargs):
+def AutoFIS(schema, table=16, comb_mask=None, dnn=(256, 128, 64), dropout=0.0,
+            name="autofis", layer_factory=None, optimizer=None):
     """A functional tf_keras model (AutoDeepFM): output click probability [B, 1].
 
     Logits summed: linear, AutoFISGate(E) (inner products of every field pair -> BatchNorm
@@ -18,10 +18,10 @@ def AutoFIS(schema, embedding_dim=16, comb_mask=None, dnn=(256, 128, 64), dropou
     groups={"autofis_gates": layers.GRDA(...)})` so `model.fit` does that (without the
     group every weight, alpha included, uses `dense`, which zeroes no gate). Needs >= 2
     fields.
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
     logits = [features.linear_logit(),
               AutoFISGate(output_mode="sum", comb_mask=comb_mask, name="autofis_gate")(embeddings)]
     if dnn:

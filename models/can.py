@@ -4,9 +4,9 @@ from deeprec_lite.layers import CoActionUnit
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 
-def CAN(schema, embedding_dim=16, induction_field=None, feed_fields=None, feed_dim=16,
+def CAN(schema, table=16, induction_field=None, feed_fields=None, feed_dim=16,
         coaction_units=(8, 4), orders=3, order_independent=False, dnn=(200, 80), dropout=0.0,
-        name="can", layer_factory=None, **kv_kwargs):
+        name="can", layer_factory=None, optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     Schema-based choices (the schema says nothing about which field is the target item):
@@ -24,7 +24,7 @@ def CAN(schema, embedding_dim=16, induction_field=None, feed_fields=None, feed_d
     concatenated with flatten(E) [B, F*D] and the raw numerics into DNN(dnn) -> Dense(1)
     -> sigmoid. Defaults: the reference (feed dim 16, units (8, 4), 3 orders, shared
     orders, MLP (200, 80)). Needs >= 2 categorical fields.
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
     names = [f.name for f in schema.categorical]
     induction_field = induction_field or (names[0] if names else None)
@@ -36,8 +36,8 @@ def CAN(schema, embedding_dim=16, induction_field=None, feed_fields=None, feed_d
     if isinstance(feed_fields, str) or not feed_fields or induction_field in feed_fields:
         raise ValueError(f"CAN: feed_fields must be a non-empty list of categorical fields other "
                          f"than {induction_field!r}; received feed_fields={feed_fields!r}")
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
     size = CoActionUnit.induction_size(feed_dim, coaction_units, orders, order_independent)
     induction = keras.layers.Flatten(name="coaction_induction_flat")(
         features.embeddings(size, prefix="coaction_induction", fields=[induction_field]))

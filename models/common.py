@@ -14,6 +14,7 @@ Conventions (B batch, F fields, D embedding dim):
 """
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv.table_config import as_table_config
 from deeprec_lite.layers import DNN
 from deeprec_lite.layers._common import check_choice
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
@@ -72,26 +73,31 @@ class ZooFeatures:
 
     Args:
       schema: a deeprec_lite.data.Schema.
-      layer_factory, **kv_kwargs: see `FieldEmbeddings` (Keras Embedding baselines /
-        KVEmbedding arguments such as initializer, admission, eviction, optimizer).
+      table: a `deeprec_lite.kv.TableConfig` (dim, initializer, admission, eviction,
+        shards, ...) for the field tables, or an int: the dim of a default config.
+        Tables of another width (the 1-wide linear tables) take this config's policies.
+      layer_factory, optimizer: see `FieldEmbeddings` (Keras Embedding baselines; a
+        sparse optimizer for the tables).
     """
 
-    def __init__(self, schema, layer_factory=None, **kv_kwargs):
+    def __init__(self, schema, table=16, layer_factory=None, optimizer=None):
         if not schema.categorical and not schema.numeric:
             raise ValueError(f"the model needs at least one feature field; received schema={schema!r}")
         self.schema = schema
+        self.table = as_table_config(table)
+        self.dim = self.table.dim
         self.layer_factory = layer_factory
-        self.kv_kwargs = kv_kwargs
+        self.optimizer = optimizer
         self.inputs = build_inputs(schema)
         self.numeric = numeric_matrix(schema, self.inputs)  # [B, N] or None
 
-    def embeddings(self, dim, prefix="embedding", fields=None, **overrides):
+    def embeddings(self, dim, prefix="embedding", fields=None):
         """``[B, F_cat, dim]``: KV embeddings of the categorical fields (or `fields`)."""
         if not self.schema.categorical:
             return None
-        kwargs = {**self.kv_kwargs, **overrides}
-        return FieldEmbeddings(self.schema, dim, prefix=prefix, layer_factory=self.layer_factory,
-                               fields=fields, **kwargs).stacked(self.inputs)
+        return FieldEmbeddings(self.schema, self.table.replace(dim=dim), prefix=prefix,
+                               layer_factory=self.layer_factory, fields=fields,
+                               optimizer=self.optimizer).stacked(self.inputs)
 
     def field_matrix(self, dim, numeric_layer="scaled", prefix="embedding"):
         """``E`` ``[B, F, dim]``: categorical embeddings, then the numeric fields embedded by

@@ -1,23 +1,26 @@
 """DeepFM (Guo et al., IJCAI 2017) on KV embeddings: sigmoid(linear + FM + DNN)."""
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv.table_config import as_table_config
 from deeprec_lite.layers import DNN, FM
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
 
 
-def DeepFM(schema, embedding_dim=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
-           layer_factory=None, **kv_kwargs):
+def DeepFM(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
+           layer_factory=None, optimizer=None):
     """A functional tf_keras model.
 
     Inputs: the schema's features (see `build_inputs`). Output: click probability [B, 1].
     The linear term uses a 1-wide KV table per categorical field plus a Dense over the
-    numeric fields; FM and DNN share the `embedding_dim` field embeddings; the numeric
-    fields also feed the DNN. `layer_factory` and `kv_kwargs`: see FieldEmbeddings.
+    numeric fields; FM and DNN share the field embeddings of `table` (a TableConfig, or the
+    int dim of a default one); the numeric fields also feed the DNN. `layer_factory` and
+    `optimizer`: see FieldEmbeddings.
     """
     inputs = build_inputs(schema)
-    embeddings = FieldEmbeddings(schema, embedding_dim, layer_factory=layer_factory,
-                                 **kv_kwargs).stacked(inputs)
-    linear = FieldEmbeddings(schema, 1, prefix="linear", layer_factory=layer_factory,
-                             **kv_kwargs).stacked(inputs)
+    table = as_table_config(table)
+    embeddings = FieldEmbeddings(schema, table, layer_factory=layer_factory,
+                                 optimizer=optimizer).stacked(inputs)
+    linear = FieldEmbeddings(schema, table.replace(dim=1), prefix="linear",
+                             layer_factory=layer_factory, optimizer=optimizer).stacked(inputs)
     # A TF op on Keras tensors (not a Lambda) so the model config loads in safe mode.
     logits = [tf.reduce_sum(linear, axis=1), FM(name="fm")(embeddings)]
     dnn_input = keras.layers.Flatten(name="flatten")(embeddings)

@@ -24,17 +24,17 @@ class FieldEmbeddings:
 
     Args:
       schema: a deeprec_lite.data.Schema.
-      dim: embedding width of every field.
+      table: the TableConfig of every field's table (its key dtype comes from the field).
       prefix: layer-name prefix, so a model can hold several sets (e.g. "linear").
-      layer_factory: instead of KV tables, `layer_factory(field, dim, name)` makes each
+      layer_factory: instead of KV tables, `layer_factory(field, table.dim, name)` makes each
         field's embedding layer (benchmarks use it for Keras Embedding baselines).
       fields: optional names of the categorical fields to embed (default: all of them,
         in schema order); `stacked` then returns only those, in schema order.
-      **kv_kwargs: forwarded to KVEmbedding (initializer, admission, eviction, ...).
+      optimizer: a sparse optimizer for these tables (None: the KVOptimizer's default).
     """
 
-    def __init__(self, schema, dim, prefix="embedding", layer_factory=None, fields=None,
-                 **kv_kwargs):
+    def __init__(self, schema, table, prefix="embedding", layer_factory=None, fields=None,
+                 optimizer=None):
         self.schema = schema
         self.layers = {}
         tables = {}
@@ -47,18 +47,18 @@ class FieldEmbeddings:
         self.fields = [f for f in schema.categorical if fields is None or f.name in fields]
         for field in self.fields:
             if layer_factory is not None:
-                self.layers[field.name] = layer_factory(field, dim, f"{prefix}_{field.name}")
+                self.layers[field.name] = layer_factory(field, table.dim, f"{prefix}_{field.name}")
                 continue
             combiner = None if field.kind == "single" else "mean"
             shared = tables.get(field.table)
-            layer = KVEmbedding(dim, key_dtype=field.dtype, combiner=combiner,
-                                shared_table=shared.kv if shared else None,
-                                name=f"{prefix}_{field.name}", **kv_kwargs)
+            layer = KVEmbedding(table.replace(key_dtype=field.dtype), combiner=combiner,
+                                shared_table=shared.kv if shared else None, optimizer=optimizer,
+                                name=f"{prefix}_{field.name}")
             tables.setdefault(field.table, layer)
             self.layers[field.name] = layer
 
     def stacked(self, inputs):
-        """[B, F, dim] embeddings of the categorical fields (`fields`), in schema order."""
+        """[B, F, table.dim] embeddings of the categorical fields (`fields`), in schema order."""
         return tf.stack([self.layers[f.name](inputs[f.name]) for f in self.fields], axis=1)
 
 

@@ -3,9 +3,9 @@ from deeprec_lite.layers import FM, FRNet as FRNetLayer
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
 
-def FRNet(schema, embedding_dim=16, weight_type="bit", attention_size=20, cie_hidden_units=256,
+def FRNet(schema, table=16, weight_type="bit", attention_size=20, cie_hidden_units=256,
           cie_dropout=0.0, dnn=(256, 128, 64), dropout=0.0, name="frnet", layer_factory=None,
-          **kv_kwargs):
+          optimizer=None):
     """A functional tf_keras model (DeepFM_FRNet): output click probability [B, 1].
 
     E [B, F, D] (numeric fields as x * v) -> E' = layers.FRNet(E) [B, F, D], one shared
@@ -13,10 +13,10 @@ def FRNet(schema, embedding_dim=16, weight_type="bit", attention_size=20, cie_hi
     flatten(E') + raw numerics. Defaults: bit-level gate, attention size 20 (official
     DeepFM_FRNet), one CIE layer of 256; CIE dropout 0 (official 0.5). The CIE's
     BatchNorm makes training outputs batch-dependent (inference is not).
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
     refined = FRNetLayer(weight_type=weight_type, attention_size=attention_size,
                          cie_hidden_units=cie_hidden_units, cie_dropout=cie_dropout,
                          name="frnet_layer")(embeddings)

@@ -6,8 +6,8 @@ from deeprec_lite.layers import GatedCrossNet
 from deeprec_lite.models.common import ZooFeatures, cross_and_deep, prediction_model
 
 
-def GDCN(schema, embedding_dim=16, cross_layers=3, dnn=(400, 400, 400), dropout=0.0,
-         structure="parallel", field_dims=None, name="gdcn", layer_factory=None, **kv_kwargs):
+def GDCN(schema, table=16, cross_layers=3, dnn=(400, 400, 400), dropout=0.0,
+         structure="parallel", field_dims=None, name="gdcn", layer_factory=None, optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     c0 = flatten(E) + raw numerics [B, d]; GatedCrossNet(cross_layers) combined with
@@ -16,30 +16,29 @@ def GDCN(schema, embedding_dim=16, cross_layers=3, dnn=(400, 400, 400), dropout=
     (official GDCN; its dropout 0.5 is not the default here).
 
     field_dims: optional {categorical field name: dim} (FDO, see models.fdo); fields not
-      named keep `embedding_dim`. Fields sharing a table must get the same dim. c0 is then
+      named keep the table's dim. Fields sharing a table must get the same dim. c0 is then
       the concatenation of the fields' embeddings of unequal widths (grouped by dim) and
       the raw numeric values.
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
     if field_dims:
-        x0 = _mixed_width_input(features, embedding_dim, field_dims)
+        x0 = _mixed_width_input(features, field_dims)
     else:
-        x0 = features.dnn_input(features.field_matrix(embedding_dim))
+        x0 = features.dnn_input(features.field_matrix(features.dim))
     cross = GatedCrossNet(num_layers=cross_layers, name="gated_cross_net")
     logit = cross_and_deep(x0, cross, dnn, dropout, structure, name)
     return prediction_model(features.inputs, [logit], name)
 
 
-def _mixed_width_input(features, embedding_dim, field_dims):
+def _mixed_width_input(features, field_dims):
     names = [f.name for f in features.schema.categorical]
     unknown = sorted(set(field_dims) - set(names))
-    bad = {k: v for k, v in field_dims.items()
-           if not is_int(v) or v <= 0}
+    bad = {k: v for k, v in field_dims.items() if not is_int(v) or v <= 0}
     if unknown or bad:
         raise ValueError(f"GDCN: field_dims must map categorical fields ({', '.join(names)}) to "
                          f"positive ints; received field_dims={field_dims!r}")
-    dims = {n: field_dims.get(n, embedding_dim) for n in names}
+    dims = {n: field_dims.get(n, features.dim) for n in names}
     parts = []
     for dim in sorted(set(dims.values())):
         group = [n for n in names if dims[n] == dim]

@@ -6,21 +6,21 @@ from deeprec_lite.models.common import ZooFeatures, check_choice, dnn_logit, pre
 PRODUCT_TYPES = ("inner", "outer", "both")
 
 
-def PNN(schema, embedding_dim=16, product_type="inner", kernel_type="mat", dnn=(256, 128, 64),
-        dropout=0.0, name="pnn", layer_factory=None, **kv_kwargs):
+def PNN(schema, table=16, product_type="inner", kernel_type="mat", dnn=(256, 128, 64),
+        dropout=0.0, name="pnn", layer_factory=None, optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     The product layer gives p [B, P] (P = F(F-1)/2 pairs of E [B, F, D]): inner products
     (IPNN), kernel outer products of `kernel_type` "mat" / "vec" / "num" (OPNN, DeepCTR's
     kernel form) or both; DNN(dnn) over concat(flatten(E) + raw numerics, p), Dense(1),
     sigmoid. Defaults: inner, DNN (256, 128, 64) (DeepCTR). Needs >= 2 fields.
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
     check_choice(product_type, PRODUCT_TYPES, "product_type", "PNN")
     if not dnn:
         raise ValueError(f"PNN: dnn must be a non-empty list of widths; received dnn={dnn!r}")
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
     parts = [features.dnn_input(embeddings)]
     if product_type in ("inner", "both"):
         parts.append(InnerProduct(name="inner_product")(embeddings))
@@ -30,14 +30,14 @@ def PNN(schema, embedding_dim=16, product_type="inner", kernel_type="mat", dnn=(
     return prediction_model(features.inputs, [logit], name)
 
 
-def IPNN(schema, embedding_dim=16, dnn=(256, 128, 64), dropout=0.0, name="ipnn", **kwargs):
+def IPNN(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="ipnn", **kwargs):
     """PNN with inner products (see `PNN`)."""
-    return PNN(schema, embedding_dim, product_type="inner", dnn=dnn, dropout=dropout, name=name,
+    return PNN(schema, table, product_type="inner", dnn=dnn, dropout=dropout, name=name,
                **kwargs)
 
 
-def OPNN(schema, embedding_dim=16, kernel_type="mat", dnn=(256, 128, 64), dropout=0.0,
+def OPNN(schema, table=16, kernel_type="mat", dnn=(256, 128, 64), dropout=0.0,
          name="opnn", **kwargs):
     """PNN with kernel outer products (see `PNN`)."""
-    return PNN(schema, embedding_dim, product_type="outer", kernel_type=kernel_type, dnn=dnn,
+    return PNN(schema, table, product_type="outer", kernel_type=kernel_type, dnn=dnn,
                dropout=dropout, name=name, **kwargs)

@@ -3,19 +3,19 @@ from deeprec_lite.layers import RFM as RFMLayer
 from deeprec_lite.models.common import ZooFeatures, prediction_model
 
 
-def RFM(schema, embedding_dim=16, hidden_units=16, attention_layers=1, num_heads=1,
+def RFM(schema, table=16, hidden_units=16, attention_layers=1, num_heads=1,
         amp_hidden_units=(48,), group_size=2, dropout=0.0, name="rfm", layer_factory=None,
-        **kv_kwargs):
+        optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     E [B, F, D] (numeric fields as x * v), read as angles -> layers.RFM (self-attentive
     rotation layers, AmpNet) logit [B, 1] -> sigmoid. Defaults: embedding 16, 16 hidden
     units, 1 attention layer, AmpNet [48], group size 2 (within the reference grid);
     `dropout` is used for both attention and AmpNet dropout.
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
     logit = RFMLayer(hidden_units=hidden_units, num_attention_layers=attention_layers,
                      num_heads=num_heads, attention_dropout=dropout,
                      amp_hidden_units=amp_hidden_units, group_size=group_size,

@@ -4,9 +4,9 @@ from deeprec_lite.layers import PIN
 from deeprec_lite.models.common import FieldReadout, ZooFeatures, prediction_model
 
 
-def xDeepInt(schema, embedding_dim=16, pin_layers=4, num_subspaces=None, ftrl_alpha=0.05,
+def xDeepInt(schema, table=16, pin_layers=4, num_subspaces=None, ftrl_alpha=0.05,
              ftrl_beta=1e-3, ftrl_lambda1=0.0, ftrl_lambda2=0.0, name="xdeepint",
-             layer_factory=None, **kv_kwargs):
+             layer_factory=None, optimizer=None):
     """A functional tf_keras model: output click probability [B, 1].
 
     E [B, F, D] (numeric fields as x * v) -> PIN(pin_layers, num_subspaces) [B, F, D] ->
@@ -21,17 +21,16 @@ def xDeepInt(schema, embedding_dim=16, pin_layers=4, num_subspaces=None, ftrl_al
     alpha * g (tiny; Frappe AUC 0.54 after an epoch), so the defaults are alpha 0.05 and
     beta 1e-3 (Adagrad-like steps; Frappe 0.93 after 2 epochs), and the lambdas must be
     about batch-size times smaller than the reference's: the defaults are 0 (no selection).
-    An `optimizer` in `kv_kwargs` overrides G-FTRL.
+    An `optimizer` overrides G-FTRL.
 
-    Defaults: 4 PIN layers (reference), num_subspaces None = embedding_dim (bit-wise,
+    Defaults: 4 PIN layers (reference), num_subspaces None = the table's dim (bit-wise,
     like the reference's 16 subspaces of a 16-dim embedding).
-    `layer_factory`, `kv_kwargs`: see models.features.FieldEmbeddings.
+    `table`, `layer_factory`, `optimizer`: see models.common.ZooFeatures.
     """
-    if layer_factory is None:
-        kv_kwargs.setdefault("optimizer", sparse_optimizers.GroupFtrl(
-            ftrl_alpha, ftrl_beta, ftrl_lambda1, ftrl_lambda2))
-    features = ZooFeatures(schema, layer_factory, **kv_kwargs)
-    embeddings = features.field_matrix(embedding_dim)
-    crossed = PIN(num_layers=pin_layers, num_subspaces=num_subspaces or embedding_dim,
+    if layer_factory is None and optimizer is None:
+        optimizer = sparse_optimizers.GroupFtrl(ftrl_alpha, ftrl_beta, ftrl_lambda1, ftrl_lambda2)
+    features = ZooFeatures(schema, table, layer_factory, optimizer)
+    embeddings = features.field_matrix(features.dim)
+    crossed = PIN(num_layers=pin_layers, num_subspaces=num_subspaces or features.dim,
                   name="pin")(embeddings)
     return prediction_model(features.inputs, [FieldReadout(name="readout")(crossed)], name)

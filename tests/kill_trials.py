@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from deeprec_lite.kv import TableConfig
+
 OPERATIONS = ("checkpoint", "export", "serving", "warm_start")
 
 
@@ -29,7 +31,8 @@ def build():
     from deeprec_lite.training import optimizers
 
     inputs = {f: keras.Input((), dtype=tf.int64, name=f) for f in ("a", "b")}
-    embedded = [KVEmbedding(8, seed=i, name=f"emb_{f}")(inputs[f]) for i, f in enumerate(inputs)]
+    embedded = [KVEmbedding(TableConfig(8, seed=i), name=f"emb_{f}")(inputs[f])
+                for i, f in enumerate(inputs)]
     # named layers: warm start matches dense weights by name, and Keras numbers unnamed
     # layers by how many the process made before
     concatenated = keras.layers.Concatenate(name="concatenate")(embedded)

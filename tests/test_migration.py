@@ -3,6 +3,7 @@ continuation when nothing changed."""
 import numpy as np
 import pytest
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite import KVVariable
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import policies, sparse_optimizers
@@ -16,8 +17,8 @@ from kv_reference import records_by_key
 def make_model(features=("a", "b"), dim=4, hidden=8, key_dtype="int64", admission=None):
     dtype = tf.int64 if key_dtype == "int64" else tf.string
     inputs = {f: keras.Input((), dtype=dtype, name=f) for f in features}
-    embedded = [KVEmbedding(dim, key_dtype=key_dtype, initializer="uniform", seed=i,
-                            admission=admission, name=f"emb_{f}")(inputs[f])
+    embedded = [KVEmbedding(TableConfig(dim, key_dtype=key_dtype, initializer="uniform", seed=i,
+                                        admission=admission), name=f"emb_{f}")(inputs[f])
                 for i, f in enumerate(features)]
     h = keras.layers.Dense(hidden, activation="relu", name="hidden")(
         keras.layers.Concatenate()(embedded))

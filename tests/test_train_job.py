@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite import cli
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
@@ -87,7 +88,7 @@ def test_eviction_callback_runs_before_the_checkpoint_is_written(tmp_path):
 
     def make_model():
         ids = keras.Input((), dtype=tf.int64)
-        emb = KVEmbedding(2, eviction=StalenessEviction(0), name="emb")
+        emb = KVEmbedding(TableConfig(2, eviction=StalenessEviction(0)), name="emb")
         model = keras.Model(ids, keras.layers.Dense(1)(emb(ids)))
         model.compile(optimizer=optimizers.SGD(0.1), loss="mse")
         return model

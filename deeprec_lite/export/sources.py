@@ -13,6 +13,7 @@ import numpy as np
 
 from deeprec_lite.compat import tf
 from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
+from deeprec_lite.training import checkpoints
 
 # The per-key tensors a KVVariable writes into a checkpoint (see _serialize_to_tensors).
 _KV_ATTRIBUTES = frozenset(["keys", "values", "freqs", "versions", "admitted", "slots",
@@ -155,9 +156,16 @@ def from_checkpoint(checkpoint) -> Source:
     prefix, directory = resolve_checkpoint(checkpoint)
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} cannot be read: {e}") from None
-    graph = _object_graph(reader, os.fspath(checkpoint))
+        graph = _object_graph(reader, os.fspath(checkpoint))
+        tables = _tables_of_checkpoint(reader, graph)
+    except checkpoints.READ_ERRORS as e:
+        raise checkpoints.damaged(f"checkpoint {prefix}", e) from None
+    if not tables:
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} holds no deeprec-lite KV tables")
+    return Source(tables, f"checkpoint {prefix}", directory)
+
+
+def _tables_of_checkpoint(reader, graph):
     tables = {}
     for node, path in _kv_nodes(graph):
         keys = {a.name: a.checkpoint_key for a in node.attributes}
@@ -173,9 +181,7 @@ def from_checkpoint(checkpoint) -> Source:
             name, reader.get_tensor(keys["keys"]), reader.get_tensor(keys["values"]),
             reader.get_tensor(keys["freqs"]), reader.get_tensor(keys["versions"]),
             reader.get_tensor(keys["admitted"]), step)
-    if not tables:
-        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} holds no deeprec-lite KV tables")
-    return Source(tables, f"checkpoint {prefix}", directory)
+    return tables
 
 
 def load_source(model_or_checkpoint) -> Source:

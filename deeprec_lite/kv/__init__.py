@@ -3,6 +3,7 @@
 - `KVVariable` (variable.py): one hash table of (key -> value, freq, version, slots),
   a tf.Module tracked by tf.train.Checkpoint and SavedModel.
 - `PartitionedKVVariable` (partitioned_variable.py): a table split by key hash.
+- `TableConfig` (table_config.py): how a table is made, one value for layers and models.
 - `policies`: admission (CounterFilter, BloomFilter) and eviction rules.
 - `initializers`: initial values of new keys, a function of (key, seed).
 - `sparse_optimizers`: fused C++ updates (SGD, Adagrad, Adam, FTRL, G-FTRL).
@@ -11,8 +12,9 @@
 from deeprec_lite.kv import initializers, policies, sparse_optimizers
 from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
 from deeprec_lite.kv.policies import BloomFilter, CounterFilter, FrequencyEviction, StalenessEviction
+from deeprec_lite.kv.table_config import TableConfig
 from deeprec_lite.kv.variable import KVRecords, KVVariable
 
 __all__ = ["BloomFilter", "CounterFilter", "FrequencyEviction", "KVRecords", "KVVariable",
-           "PartitionedKVVariable", "StalenessEviction", "initializers", "policies",
+           "PartitionedKVVariable", "StalenessEviction", "TableConfig", "initializers", "policies",
            "sparse_optimizers"]

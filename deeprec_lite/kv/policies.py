@@ -10,13 +10,24 @@ from typing import Optional, Sequence, Union
 from deeprec_lite._checks import INT64_MAX, check_int
 
 
+class _Policy:
+    """get_config / from_config of a policy: its fields as a JSON-able dict."""
+
+    def get_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 def _check_every(every_n_steps):
     if every_n_steps is not None:
         check_int(every_n_steps, "every_n_steps", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class CounterFilter:
+class CounterFilter(_Policy):
     """Admits a key once it was looked up `min_count` times in training.
 
     Until then the key has a small record (key, freq, version) but no value: its
@@ -33,7 +44,7 @@ class CounterFilter:
 
 
 @dataclasses.dataclass(frozen=True)
-class BloomFilter:
+class BloomFilter(_Policy):
     """Admits a key once a counting Bloom filter has seen it `min_count` times.
 
     Keys not yet admitted cost no per-key record, only shared 16-bit counters:
@@ -75,7 +86,7 @@ class BloomFilter:
 
 
 @dataclasses.dataclass(frozen=True)
-class StalenessEviction:
+class StalenessEviction(_Policy):
     """Evicts keys with global_step - version > max_staleness.
 
     With `every_n_steps`, `KVVariable.maybe_evict(step)` runs it on that schedule.
@@ -90,7 +101,7 @@ class StalenessEviction:
 
 
 @dataclasses.dataclass(frozen=True)
-class FrequencyEviction:
+class FrequencyEviction(_Policy):
     """Evicts admitted keys with freq < min_freq (keys not yet admitted are kept,
     since admission is still counting them)."""
 
@@ -128,3 +139,23 @@ def normalize_eviction(eviction) -> Sequence[Eviction]:
                              f"contradict each other: {eviction!r}")
         seen.add(type(policy))
     return policies
+
+
+_POLICIES = {cls.__name__: cls for cls in (CounterFilter, BloomFilter, StalenessEviction,
+                                           FrequencyEviction)}
+
+
+def serialize(policy):
+    """{"class_name", "config"} of a policy (None for None), for model configs."""
+    if policy is None:
+        return None
+    return {"class_name": type(policy).__name__, "config": policy.get_config()}
+
+
+def deserialize(config):
+    """The policy of a `serialize` dict (None for None)."""
+    if config is None:
+        return None
+    if not isinstance(config, dict) or config.get("class_name") not in _POLICIES:
+        raise ValueError(f"policy config must name one of {sorted(_POLICIES)}, got {config!r}")
+    return _POLICIES[config["class_name"]].from_config(config["config"])

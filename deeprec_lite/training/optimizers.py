@@ -126,19 +126,26 @@ class KVOptimizer(keras.optimizers.Optimizer):
         return cls(**config)
 
 
-def SGD(learning_rate=0.01):
-    """Plain SGD on tables and dense weights."""
-    return KVOptimizer(sparse_optimizers.SGD(learning_rate), keras.optimizers.SGD(learning_rate))
+def SGD(learning_rate=0.01, nonfinite_gradients="error"):
+    """Plain SGD on tables and dense weights (`nonfinite_gradients`: see SparseOptimizer)."""
+    return KVOptimizer(
+        sparse_optimizers.SGD(learning_rate, nonfinite_gradients=nonfinite_gradients),
+        keras.optimizers.SGD(learning_rate))
 
 
-def Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+def Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+            nonfinite_gradients="error"):
     """Adagrad on tables and dense weights, with the same hyperparameters."""
     return KVOptimizer(
-        sparse_optimizers.Adagrad(learning_rate, initial_accumulator_value, epsilon),
+        sparse_optimizers.Adagrad(learning_rate, initial_accumulator_value, epsilon,
+                                  nonfinite_gradients=nonfinite_gradients),
         keras.optimizers.Adagrad(learning_rate, initial_accumulator_value, epsilon))
 
 
-def Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+def Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+         nonfinite_gradients="error"):
     """Adam on tables (lazy: only the batch's rows) and dense weights."""
-    return KVOptimizer(sparse_optimizers.Adam(learning_rate, beta_1, beta_2, epsilon),
-                       keras.optimizers.Adam(learning_rate, beta_1, beta_2, epsilon))
+    return KVOptimizer(
+        sparse_optimizers.Adam(learning_rate, beta_1, beta_2, epsilon,
+                               nonfinite_gradients=nonfinite_gradients),
+        keras.optimizers.Adam(learning_rate, beta_1, beta_2, epsilon))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite import CounterFilter, StalenessEviction
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
@@ -88,8 +89,8 @@ def test_functional_deepfm_serves_without_deeprec_lite(tmp_path):
     from deeprec_lite import models
 
     gen = SyntheticCTR(SyntheticConfig(num_categorical=3, num_numeric=2, vocab_sizes=300, seed=5))
-    model = models.DeepFM(gen.schema, embedding_dim=4, dnn=(16,), admission=CounterFilter(2),
-                          eviction=StalenessEviction(10_000))
+    table = TableConfig(4, admission=CounterFilter(2), eviction=StalenessEviction(10_000))
+    model = models.DeepFM(gen.schema, table=table, dnn=(16,))
     model.compile(optimizer=optimizers.Adagrad(0.05), loss="binary_crossentropy")
     model.fit(gen.dataset(6000, 500, day=0), verbose=0)
     model.fit(gen.dataset(2000, 500, day=1), verbose=0)
@@ -130,9 +131,9 @@ def test_functional_deepfm_serves_without_deeprec_lite(tmp_path):
 class StringAndRagged(keras.Model):
     def __init__(self):
         super().__init__()
-        self.user = KVEmbedding(4, key_dtype="string", default_value=0.25, name="user",
-                                admission=CounterFilter(2))
-        self.items = KVEmbedding(4, combiner="mean", default_value=0.25, name="items")
+        self.user = KVEmbedding(TableConfig(4, key_dtype="string", default_value=0.25,
+                                            admission=CounterFilter(2)), name="user")
+        self.items = KVEmbedding(TableConfig(4, default_value=0.25), combiner="mean", name="items")
         self.out = keras.layers.Dense(1, activation="sigmoid")
 
     def call(self, inputs, training=None):
@@ -188,7 +189,7 @@ def test_subclassed_string_and_ragged_model_serves_without_deeprec_lite(tmp_path
 
 
 def test_set_serving_table_switches_inference_lookups_only():
-    layer = KVEmbedding(2, initializer="uniform")
+    layer = KVEmbedding(TableConfig(2, initializer="uniform"))
     layer(tf.constant([1, 2], tf.int64), training=True)
 
     class Fixed:

@@ -4,6 +4,7 @@ an unpartitioned KVVariable under every operation, checkpoints across shard coun
 import numpy as np
 import pytest
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.kv import op_library, sparse_optimizers
@@ -502,9 +503,10 @@ def keras_data(n=192, seed=0):
 def keras_model(num_shards):
     user = keras.Input((), dtype=tf.int64, name="user")
     items = keras.Input((3,), dtype=tf.string, name="items")
-    u = KVEmbedding(4, initializer="uniform", seed=1, num_shards=num_shards, name="user_emb")(user)
-    i = KVEmbedding(4, key_dtype="string", combiner="mean", seed=2, num_shards=num_shards,
-                    name="items_emb")(items)
+    u = KVEmbedding(TableConfig(4, initializer="uniform", seed=1, num_shards=num_shards),
+                    name="user_emb")(user)
+    i = KVEmbedding(TableConfig(4, key_dtype="string", seed=2, num_shards=num_shards),
+                    combiner="mean", name="items_emb")(items)
     h = keras.layers.Dense(8, activation="relu", name="hidden",
                            kernel_initializer=keras.initializers.GlorotUniform(seed=3))(
         keras.layers.Concatenate()([u, i]))
@@ -656,13 +658,13 @@ def test_import_with_the_wrong_key_dtype_is_refused():
 def test_kv_embedding_rejects_bad_num_shards(num_shards):
     with pytest.raises(ValueError, match=rf"num_shards must be a positive integer or None, "
                                          rf"got {num_shards!r}$"):
-        KVEmbedding(2, num_shards=num_shards)
+        KVEmbedding(TableConfig(2, num_shards=num_shards))
 
 
 def test_kv_embedding_config_keeps_num_shards():
-    layer = KVEmbedding(2, num_shards=3, name="cfg")
+    layer = KVEmbedding(TableConfig(2, num_shards=3), name="cfg")
     clone = KVEmbedding.from_config(layer.get_config())
-    assert clone.get_config()["num_shards"] == 3 and clone.kv.num_shards == 3
+    assert clone.get_config()["table"]["num_shards"] == 3 and clone.kv.num_shards == 3
     assert isinstance(KVEmbedding(2).kv, KVVariable)
 
 

@@ -31,7 +31,7 @@ def test_frequency_weighting_lets_frequent_keys_decide():
 def test_propose_field_dims_on_a_model_and_retrain_gdcn_with_them():
     generator = SyntheticCTR(SyntheticConfig(num_categorical=3, num_numeric=1, vocab_sizes=50,
                                              seed=2))
-    model = GDCN(generator.schema, embedding_dim=8, cross_layers=1, dnn=(4,))
+    model = GDCN(generator.schema, table=8, cross_layers=1, dnn=(4,))
     features, _ = next(iter(generator.dataset(8, 8)))
     model(features, training=False)
     tables = fdo.field_tables(model)
@@ -46,7 +46,7 @@ def test_propose_field_dims_on_a_model_and_retrain_gdcn_with_them():
     dims = fdo.propose_field_dims(model, threshold=0.99)
     assert dims == {"C1": 1, "C2": 2, "C3": 3}
 
-    smaller = GDCN(generator.schema, embedding_dim=8, cross_layers=1, dnn=(4,), field_dims=dims)
+    smaller = GDCN(generator.schema, table=8, cross_layers=1, dnn=(4,), field_dims=dims)
     out = smaller(features, training=False)
     assert out.shape == (8, 1)
     assert smaller.get_layer("embedding_C3").kv.dim == 3

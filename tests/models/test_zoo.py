@@ -35,7 +35,7 @@ def data():
 
 def build(name, schema):
     tf.keras.utils.set_random_seed(0)
-    model = models.get(name)(schema, embedding_dim=DIM, **TINY[name])
+    model = models.get(name)(schema, table=DIM, **TINY[name])
     model.compile(optimizer=optimizers.KVOptimizer(sparse_optimizers.Adagrad(0.1),
                                                    keras.optimizers.Adam(0.01)),
                   loss="binary_crossentropy")
@@ -87,7 +87,7 @@ def test_autofis_search_with_grda_gates_under_fit():
     from deeprec_lite.models import AutoFIS
 
     generator = SyntheticCTR(SyntheticConfig(num_categorical=4, num_numeric=1, seed=5))
-    model = AutoFIS(generator.schema, embedding_dim=4, dnn=(8,))
+    model = AutoFIS(generator.schema, table=4, dnn=(8,))
     grda = GRDA(learning_rate=1.0, c=0.5, mu=0.8)
     adam = keras.optimizers.Adam(1e-2)
     model.compile(optimizer=optimizers.KVOptimizer(sparse_optimizers.Adagrad(0.05), adam,

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from deeprec_lite.training import checkpoints
 from deeprec_lite.compat import tf
+from deeprec_lite.export import export_embeddings
+from deeprec_lite.training import checkpoints
 import kill_trials
 
 
@@ -50,6 +51,8 @@ def test_damaged_files_are_named_with_what_to_do(tmp_path):
             f.truncate(os.path.getsize(path) // 2)
         with pytest.raises(ValueError, match=f"checkpoint {prefix} is damaged.*older checkpoint"):
             checkpoints.load(directory)
+        with pytest.raises(ValueError, match=f"checkpoint {prefix} is damaged.*older checkpoint"):
+            export_embeddings(directory, str(tmp_path / "export"))
         checkpoints.save(model, directory)  # a good one again; the damaged one stays
         prefix = tf.train.latest_checkpoint(directory)
     with open(os.path.join(directory, checkpoints.MODEL_FILE), "w") as f:

@@ -3,6 +3,7 @@ inference never inserting, and save / restore / continue round trips."""
 import numpy as np
 import pytest
 
+from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
@@ -21,7 +22,7 @@ def make_data(n=512, seed=0):
 
 def kv_model(dim=4):
     ids = keras.Input((), dtype=tf.int64, name="ids")
-    emb = KVEmbedding(dim, initializer="uniform", seed=7, name="emb")(ids)
+    emb = KVEmbedding(TableConfig(dim, initializer="uniform", seed=7), name="emb")(ids)
     out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones", name="out")(emb)
     return keras.Model(ids, out)
 
@@ -66,7 +67,7 @@ def test_fit_equals_dense_embedding_with_the_same_optimizer(make_optimizer, dens
 class SubclassedModel(keras.Model):
     def __init__(self):
         super().__init__()
-        self.user = KVEmbedding(4, key_dtype="string", name="user")
+        self.user = KVEmbedding(TableConfig(4, key_dtype="string"), name="user")
         self.items = KVEmbedding(4, combiner="mean", name="items")
         self.out = keras.layers.Dense(1, activation="sigmoid")
 
@@ -146,7 +147,7 @@ def test_predict_and_evaluate_never_insert_or_count():
 
 
 def test_pooling_and_sequence_match_numpy():
-    layer = KVEmbedding(3, initializer="uniform", combiner="sqrtn")
+    layer = KVEmbedding(TableConfig(3, initializer="uniform"), combiner="sqrtn")
     ragged = tf.ragged.constant([[1, 2, 2], [], [3]], dtype=tf.int64)
     weights = tf.ragged.constant([[1.0, 2.0, 0.5], [], [3.0]])
     table = {k: layer.kv.lookup_or_insert([k])[0].numpy()[0] for k in (1, 2, 3)}
@@ -204,11 +205,11 @@ def test_model_checkpoint_and_backup_and_restore(tmp_path):
 def test_kv_embedding_config_round_trip():
     from deeprec_lite import BloomFilter, StalenessEviction
 
-    layer = KVEmbedding(5, key_dtype="string", initializer="normal", seed=3, default_value=0.5,
+    table = TableConfig(5, key_dtype="string", initializer="normal", seed=3, default_value=0.5,
                         admission=BloomFilter(4, expected_keys=1000),
-                        eviction=[StalenessEviction(10, every_n_steps=5)], combiner="sqrtn",
-                        optimizer=sparse_optimizers.Ftrl(0.2, l1_regularization_strength=0.1),
-                        name="shared_ids")
+                        eviction=[StalenessEviction(10, every_n_steps=5)])
+    layer = KVEmbedding(table, combiner="sqrtn", name="shared_ids",
+                        optimizer=sparse_optimizers.Ftrl(0.2, l1_regularization_strength=0.1))
     clone = KVEmbedding.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert clone.kv.admission == layer.kv.admission and clone.kv.eviction == layer.kv.eviction
@@ -243,7 +244,7 @@ NAN_LABELS = np.array([0.0, 1.0, np.nan, 1.0], np.float32)  # makes key 7's grad
 
 def nan_label_model(sparse):
     ids = keras.Input((), dtype=tf.int64, name="ids")
-    emb = KVEmbedding(2, initializer="uniform", seed=3, name="emb")(ids)
+    emb = KVEmbedding(TableConfig(2, initializer="uniform", seed=3), name="emb")(ids)
     out = keras.layers.Dense(1, kernel_initializer="ones", name="out")(emb)
     model = keras.Model(ids, out)
     model.compile(optimizer=optimizers.KVOptimizer(sparse, keras.optimizers.SGD(0.1)),

@@ -15,26 +15,12 @@ import weakref
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import initializers as kv_initializers, policies
 from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
                                                   parameter_server_devices)
+from deeprec_lite.kv.table_config import TableConfig, as_table_config
 from deeprec_lite.kv.variable import KVVariable
 
 _COMBINERS = (None, "sum", "mean", "sqrtn")
-
-
-def _policy_config(policy):
-    if policy is None:
-        return None
-    return {"class_name": type(policy).__name__, "config": dict(vars(policy))}
-
-
-def _policy_from_config(config):
-    if config is None:
-        return None
-    classes = {c.__name__: c for c in (policies.CounterFilter, policies.BloomFilter,
-                                       policies.StalenessEviction, policies.FrequencyEviction)}
-    return classes[config["class_name"]](**config["config"])
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -59,9 +45,9 @@ class KVEmbedding(keras.layers.Layer):
     custom training loops do.
 
     Args:
-      dim: embedding width ``D``.
-      key_dtype: "int64" or "string".
-      initializer, seed, default_value, admission, eviction: see KVVariable.
+      table: a `deeprec_lite.kv.TableConfig` (dim ``D``, key dtype, initializer, seed,
+        default value, admission, eviction, shards), or an int: the dim of a table with
+        the defaults.
       combiner: None, "sum", "mean" or "sqrtn" (multi-valued ids).
       sequence: return per-position embeddings and a mask instead of pooling.
       max_length: sequence mode: pad or truncate to this length.
@@ -69,10 +55,7 @@ class KVEmbedding(keras.layers.Layer):
       optimizer: a `deeprec_lite.kv.sparse_optimizers` optimizer for this table;
         None uses the KVOptimizer's default.
       shared_table: an existing KVVariable or PartitionedKVVariable to use instead
-        of a new table.
-      num_shards: split the table into this many shards (a PartitionedKVVariable);
-        None: one shard per parameter server under a ParameterServerStrategy, else
-        one unpartitioned table.
+        of a new table (of the same dim).
 
     Input shape (B batch, L ids per example): ids ``[B]`` or ``[B, 1]``; with a combiner
     also dense ``[B, L]``, RaggedTensor ``[B, (L)]`` or SparseTensor ``[B, L]``, with
@@ -86,9 +69,11 @@ class KVEmbedding(keras.layers.Layer):
         >>> from deeprec_lite.layers import KVEmbedding
         >>> import tensorflow as tf
         >>> ids = tf.random.uniform([2, 3], maxval=1000, dtype=tf.int64)  # B=2, L=3
-        >>> KVEmbedding(dim=4, combiner="mean")(ids, training=True).shape
+        >>> KVEmbedding(4, combiner="mean")(ids, training=True).shape
         TensorShape([2, 4])
-        >>> seq = KVEmbedding(dim=4, sequence=True, max_length=5)
+        >>> from deeprec_lite.kv import CounterFilter, TableConfig
+        >>> table = TableConfig(4, key_dtype="int64", admission=CounterFilter(2))
+        >>> seq = KVEmbedding(table, sequence=True, max_length=5)
         >>> seq(tf.ragged.constant([[3, 7], [42]], dtype=tf.int64)).shape
         TensorShape([2, 5, 4])
 
@@ -99,10 +84,8 @@ class KVEmbedding(keras.layers.Layer):
         RecSys 2022 (arXiv 2209.07663).
     """
 
-    def __init__(self, dim, key_dtype="int64", initializer="truncated_normal", seed=0,
-                 default_value=0.0, admission=None, eviction=None, combiner=None,
-                 sequence=False, max_length=None, padding_id=None, optimizer=None,
-                 shared_table=None, num_shards=None, **kwargs):
+    def __init__(self, table, combiner=None, sequence=False, max_length=None, padding_id=None,
+                 optimizer=None, shared_table=None, **kwargs):
         super().__init__(**kwargs)
         if combiner not in _COMBINERS:
             raise ValueError(f"combiner must be one of {_COMBINERS}, got {combiner!r}")
@@ -113,23 +96,18 @@ class KVEmbedding(keras.layers.Layer):
         if shared_table is not None and not isinstance(shared_table, KV_VARIABLES):
             raise ValueError(f"shared_table must be a KVVariable or PartitionedKVVariable, got "
                              f"{shared_table!r}")
-        check_int(num_shards, "num_shards", minimum=1, none_ok=True)
-        self.dim = dim
-        self.key_dtype = key_dtype if isinstance(key_dtype, str) else key_dtype.name
-        self.initializer = kv_initializers.get(initializer)
-        self.seed = seed
-        self.default_value = default_value
-        self.admission = policies.check_admission(admission)
-        self.eviction = policies.normalize_eviction(eviction)
+        self.table = as_table_config(table)
+        self.dim = self.table.dim
+        self.key_dtype = self.table.key_dtype
         self.combiner = combiner
         self.sequence = sequence
         self.max_length = max_length
         self.padding_id = padding_id
         self.sparse_optimizer = optimizer
-        self.num_shards = num_shards
-        self.kv = shared_table or self._new_table(key_dtype)
-        if self.kv.dim != dim:
-            raise ValueError(f"shared_table has dim {self.kv.dim}, but dim={dim}")
+        self.kv = shared_table or self._new_table()
+        if self.kv.dim != self.dim:
+            raise ValueError(f"shared_table has dim {self.kv.dim}, but the table config has "
+                             f"dim={self.dim}")
         self.supports_masking = sequence
         # (graph or None when eager, unique keys) of the last training call, read by
         # KVOptimizer in the same graph: no shared state, so workers of a
@@ -137,16 +115,12 @@ class KVEmbedding(keras.layers.Layer):
         object.__setattr__(self, "_training_keys", (None, None))
         object.__setattr__(self, "_serving_table", None)  # not tracked: see set_serving_table
 
-    def _new_table(self, key_dtype):
-        args = dict(key_dtype=key_dtype, initializer=self.initializer, seed=self.seed,
-                    default_value=self.default_value, admission=self.admission,
-                    eviction=self.eviction, name=self.name)
-        num_shards = self.num_shards
+    def _new_table(self):
+        args = dict(self.table.variable_arguments(), name=self.name)
+        num_shards = self.table.num_shards or len(parameter_server_devices() or []) or None
         if num_shards is None:
-            num_shards = len(parameter_server_devices() or []) or None
-        if num_shards is None:
-            return KVVariable(self.dim, **args)
-        return PartitionedKVVariable(self.dim, num_shards, **args)
+            return KVVariable(**args)
+        return PartitionedKVVariable(num_shards=num_shards, **args)
 
     def build(self, input_shape):
         self.gradient_anchor = self.add_weight(
@@ -318,14 +292,9 @@ class KVEmbedding(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "dim": self.dim, "key_dtype": self.key_dtype,
-            "initializer": dict(vars(self.initializer)), "seed": self.seed,
-            "default_value": self.default_value,
-            "admission": _policy_config(self.admission),
-            "eviction": [_policy_config(p) for p in self.eviction],
+            "table": self.table.get_config(),
             "combiner": self.combiner, "sequence": self.sequence,
             "max_length": self.max_length, "padding_id": self.padding_id,
-            "num_shards": self.num_shards,
             "optimizer": None if self.sparse_optimizer is None else {
                 "class_name": type(self.sparse_optimizer).__name__,
                 "config": self.sparse_optimizer.get_config()},
@@ -336,9 +305,7 @@ class KVEmbedding(keras.layers.Layer):
     def from_config(cls, config):
         from deeprec_lite.kv import sparse_optimizers
         config = dict(config)
-        config["initializer"] = kv_initializers.KVInitializer(**config["initializer"])
-        config["admission"] = _policy_from_config(config["admission"])
-        config["eviction"] = [_policy_from_config(p) for p in config["eviction"]]
+        config["table"] = TableConfig.from_config(config["table"])
         if config.get("optimizer") is not None:
             opt = config["optimizer"]
             config["optimizer"] = getattr(sparse_optimizers, opt["class_name"])(**opt["config"])

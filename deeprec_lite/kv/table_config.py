@@ -1,0 +1,104 @@
+"""TableConfig: how a KV table is made, as one value that layers and models take."""
+import dataclasses
+from typing import Optional, Sequence, Tuple, Union
+
+from deeprec_lite._checks import check_int
+from deeprec_lite.kv import initializers, policies
+
+KEY_DTYPES = ("int64", "string")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """Everything that makes a KV table, except its name and optimizer slots.
+
+    Args:
+      dim: embedding width, a positive int.
+      key_dtype: "int64" or "string" (or the tf dtype).
+      initializer: a name (zeros, constant, uniform, normal, truncated_normal) or an
+        `initializers.KVInitializer`; a new key's value is a function of (key, seed).
+      seed: int seed of the initializer.
+      default_value: what lookups return for keys without a row: a float or dim floats.
+      admission: None, `policies.CounterFilter` or `policies.BloomFilter`.
+      eviction: None, one, or a sequence of `StalenessEviction` / `FrequencyEviction`.
+      num_shards: split the table into this many shards (PartitionedKVVariable); None:
+        one shard per parameter server under a ParameterServerStrategy, else one table.
+
+    Example:
+        table = TableConfig(16, admission=CounterFilter(3),
+                            eviction=StalenessEviction(100_000, every_n_steps=1000))
+        embedding = KVEmbedding(table, combiner="mean")
+        model = DeepFM(schema, table=table)
+        linear = table.replace(dim=1)             # the same policies, 1-wide
+    """
+
+    dim: int
+    key_dtype: str = "int64"
+    initializer: Union[str, initializers.KVInitializer] = "truncated_normal"
+    seed: int = 0
+    default_value: Union[float, Tuple[float, ...]] = 0.0
+    admission: policies.Admission = None
+    eviction: Union[None, policies.Eviction, Sequence[policies.Eviction]] = ()
+    num_shards: Optional[int] = None
+
+    def __post_init__(self):
+        dim = check_int(self.dim, "dim", minimum=1)
+        key_dtype = getattr(self.key_dtype, "name", self.key_dtype)  # a tf.DType too
+        if key_dtype not in KEY_DTYPES:
+            raise ValueError(f"key_dtype must be 'int64' or 'string', got {self.key_dtype!r}")
+        default = self.default_value
+        if isinstance(default, (list, tuple)):
+            default = tuple(float(v) for v in default)
+            if len(default) != dim:
+                raise ValueError(f"default_value must be one float or dim={dim} floats, got "
+                                 f"{len(default)} floats")
+        elif isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise ValueError(f"default_value must be a float or dim floats, got {default!r}")
+        else:
+            default = float(default)
+        normalized = {
+            "dim": dim, "key_dtype": key_dtype, "default_value": default,
+            "initializer": initializers.get(self.initializer),
+            "seed": check_int(self.seed, "seed"),
+            "admission": policies.check_admission(self.admission),
+            "eviction": tuple(policies.normalize_eviction(self.eviction)),
+            "num_shards": check_int(self.num_shards, "num_shards", minimum=1, none_ok=True)}
+        for field, value in normalized.items():  # frozen: set through object
+            object.__setattr__(self, field, value)
+
+    def replace(self, **changes):
+        """A copy with `changes` (e.g. another dim or key dtype)."""
+        return dataclasses.replace(self, **changes)
+
+    def variable_arguments(self):
+        """The keyword arguments of KVVariable / PartitionedKVVariable this config sets."""
+        return {"dim": self.dim, "key_dtype": self.key_dtype, "initializer": self.initializer,
+                "seed": self.seed, "default_value": self.default_value,
+                "admission": self.admission, "eviction": list(self.eviction)}
+
+    def get_config(self):
+        """A JSON-able dict; `TableConfig.from_config` makes the same config again."""
+        return {"dim": self.dim, "key_dtype": self.key_dtype,
+                "initializer": dataclasses.asdict(self.initializer), "seed": self.seed,
+                "default_value": (list(self.default_value)
+                                  if isinstance(self.default_value, tuple) else self.default_value),
+                "admission": policies.serialize(self.admission),
+                "eviction": [policies.serialize(p) for p in self.eviction],
+                "num_shards": self.num_shards}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["initializer"] = initializers.KVInitializer(**config["initializer"])
+        config["admission"] = policies.deserialize(config["admission"])
+        config["eviction"] = [policies.deserialize(p) for p in config["eviction"]]
+        return cls(**config)
+
+
+def as_table_config(table, name="table"):
+    """`table` as a TableConfig: itself, or an int taken as the dim of a default config."""
+    if isinstance(table, TableConfig):
+        return table
+    if isinstance(table, int) and not isinstance(table, bool):
+        return TableConfig(table)
+    raise ValueError(f"{name} must be a TableConfig or an int dim, got {table!r}")
