@@ -389,7 +389,11 @@ class KvTable : public KvTableBase {
     {
       std::vector<int64_t> dup(kShards, -1);
       std::vector<HashIndex> seen(kShards);
-      for (int si = 0; si < kShards; ++si) seen[si].Reserve(batch.shard_keys[si]);
+      try {  // the indexes are sized up front: inserting into them allocates nothing
+        for (int si = 0; si < kShards; ++si) seen[si].Reserve(batch.shard_keys[si]);
+      } catch (const std::bad_alloc&) {
+        return OutOfMemoryForImport(n);
+      }
       ForEachKey(ctx, k, batch, [&](Shard&, int si, int64_t i, uint64_t h) {
         if (dup[si] >= 0) return;
         auto same = [&](uint32_t j) { return k[j] == k[i]; };
@@ -408,26 +412,41 @@ class KvTable : public KvTableBase {
       }
     }
     if (st.ok()) {
-      for (int si = 0; si < kShards; ++si) {
+      std::atomic<bool> out_of_memory{false};
+      for (int si = 0; si < kShards && !out_of_memory.load(); ++si) {
         Shard& s = *shards_[si];
-        ReleaseAllKeys(s);
-        s.index.Clear();
-        s.index.Reserve(batch.shard_keys[si]);
-        s.rows.Clear();
-        s.pending.Clear();
-      }
-      ForEachKey(ctx, k, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
-        size_t ins;
-        s.index.Find(h, SameKey(s, k[i]), &ins);
-        char* rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
-        Freq(rec) = f[i];
-        Version(rec) = ver[i];
-        if (a[i]) {
-          std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
-          std::memcpy(Value(rec) + dim, sl + i * num_slots * dim,
-                      sizeof(float) * num_slots * dim);
+        ClearShard(s);
+        try {
+          s.index.Reserve(batch.shard_keys[si]);
+        } catch (const std::bad_alloc&) {
+          out_of_memory.store(true);
         }
-      });
+      }
+      if (!out_of_memory.load()) {
+        ForEachKey(ctx, k, batch, [&](Shard& s, int, int64_t i, uint64_t h) {
+          if (out_of_memory.load(std::memory_order_relaxed)) return;
+          size_t ins;
+          s.index.Find(h, SameKey(s, k[i]), &ins);
+          char* rec;
+          try {
+            rec = a[i] ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
+          } catch (const std::bad_alloc&) {
+            out_of_memory.store(true, std::memory_order_relaxed);
+            return;
+          }
+          Freq(rec) = f[i];
+          Version(rec) = ver[i];
+          if (a[i]) {
+            std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
+            std::memcpy(Value(rec) + dim, sl + i * num_slots * dim,
+                        sizeof(float) * num_slots * dim);
+          }
+        });
+      }
+      if (out_of_memory.load()) {  // never a partly restored table: an empty one
+        for (int si = 0; si < kShards; ++si) ClearShard(*shards_[si]);
+        return OutOfMemoryForImport(n);
+      }
       auto b = bloom.flat<int32_t>();
       for (int64_t i = 0; i < b.size(); ++i) {
         bloom_->Set(i, static_cast<uint16_t>(std::min<int32_t>(
@@ -809,6 +828,19 @@ class KvTable : public KvTableBase {
     } else {
       s.rows.Free(ref);
     }
+  }
+
+  // Empties a shard (its keys, index, rows and pending records); allocates nothing.
+  void ClearShard(Shard& s) {
+    ReleaseAllKeys(s);
+    s.index.Clear();
+    s.rows.Clear();
+    s.pending.Clear();
+  }
+
+  Status OutOfMemoryForImport(int64_t n) const {
+    return ResourceExhausted("table '", config_.name, "': out of memory importing ", n,
+                             " records of ", row_stride_, " bytes each; the table is left empty");
   }
 
   void ReleaseAllKeys(Shard& s) {

@@ -16,8 +16,8 @@ step() {  # step DESCRIPTION COMMAND...
   if "$@" >> "$LOG" 2>&1; then
     echo "$((SECONDS - start)) s"
   else
-    echo "failed; the last lines of $LOG:"
-    tail -n 40 "$LOG"
+    echo "failed; the errors in $LOG:"
+    grep -E "error|Error" "$LOG" | grep -vE "^\s*File |CalledProcessError|ERROR: Failed" | tail -n 20
     exit 1
   fi
 }

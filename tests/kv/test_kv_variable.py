@@ -472,7 +472,7 @@ SIZES = r"""
 import json, resource
 from deeprec_lite.kv import op_library
 from deeprec_lite.compat import tf
-from deeprec_lite.kv.variable import KVVariable
+from deeprec_lite.kv.variable import KVRecords, KVVariable
 from deeprec_lite.kv.policies import BloomFilter
 
 
@@ -519,6 +519,16 @@ narrow.lookup_or_insert([1])
 cap(2 ** 28)
 attempt("slots over the cap", lambda: narrow.ensure_slots({"m": 0.0, "v": 0.0}))  # 48 MiB rows
 state("slots over the cap", narrow)
+cap(None)
+restored = KVVariable(2 ** 20, initializer="zeros", name="restored")  # 4 MiB rows
+restored.lookup_or_insert([7])
+n = 64  # 256 MiB of rows to restore, the records made before the cap
+records = KVRecords(tf.range(n, dtype=tf.int64), tf.zeros([n, 2 ** 20]), tf.ones([n], tf.int64),
+                    tf.zeros([n], tf.int64), tf.zeros([n, 0, 2 ** 20]), tf.ones([n], tf.bool),
+                    tf.zeros([0], tf.int32))
+cap(2 ** 27)
+attempt("restore over the cap", lambda: restored.import_records(records))
+state("restore over the cap", restored)
 """
 
 
@@ -552,6 +562,9 @@ def test_sizes_beyond_memory_fail_clearly_and_never_crash():
         "slots over the cap": ("ResourceExhaustedError",
                                r"table 'narrow': out of memory giving its rows 2 slot\(s\), "
                                r"50331672 bytes per row"),
+        "restore over the cap": ("ResourceExhaustedError",
+                                 r"table 'restored': out of memory importing 64 records of "
+                                 r"\d+ bytes each; the table is left empty"),
     }
     assert set(got) == set(want), result.stdout
     for case, (error, message) in want.items():
@@ -560,3 +573,5 @@ def test_sizes_beyond_memory_fail_clearly_and_never_crash():
     assert (got["rows over the cap"]["size"], got["rows over the cap"]["slots"]) == (0, [])
     # the table is as it was: one key, no slots
     assert (got["slots over the cap"]["size"], got["slots over the cap"]["slots"]) == (1, [])
+    # never a partly restored table
+    assert got["restore over the cap"]["size"] == 0
