@@ -27,6 +27,8 @@ import dataclasses
 import math
 from typing import Dict, List, Optional, Tuple, Union
 
+from deeprec_lite._checks import check_positive_int
+
 ID_DTYPES = ("int64", "string")
 CATEGORICAL_KINDS = ("single", "multi", "sequence")
 NUMERIC_TRANSFORMS = (None, "log", "minmax")
@@ -107,10 +109,7 @@ class CategoricalField:
             raise ValueError(
                 f"{where}: kind must be one of {CATEGORICAL_KINDS}, got {self.kind!r}")
         if self.max_len is not None:
-            if (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
-                    or self.max_len <= 0):
-                raise ValueError(
-                    f"{where}: max_len must be a positive int, got {self.max_len!r}")
+            check_positive_int(self.max_len, "max_len", owner=where)
             if self.kind == "single":
                 raise ValueError(
                     f"{where}: max_len={self.max_len} only applies to kind 'multi' or "

@@ -15,6 +15,7 @@ Python's salted ``hash()``.
 """
 import numpy as np
 
+from deeprec_lite._checks import is_int
 from deeprec_lite.compat import tf
 
 DEFAULT_PRIME = 2 ** 31 - 1  # Mersenne prime M31
@@ -37,8 +38,7 @@ def _is_prime(n):
 
 def check_prime(prime, layer_name):
     """``prime`` must be a prime below 2^31 (keeps every product exact in int64)."""
-    if (isinstance(prime, bool) or not isinstance(prime, (int, np.integer))
-            or not 2 <= prime < 2 ** 31 or not _is_prime(int(prime))):
+    if not is_int(prime) or not 2 <= prime < 2 ** 31 or not _is_prime(int(prime)):
         raise ValueError(f"{layer_name}: prime must be a prime number in [2, 2^31); "
                          f"received prime={prime!r}")
     return int(prime)
