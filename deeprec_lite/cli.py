@@ -134,10 +134,22 @@ def train(args):
     return model
 
 
-def add_train_arguments(parser):
+def add_model_arguments(parser):
+    """The flags that build a zoo model on the synthetic schema (train, and export's
+    rebuild of a model from a plain TensorFlow checkpoint)."""
     from deeprec_lite import models
 
     parser.add_argument("--model", default="deepfm", choices=sorted(models.MODELS))
+    parser.add_argument("--embedding-dim", type=int_at_least(1), default=16)
+    parser.add_argument("--categorical-fields", type=int_at_least(1), default=26)
+    parser.add_argument("--numeric-fields", type=int_at_least(0), default=13)
+    parser.add_argument("--min-count", type=int_at_least(1), default=2,
+                        help="admission threshold (1: admit every key at once)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
+
+
+def add_train_arguments(parser):
+    add_model_arguments(parser)
     parser.add_argument("--list-models", action="store_true", help="list the zoo and exit")
     parser.add_argument("--days", type=int_at_least(1), default=2)
     parser.add_argument("--start-day", type=int_at_least(0), default=0,
@@ -155,15 +167,9 @@ def add_train_arguments(parser):
     parser.add_argument("--rows-per-day", type=int_at_least(1), default=100_000)
     parser.add_argument("--batch-size", type=int_at_least(1), default=1024)
     parser.add_argument("--epochs", type=int_at_least(1), default=1)
-    parser.add_argument("--embedding-dim", type=int_at_least(1), default=16)
-    parser.add_argument("--categorical-fields", type=int_at_least(1), default=26)
-    parser.add_argument("--numeric-fields", type=int_at_least(0), default=13)
-    parser.add_argument("--min-count", type=int_at_least(1), default=2,
-                        help="admission threshold (1: admit every key at once)")
     parser.add_argument("--max-staleness", type=int_at_least(0), default=1000)
     parser.add_argument("--evict-every", type=int_at_least(1), default=100,
                         help="steps between evictions")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--log-dir", default=None, help="TensorBoard directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
@@ -221,8 +227,6 @@ def export(args):
 
 
 def add_export_arguments(parser):
-    from deeprec_lite import models
-
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or prefix")
     parser.add_argument("--out", required=True, help="export directory (written atomically)")
     parser.add_argument("--min-freq", type=int_at_least(0), default=0,
@@ -232,14 +236,8 @@ def add_export_arguments(parser):
     parser.add_argument("--format", choices=("parquet", "saved_model"), default="parquet")
     parser.add_argument("--tables", default=None, help="comma-separated table names (parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    rebuild = parser.add_argument_group("saved_model: the train flags that rebuild the model")
-    rebuild.add_argument("--model", default="deepfm", choices=sorted(models.MODELS))
-    rebuild.add_argument("--embedding-dim", type=int_at_least(1), default=16)
-    rebuild.add_argument("--categorical-fields", type=int_at_least(1), default=26)
-    rebuild.add_argument("--numeric-fields", type=int_at_least(0), default=13)
-    rebuild.add_argument("--min-count", type=int_at_least(1), default=2,
-                         help="admission threshold")
-    rebuild.add_argument("--seed", type=int_at_least(0), default=0)
+    add_model_arguments(parser.add_argument_group(
+        "saved_model: the train flags that rebuild the model"))
 
 
 def main(argv=None):
