@@ -112,9 +112,8 @@ def phase_restore(directory):
 
 
 def phase_export(directory, out):
-    from deeprec_lite.export import export_embeddings
+    from deeprec_lite.export import export_embeddings  # loads TensorFlow before the baseline
 
-    import deeprec_lite.compat  # noqa: F401  (TensorFlow loaded before the baseline)
     rss = memory_kb("VmRSS")
     start = time.perf_counter()
     manifest = export_embeddings(directory, out, min_freq=2)

@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from deeprec_lite.data import (CategoricalField, LocalDataService, ParquetSource, Schema,  # noqa: E402  pylint: disable=wrong-import-position
                                SyntheticCTR, WorkQueue)
-from deeprec_lite.data.synthetic.output import rows_to_arrow  # noqa: E402
 
 NUM_WORKERS = 4
 SLOWDOWN = 4.0

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 from absl import logging

@@ -29,7 +29,7 @@ from deeprec_lite.data.auc import roc_auc
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.distribute import local_cluster, server
 from deeprec_lite.export import sources
-from deeprec_lite.training import callbacks, checkpoints, model_tables
+from deeprec_lite.training import checkpoints, model_tables
 
 
 def arrays(generator, rows, batch_size, day):

@@ -1,7 +1,6 @@
 """The ps/worker server entry point and LocalCluster: argument checks (no cluster started
 except where a test says so)."""
 import json
-import os
 import subprocess
 import sys
 import time

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deeprec_lite.compat import keras, tf
+from deeprec_lite.compat import tf
 from deeprec_lite.layers.interactions.fm import FM
 from tests.layers.layer_checks import (
     assert_batch_independent, assert_config_round_trip, assert_finite_gradients,
