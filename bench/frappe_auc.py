@@ -9,10 +9,9 @@ import os
 
 import numpy as np
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import FRAPPE_FIELD_RANGES, frappe_schema, read_libsvm, roc_auc
-from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.kv import TableConfig, sparse_optimizers
 from deeprec_lite.models import DeepFM
 from deeprec_lite.training import optimizers
 

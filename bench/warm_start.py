@@ -21,14 +21,13 @@ import time
 import numpy as np
 import pyarrow.csv as pacsv
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data import CategoricalField, LabelField, Schema, roc_auc
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
-from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.kv import TableConfig, sparse_optimizers
+from deeprec_lite.migration import warm_start
 from deeprec_lite.models import DeepFM
 from deeprec_lite.training import checkpoints, optimizers
-from deeprec_lite.migration import warm_start
 
 MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                          "movielens_100k")

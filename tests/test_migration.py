@@ -3,13 +3,12 @@ continuation when nothing changed."""
 import numpy as np
 import pytest
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite import KVVariable
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import policies, sparse_optimizers
+from deeprec_lite.kv import TableConfig, policies, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
-from deeprec_lite.migration import (MIGRATED, NEW, PARTIAL, UNUSED, _migrate_table,
-                                    _SourceTable, warm_start)
+from deeprec_lite.migration import (MIGRATED, NEW, PARTIAL, UNUSED, _SourceTable, _migrate_table,
+                                    warm_start)
 from deeprec_lite.training import checkpoints, optimizers
 from kv_reference import records_by_key
 

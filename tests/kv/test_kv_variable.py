@@ -9,12 +9,11 @@ import threading
 import numpy as np
 import pytest
 
-from deeprec_lite.kv import initializers as kv_initializers
-from deeprec_lite.kv import op_library, sparse_optimizers
 from deeprec_lite.compat import tf
-from deeprec_lite.kv.variable import KVRecords, KVVariable
+from deeprec_lite.kv import initializers as kv_initializers, op_library, sparse_optimizers
 from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEviction,
-                                   StalenessEviction)
+                                      StalenessEviction)
+from deeprec_lite.kv.variable import KVRecords, KVVariable
 from kv_reference import ReferenceTable, assert_matches, records_by_key
 from saved_lookup import save_and_load_lookup
 

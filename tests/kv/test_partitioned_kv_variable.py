@@ -4,17 +4,16 @@ an unpartitioned KVVariable under every operation, checkpoints across shard coun
 import numpy as np
 import pytest
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.export import export_embeddings, read_embeddings
-from deeprec_lite.kv import op_library, sparse_optimizers
+from deeprec_lite.kv import TableConfig, op_library, sparse_optimizers
 from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
 from deeprec_lite.kv.policies import (BloomFilter, CounterFilter, FrequencyEviction,
                                       StalenessEviction)
 from deeprec_lite.kv.variable import KVRecords, KVVariable
 from deeprec_lite.layers import KVEmbedding
-from deeprec_lite.training import checkpoints, optimizers
 from deeprec_lite.migration import MIGRATED, warm_start
+from deeprec_lite.training import checkpoints, optimizers
 from kv_reference import mix64, records_by_key
 from saved_lookup import save_and_load_lookup
 

@@ -3,9 +3,8 @@ inference never inserting, and save / restore / continue round trips."""
 import numpy as np
 import pytest
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.kv import TableConfig, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
 from deeprec_lite.training import callbacks, optimizers
 from kv_reference import records_by_key
