@@ -112,7 +112,8 @@ def train(args):
                         args.embedding_dim, args.min_count, args.max_staleness, args.evict_every)
     if args.warm_start_from:
         model.optimizer.build(model.trainable_variables)
-        report = warm_start(model, args.warm_start_from, migrate_slots=args.migrate_slots,
+        report = warm_start(model, args.warm_start_from,
+                            migrate_slots=not args.reset_optimizer_state,
                             allow_dim_change=True, allow_shape_change=True)
         print(f"\nwarm start from {args.warm_start_from}:\n{report.summary()}")
         if args.warm_start_report:
@@ -158,8 +159,9 @@ def add_train_arguments(parser):
                         help="leave the last N categorical fields of the data out of the model")
     parser.add_argument("--warm-start-from", default=None,
                         help="checkpoint directory (or Keras SavedModel) to warm-start from")
-    parser.add_argument("--migrate-slots", action="store_true",
-                        help="warm start: also migrate optimizer slots")
+    parser.add_argument("--reset-optimizer-state", action="store_true",
+                        help="warm start: start the optimizer afresh (slots, moments, step "
+                             "count) instead of carrying its state")
     parser.add_argument("--warm-start-report", default=None,
                         help="warm start: write every parameter's status to this JSON file")
     parser.add_argument("--table-report", action="store_true",

@@ -8,8 +8,8 @@
 Parameters are matched by name: KV tables by table name, dense variables (and the
 dense optimizer's slot variables) by Keras variable name, after an optional
 `rename` map (old name -> new name) and `include` / `exclude` regexes on the new
-names. KV records are migrated with keys, values, freqs and versions, optionally
-with their optimizer slots and filtered by min_freq / max_staleness; a KV table
+names. KV records are migrated with keys, values, freqs, versions and (unless
+migrate_slots=False) their optimizer slots, filtered by min_freq / max_staleness; a KV table
 whose dim changed (allow_dim_change) keeps the common columns and initializes the
 rest as the new table would. A dense variable whose shape changed
 (allow_shape_change) gets the overlapping block copied and keeps its fresh
@@ -232,15 +232,20 @@ def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_cha
         values = _overlap(values, _initial_values(new_kv, keys))
         details.append(f"dim {src.dim} -> {new_kv.dim}")
     compatible = src.slot_names == new_kv.slot_names or not new_kv.slot_names
-    if slots and src.slots is not None and src.slot_names and src.dim == new_kv.dim \
-            and compatible:
+    carry = slots and src.slots is not None and bool(src.slot_names) and compatible
+    if carry:
         new_kv.ensure_slots(dict(zip(src.slot_names, src.slot_inits)))
-        slot_rows = src.slots[keep]
-        details.append(f"slots {list(src.slot_names)}")
+    inits = np.asarray(new_kv.slot_initial_values, np.float32)
+    fresh_slots = np.broadcast_to(inits[None, :, None], (len(keys), len(inits), new_kv.dim))
+    if carry:  # a changed dim keeps the common columns, as the values do
+        slot_rows = _overlap(src.slots[keep], fresh_slots)
+        details.append(f"optimizer slots {list(src.slot_names)} carried")
     else:
-        inits = np.asarray(new_kv.slot_initial_values, np.float32)
-        slot_rows = np.broadcast_to(inits[None, :, None],
-                                    (len(keys), len(inits), new_kv.dim)).copy()
+        slot_rows = fresh_slots.copy()
+        if src.slot_names:
+            details.append("optimizer slots reset" + (
+                "" if slots else " (migrate_slots=False)" if compatible else
+                f": the new table has slots {list(new_kv.slot_names)}"))
     new_kv.import_records(KVRecords(keys, values, freqs, versions, slot_rows,
                                     src.admitted[keep], bloom))
     new_kv.step.assign(src.step)
@@ -308,13 +313,20 @@ def _dense_variables(model):
 
 def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
                include: Optional[Sequence[str]] = None, exclude: Optional[Sequence[str]] = None,
-               migrate_slots: bool = False, min_freq: Optional[int] = None,
+               migrate_slots: bool = True, min_freq: Optional[int] = None,
                max_staleness: Optional[int] = None, allow_dim_change: bool = False,
                allow_shape_change: bool = False) -> WarmStartReport:
     """Migrates `source` (a checkpoint directory, a Keras SavedModel, an embeddings export
     of deeprec_lite.export, or a model) into
     `new_model`, which must be built (and, to migrate optimizer state, compiled with
-    its optimizer built). Returns and logs a WarmStartReport."""
+    its optimizer built). Returns and logs a WarmStartReport.
+
+    By default (`migrate_slots=True`) the optimizer's state goes on where it can: the KV
+    slots of migrated rows (a changed dim keeps their common columns, like the values),
+    the dense optimizer's moments (with the weights' partial-copy rule) and its step count,
+    so bias corrections and learning-rate schedules continue; new rows and new tables
+    start fresh. `migrate_slots=False` resets all of it; the report says, per table and
+    variable, what was carried and what was reset."""
     for arg, value in (("min_freq", min_freq), ("max_staleness", max_staleness)):
         check_int(value, arg, minimum=0, none_ok=True)
     source_tables, source_dense = _load_source(source)
@@ -338,8 +350,10 @@ def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
     new_vars = _dense_variables(new_model)
     for name, variables in new_vars.items():
         old = old_vars.get(name)
-        if old is None or not select.wanted(name) or (
-                name.startswith("optimizer/") and not migrate_slots):
+        if old is not None and select.wanted(name) and name.startswith("optimizer/") \
+                and not migrate_slots:
+            report.add(name, NEW, "reset (migrate_slots=False)")
+        elif old is None or not select.wanted(name):
             report.add(name, NEW)
         elif len(old) > 1 or len(variables) > 1:
             report.add(name, NEW, "ambiguous: several variables share this path")

@@ -150,7 +150,7 @@ def main(argv):
     report = f"{out}/warm_start_report.json"
     warm = cli.train(argparse.Namespace(**{
         **vars(args), "hold_out_fields": 0, "start_day": args.start_day + args.days, "days": 1,
-        "warm_start_from": day1, "migrate_slots": True, "warm_start_report": report,
+        "warm_start_from": day1, "warm_start_report": report,
         "checkpoint_dir": f"{out}/day2"}))
     auc = warm.history.history["val_auc"][-1]
     stages.done("warm start", auc, f"{cli.table_totals(warm)['admitted']:,}",

@@ -79,7 +79,9 @@ def test_new_feature_changed_layer_and_filters_are_reported(tmp_path):
     assert "dim 4 -> 6" in report.entries["table:emb_a"][1]
     assert report.entries["hidden/kernel"][0] == PARTIAL
     assert report.entries["out/bias"][0] == MIGRATED
-    assert report.entries["optimizer/momentums/hidden/kernel"][0] == NEW  # slots not asked for
+    # the optimizer's state is carried by default, with the weights' partial-copy rule
+    assert report.entries["optimizer/momentums/hidden/kernel"][0] == PARTIAL
+    assert report.entries["optimizer/iterations"][0] == MIGRATED
 
     old_rec = records_by_key(old.get_layer("emb_a").kv.export())
     new_rec = records_by_key(new.get_layer("emb_a").kv.export())
@@ -106,8 +108,37 @@ def test_rename_include_exclude_and_dropped_features(tmp_path):
     assert report.entries["out/kernel"][0] == NEW
     migrated, source = (sorted_records(m.kv) for m in (new.get_layer("emb_user"),
                                                         old.get_layer("emb_a")))
-    assert {k: r[:3] for k, r in migrated.items()} == {k: r[:3] for k, r in source.items()}
-    assert all(r[3] == [] for r in migrated.values())  # slots only when asked for
+    assert {k: r[:4] for k, r in migrated.items()} == {k: r[:4] for k, r in source.items()}
+
+
+def test_kv_slots_of_a_changed_dim_keep_their_common_columns(tmp_path):
+    x, y = make_data()
+    old = make_model()
+    old.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    checkpoints.save(old, str(tmp_path / "ckpt"))
+    new = make_model(dim=6)
+    new.optimizer.build(new.trainable_variables)
+    report = warm_start(new, str(tmp_path / "ckpt"), allow_dim_change=True,
+                        allow_shape_change=True)
+    assert "optimizer slots ['accumulator'] carried" in report.entries["table:emb_a"][1]
+    old_rec = records_by_key(old.get_layer("emb_a").kv.export())
+    for key, (_, _, _, slots, _) in records_by_key(new.get_layer("emb_a").kv.export()).items():
+        np.testing.assert_array_equal(slots[:, :4], old_rec[key][3])
+        np.testing.assert_array_equal(slots[:, 4:], np.float32(0.1))  # Adagrad's initial value
+
+
+def test_optimizer_state_can_be_reset(tmp_path):
+    x, y = make_data()
+    old = make_model()
+    old.fit(x, y, batch_size=32, verbose=0)
+    new = make_model()
+    new.optimizer.build(new.trainable_variables)
+    report = warm_start(new, old, migrate_slots=False)
+    assert report.entries["optimizer/iterations"] == (NEW, "reset (migrate_slots=False)")
+    assert report.entries["optimizer/momentums/hidden/kernel"][0] == NEW
+    assert "optimizer slots reset (migrate_slots=False)" in report.entries["table:emb_a"][1]
+    assert int(new.optimizer.iterations) == 0
+    assert all(r[3] == [] for r in sorted_records(new.get_layer("emb_a").kv).values())
 
 
 def test_bad_sources_and_mismatched_key_dtypes(tmp_path):

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from deeprec_lite.kv import TableConfig
 from deeprec_lite import cli
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+from deeprec_lite.kv import TableConfig
 from deeprec_lite.training import callbacks, model_tables
 
 
@@ -66,7 +66,7 @@ def test_cli_warm_starts_a_model_with_one_more_feature(capsys, tmp_path):
     capsys.readouterr()
     report_path = tmp_path / "report.json"
     assert cli.main(["warm-start", "--from", str(tmp_path / "day1"), "--start-day", "1",
-                     "--days", "1", "--migrate-slots", "--warm-start-report",
+                     "--days", "1", "--warm-start-report",
                      str(report_path)] + common) == 0
     out = capsys.readouterr().out
     # 3 categorical fields, each an embedding and a linear table; the held-out C3 is new
