@@ -35,6 +35,7 @@ from deeprec_lite.training import checkpoints
 from deeprec_lite.training.model_tables import kv_tables
 
 MIGRATED, PARTIAL, NEW, UNUSED = "migrated", "partially migrated", "new", "unused in source"
+STATUSES = (MIGRATED, PARTIAL, NEW, UNUSED)
 
 
 @dataclasses.dataclass
@@ -62,9 +63,8 @@ class WarmStartReport:
 
     def summary(self):
         """One line per kind of parameter, e.g. ``KV tables: 51 migrated, 1 new``."""
-        order = (MIGRATED, PARTIAL, NEW, UNUSED)
         return "\n".join(
-            f"{kind}: " + ", ".join(f"{by_status[s]} {s}" for s in order if s in by_status)
+            f"{kind}: " + ", ".join(f"{by_status[s]} {s}" for s in STATUSES if s in by_status)
             for kind, by_status in sorted(self.kind_counts().items()))
 
     def write_json(self, path):
@@ -81,7 +81,7 @@ class WarmStartReport:
         for name in sorted(self.entries):
             status, detail = self.entries[name]
             lines.append(f"{name:<{width}}  {status:<18}  {detail}")
-        counts = ", ".join(f"{len(self.names(s))} {s}" for s in (MIGRATED, PARTIAL, NEW, UNUSED))
+        counts = ", ".join(f"{len(self.names(s))} {s}" for s in STATUSES)
         return "\n".join(lines + [counts])
 
 

@@ -87,30 +87,18 @@ def test_kv_variable_default_value_length(default):
 
 @SETTINGS
 @given(policy=st.sampled_from([
-    (policies.CounterFilter, "min_count", 1), (policies.StalenessEviction, "max_staleness", 0),
-    (policies.FrequencyEviction, "min_freq", 1)]), data=st.data())
-def test_policy_thresholds(policy, data):
-    cls, name, minimum = policy
+    (policies.CounterFilter, "CounterFilter.min_count", 1),
+    (policies.StalenessEviction, "StalenessEviction.max_staleness", 0),
+    (policies.FrequencyEviction, "FrequencyEviction.min_freq", 1),
+    (lambda v: policies.StalenessEviction(10, every_n_steps=v), "every_n_steps", 1),
+    (lambda v: policies.BloomFilter(2, expected_keys=v), "BloomFilter.expected_keys", 1)]),
+    data=st.data())
+def test_policy_arguments(policy, data):
+    make, name, minimum = policy
     value = data.draw(integers_below(minimum))
     with pytest.raises(ValueError) as error:
-        cls(value)
-    assert_names(error, f"{cls.__name__}.{name}", value)
-
-
-@SETTINGS
-@given(every=integers_below(1))
-def test_policy_schedules(every):
-    with pytest.raises(ValueError) as error:
-        policies.StalenessEviction(10, every_n_steps=every)
-    assert_names(error, "every_n_steps", every)
-
-
-@SETTINGS
-@given(expected=integers_below(1))
-def test_bloom_filter_expected_keys(expected):
-    with pytest.raises(ValueError) as error:
-        policies.BloomFilter(2, expected_keys=expected)
-    assert_names(error, "expected_keys", expected)
+        make(value)
+    assert_names(error, name, value)
 
 
 @SETTINGS

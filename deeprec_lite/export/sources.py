@@ -155,7 +155,10 @@ def from_checkpoint(checkpoint) -> Source:
     KVVariable (recovered from the name of its step variable), else its object path."""
     prefix, directory = resolve_checkpoint(checkpoint)
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+        except ValueError as e:  # what TensorFlow raises for a prefix that is no checkpoint
+            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} cannot be read: {e}") from None
         graph = _object_graph(reader, os.fspath(checkpoint))
         tables = _tables_of_checkpoint(reader, graph)
     except checkpoints.READ_ERRORS as e:
