@@ -14,7 +14,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 OP_SOURCES = ["ops/build_info.cc", "ops/kv_table.cc", "ops/kv_table_ops.cc", "ops/kv_table_kernels.cc",
-              "ops/kv_optimizer_ops.cc", "ops/kv_optimizer_kernels.cc", "ops/kv_partition_ops.cc",
+              "ops/kv_checkpoint.cc", "ops/kv_optimizer_ops.cc", "ops/kv_optimizer_kernels.cc", "ops/kv_partition_ops.cc",
               "ops/truncated_normal.cc"]
 OP_HEADERS = ["ops/counting_bloom_filter.h", "ops/hash_index.h", "ops/initializer.h",
               "ops/kernel_checks.h", "ops/key_hash.h", "ops/kv_table.h", "ops/row_arena.h",

@@ -46,6 +46,17 @@ inline uint64_t HashKey(const tensorflow::tstring& key) { return HashBytes(key.d
 
 inline uint64_t HashKey(const std::string& key) { return HashBytes(key.data(), key.size()); }
 
+// The partition in [0, num_parts) of a partitioned variable that owns a key of
+// table hash `hash` (DrlKvShardIndex). It re-mixes the hash with a salt: a table's
+// own hash index uses the low bits of the unsalted hash, so the keys of one
+// partition still spread over its whole index. Multiply-high maps the 64-bit hash
+// onto [0, num_parts) without the bias of a modulo.
+inline int32_t PartitionOf(uint64_t hash, int64_t num_parts) {
+  constexpr uint64_t kPartitionSalt = 0x6a09e667f3bcc909ULL;
+  const unsigned __int128 n = static_cast<uint64_t>(num_parts);
+  return static_cast<int32_t>((Mix64(hash ^ kPartitionSalt) * n) >> 64);
+}
+
 }  // namespace deeprec_lite
 
 #endif  // DEEPREC_LITE_OPS_KEY_HASH_H_

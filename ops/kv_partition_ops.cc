@@ -2,9 +2,7 @@
 //
 // The shard is a stable function of the key alone (never of the TensorFlow
 // version, the machine or the table's size), so records can be routed again on
-// restore into any number of shards. It re-mixes the key's table hash with a salt:
-// the table's own hash index uses the low bits of the unsalted hash, so keys of
-// one shard still spread over the whole index.
+// restore into any number of shards (PartitionOf in key_hash.h).
 #include <cstdint>
 
 #include "key_hash.h"
@@ -29,8 +27,6 @@ REGISTER_OP("DrlKvShardIndex")
 
 namespace {
 
-constexpr uint64_t kShardSalt = 0x6a09e667f3bcc909ULL;
-
 template <typename K>
 class ShardIndexOp : public OpKernel {
  public:
@@ -44,11 +40,7 @@ class ShardIndexOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, keys.shape(), &shards));
     const auto in = keys.flat<K>();
     auto out = shards->flat<int32_t>();
-    const unsigned __int128 n = static_cast<uint64_t>(num_shards_);
-    for (int64_t i = 0; i < in.size(); ++i) {
-      // Multiply-high maps the 64-bit hash onto [0, n) without the bias of a modulo.
-      out(i) = static_cast<int32_t>((Mix64(HashKey(in(i)) ^ kShardSalt) * n) >> 64);
-    }
+    for (int64_t i = 0; i < in.size(); ++i) out(i) = PartitionOf(HashKey(in(i)), num_shards_);
   }
 
  private:

@@ -108,6 +108,7 @@ struct KeyCodec<tstring> {
 // 32 shards, chosen by the top bits of the key hash.
 constexpr int kShardBits = 5;
 constexpr int kShards = 1 << kShardBits;
+static_assert(kShards == KvTableBase::kNumShards, "kv_table.h names the number of shards");
 
 inline int ShardIndex(uint64_t hash) { return static_cast<int>(hash >> (64 - kShardBits)); }
 
@@ -454,6 +455,72 @@ class KvTable : public KvTableBase {
       }
     }
     return st;
+  }
+
+  Status ShardRecords(OpKernelContext* ctx, int shard, TableRecords* out) override {
+    if (shard < 0 || shard >= kShards) {
+      return InvalidArgument("shard must be in [0, ", kShards, "), got ", shard);
+    }
+    tf_shared_lock table_lock(table_mu_);
+    return CopyShard(ctx, *shards_[shard], out);
+  }
+
+  Status ForEachShardRecords(OpKernelContext* ctx, const RecordsFn& fn,
+                             Tensor* bloom_counts) override {
+    tf_shared_lock table_lock(table_mu_);  // the layout (slots) stays as it is
+    for (int si = 0; si < kShards; ++si) {
+      TableRecords records;
+      TF_RETURN_IF_ERROR(CopyShard(ctx, *shards_[si], &records));
+      TF_RETURN_IF_ERROR(fn(si, records));
+    }
+    const int64_t size = bloom_ ? bloom_->size() : 0;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT32, TensorShape({size}), bloom_counts));
+    auto b = bloom_counts->flat<int32_t>();
+    for (int64_t i = 0; i < size; ++i) b(i) = bloom_->Get(i);
+    return Status();
+  }
+
+  Status Clear(int64_t expected_records) override {
+    mutex_lock table_lock(table_mu_);
+    for (auto& sp : shards_) ClearShard(*sp);
+    if (bloom_) bloom_->Clear();
+    // Keys spread evenly over the shards; an eighth more leaves room for the spread.
+    const int64_t per_shard = expected_records / kShards;
+    try {
+      for (auto& sp : shards_) sp->index.Reserve(per_shard + per_shard / 8 + 16);
+    } catch (const std::bad_alloc&) {
+      for (auto& sp : shards_) ClearShard(*sp);
+      return ResourceExhausted("table '", config_.name, "': out of memory for the index of ",
+                               expected_records, " records");
+    }
+    return Status();
+  }
+
+  Status InsertRecords(OpKernelContext* ctx, const TableRecords& r) override {
+    TF_RETURN_IF_ERROR(CheckRecords(r));
+    if (r.pending_keys.NumElements() > 0 && config_.admission != Admission::kCounter) {
+      return InvalidArgument("table '", config_.name, "': the records include keys that are not "
+                             "admitted, which only a table with counter admission can hold");
+    }
+    tf_shared_lock table_lock(table_mu_);
+    TF_RETURN_IF_ERROR(InsertArena(ctx, r.keys, r.freqs, r.versions, &r.values, &r.slots));
+    return InsertArena(ctx, r.pending_keys, r.pending_freqs, r.pending_versions, nullptr, nullptr);
+  }
+
+  Status SetBloomCounts(const Tensor& counts) override {
+    const int64_t want = bloom_ ? bloom_->size() : 0;
+    if (counts.dims() != 1 || counts.NumElements() != want) {
+      return InvalidArgument("table '", config_.name, "': Bloom filter counters of shape ",
+                             counts.shape().DebugString(), " given, but its filter has ", want,
+                             " counters");
+    }
+    mutex_lock table_lock(table_mu_);
+    const auto b = counts.flat<int32_t>();
+    for (int64_t i = 0; i < want; ++i) {
+      bloom_->Set(i, static_cast<uint16_t>(std::min<int32_t>(std::max<int32_t>(b(i), 0),
+                                                             CountingBloomFilter::kMaxCount)));
+    }
+    return Status();
   }
 
   int64_t Remove(OpKernelContext* ctx, const Tensor& keys) override {
@@ -841,6 +908,157 @@ class KvTable : public KvTableBase {
   Status OutOfMemoryForImport(int64_t n) const {
     return ResourceExhausted("table '", config_.name, "': out of memory importing ", n,
                              " records of ", row_stride_, " bytes each; the table is left empty");
+  }
+
+  // Copies shard s's records (see ForEachShardRecords) under its lock, reading
+  // its arenas in row order.
+  Status CopyShard(OpKernelContext* ctx, Shard& s, TableRecords* out) {
+    tf_shared_lock lock(s.mu);
+    const int64_t dim = config_.dim;
+    const int64_t num_slots = config_.num_slots;
+    const int64_t n = s.rows.live();
+    const int64_t m = s.pending.live();
+    const DataType key_dtype = KeyCodec<K>::kDtype;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(key_dtype, TensorShape({n}), &out->keys));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({n, dim}),
+                                          &out->values));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({n, num_slots, dim}),
+                                          &out->slots));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n}), &out->freqs));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n}),
+                                          &out->versions));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(key_dtype, TensorShape({m}), &out->pending_keys));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({m}),
+                                          &out->pending_freqs));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({m}),
+                                          &out->pending_versions));
+    CopyArena(ctx, s.rows, out->keys.flat<K>().data(), out->freqs.flat<int64_t>().data(),
+              out->versions.flat<int64_t>().data(), out->values.flat<float>().data(),
+              out->slots.flat<float>().data());
+    CopyArena(ctx, s.pending, out->pending_keys.flat<K>().data(),
+              out->pending_freqs.flat<int64_t>().data(),
+              out->pending_versions.flat<int64_t>().data(), nullptr, nullptr);
+    return Status();
+  }
+
+  // Copies the live rows of `arena` in row order, in parallel over row ranges:
+  // keys, freqs and versions, and values and slots unless `values` is null.
+  void CopyArena(OpKernelContext* ctx, const RowArena& arena, K* keys, int64_t* freqs,
+                 int64_t* versions, float* values, float* slots) const {
+    const int64_t high = arena.high();
+    std::vector<uint8_t> freed(high, 0);
+    for (uint32_t r : arena.free_rows()) freed[r] = 1;
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t tasks = NumTasks(workers, high);
+    std::vector<int64_t> first_out(tasks + 1, 0);  // task t writes from first_out[t]
+    ParallelTasks(workers, tasks, [&](int64_t t) {
+      int64_t live = 0;
+      for (int64_t r = high * t / tasks; r < high * (t + 1) / tasks; ++r) live += !freed[r];
+      first_out[t + 1] = live;
+    });
+    for (int64_t t = 0; t < tasks; ++t) first_out[t + 1] += first_out[t];
+    const int64_t dim = config_.dim;
+    const int64_t slot_floats = config_.num_slots * dim;
+    ParallelTasks(workers, tasks, [&](int64_t t) {
+      int64_t o = first_out[t];
+      for (int64_t r = high * t / tasks; r < high * (t + 1) / tasks; ++r) {
+        if (freed[r]) continue;
+        char* rec = arena.Row(static_cast<uint32_t>(r));
+        KeyCodec<K>::Output(KeyWord(rec), keys + o);
+        freqs[o] = Freq(rec);
+        versions[o] = Version(rec);
+        if (values != nullptr) {
+          std::memcpy(values + o * dim, Value(rec), sizeof(float) * dim);
+          std::memcpy(slots + o * slot_floats, Value(rec) + dim, sizeof(float) * slot_floats);
+        }
+        ++o;
+      }
+    });
+  }
+
+  Status CheckRecords(const TableRecords& r) const {
+    const int64_t n = r.keys.NumElements();
+    const int64_t m = r.pending_keys.NumElements();
+    const int64_t dim = config_.dim;
+    const int64_t num_slots = config_.num_slots;
+    if (r.keys.dtype() != KeyCodec<K>::kDtype || r.pending_keys.dtype() != KeyCodec<K>::kDtype) {
+      return InvalidArgument("table '", config_.name, "' has ",
+                             tensorflow::DataTypeString(KeyCodec<K>::kDtype), " keys, got ",
+                             tensorflow::DataTypeString(r.keys.dtype()), " keys");
+    }
+    if (r.values.shape() != TensorShape({n, dim})) {
+      return InvalidArgument("table '", config_.name, "' has dim ", dim, ", got values of shape ",
+                             r.values.shape().DebugString(), " for ", n, " keys");
+    }
+    if (r.slots.shape() != TensorShape({n, num_slots, dim})) {
+      return InvalidArgument("table '", config_.name, "' has ", num_slots, " slot(s) of dim ",
+                             dim, ", got slots of shape ", r.slots.shape().DebugString(),
+                             " for ", n, " keys");
+    }
+    for (const Tensor* t : {&r.freqs, &r.versions, &r.pending_freqs, &r.pending_versions}) {
+      const int64_t want = (t == &r.freqs || t == &r.versions) ? n : m;
+      if (t->dtype() != tensorflow::DT_INT64 || t->dims() != 1 || t->NumElements() != want) {
+        return InvalidArgument("table '", config_.name, "': freqs and versions must be int64 "
+                               "vectors of one element per key (", want, "), got ",
+                               tensorflow::DataTypeString(t->dtype()), " of shape ",
+                               t->shape().DebugString());
+      }
+    }
+    for (const Tensor* t : {&r.versions, &r.pending_versions}) {
+      const auto v = t->flat<int64_t>();
+      for (int64_t i = 0; i < v.size(); ++i) {
+        if (v(i) < 0) {
+          return InvalidArgument("table '", config_.name, "': versions are global steps, >= 0; "
+                                 "got ", v(i), " at position ", i);
+        }
+      }
+    }
+    return Status();
+  }
+
+  // Inserts the records of keys (admitted with values and slots unless `values`
+  // is null, else pending); see InsertRecords.
+  Status InsertArena(OpKernelContext* ctx, const Tensor& keys, const Tensor& freqs,
+                     const Tensor& versions, const Tensor* values, const Tensor* slots) {
+    const K* k = keys.flat<K>().data();
+    const int64_t* f = freqs.flat<int64_t>().data();
+    const int64_t* ver = versions.flat<int64_t>().data();
+    const float* v = values ? values->flat<float>().data() : nullptr;
+    const float* sl = slots ? slots->flat<float>().data() : nullptr;
+    const int64_t dim = config_.dim;
+    const int64_t slot_floats = config_.num_slots * dim;
+    std::atomic<int64_t> duplicate{-1};
+    std::atomic<bool> out_of_memory{false};
+    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int, int64_t i, uint64_t h) {
+      if (out_of_memory.load(std::memory_order_relaxed)) return;
+      try {
+        if (s.index.Full()) s.index.Grow();
+        size_t ins;
+        if (s.index.Find(h, SameKey(s, k[i]), &ins) != HashIndex::kNotFound) {
+          duplicate.store(i, std::memory_order_relaxed);
+          return;
+        }
+        char* rec = v ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
+        Freq(rec) = f[i];
+        Version(rec) = ver[i];
+        if (v) {
+          std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
+          std::memcpy(Value(rec) + dim, sl + i * slot_floats, sizeof(float) * slot_floats);
+        }
+      } catch (const std::bad_alloc&) {
+        out_of_memory.store(true, std::memory_order_relaxed);
+      }
+    });
+    if (out_of_memory.load()) {
+      return ResourceExhausted("table '", config_.name, "': out of memory restoring records of ",
+                               row_stride_, " bytes each");
+    }
+    if (duplicate.load() >= 0) {
+      return InvalidArgument("table '", config_.name, "': the records hold a key twice (at ",
+                             "position ", duplicate.load(), " of a part of ", keys.NumElements(),
+                             ")");
+    }
+    return Status();
   }
 
   void ReleaseAllKeys(Shard& s) {

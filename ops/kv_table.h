@@ -53,6 +53,15 @@ struct RowView {
   float* slots;  // num_slots * dim floats, slot-major
 };
 
+// Records of part of a table, as checkpoints stream them: admitted records
+// (keys [n], values [n, dim], slots [n, num_slots, dim], freqs [n], versions [n])
+// and pending ones, counted but not admitted (pending_keys, pending_freqs,
+// pending_versions [m]).
+struct TableRecords {
+  tensorflow::Tensor keys, values, slots, freqs, versions;
+  tensorflow::Tensor pending_keys, pending_freqs, pending_versions;
+};
+
 class KvTableBase : public tensorflow::ResourceBase {
  public:
   explicit KvTableBase(const TableConfig& config) : config_(config) {}
@@ -91,6 +100,41 @@ class KvTableBase : public tensorflow::ResourceBase {
   // Replaces the contents with the records given as inputs first..first+6, in
   // the order Export writes them. Leaves the table unchanged on error.
   virtual tensorflow::Status Import(tensorflow::OpKernelContext* ctx, int first) = 0;
+
+  // The table's internal shards: keys are spread over them by hash.
+  static constexpr int kNumShards = 32;
+
+  // Copies the records of internal shard `shard` (in [0, kNumShards)) under its
+  // lock, as ForEachShardRecords does, for readers that go through a live table
+  // shard by shard (export, warm start).
+  virtual tensorflow::Status ShardRecords(tensorflow::OpKernelContext* ctx, int shard,
+                                          TableRecords* out) = 0;
+
+  // Calls fn(shard, records) for each of the table's internal shards in turn,
+  // with that shard's records copied under its lock: every record is a
+  // consistent one (value, slots, freq and version from the same update) while
+  // other ops go on. One shard's copy (about 1/32 of the table) exists at a
+  // time. Then copies the Bloom filter's counters into *bloom_counts (int32,
+  // empty without one). SetSlots and Import wait until it returns.
+  using RecordsFn = std::function<tensorflow::Status(int shard, const TableRecords& records)>;
+  virtual tensorflow::Status ForEachShardRecords(tensorflow::OpKernelContext* ctx,
+                                                 const RecordsFn& fn,
+                                                 tensorflow::Tensor* bloom_counts) = 0;
+
+  // Empties the table (records and Bloom filter) and sizes its index for about
+  // `expected_records` records, for a restore that inserts them in parts.
+  virtual tensorflow::Status Clear(int64_t expected_records) = 0;
+
+  // Inserts records into the table (a restore's part). InvalidArgument for a key
+  // already present, a negative version, pending records in a table without
+  // counter admission or tensors of the wrong shape; ResourceExhausted when memory
+  // runs out. The table may hold part of the records after an error.
+  virtual tensorflow::Status InsertRecords(tensorflow::OpKernelContext* ctx,
+                                           const TableRecords& records) = 0;
+
+  // Sets the Bloom filter's counters (int32, clamped to its counter range);
+  // InvalidArgument unless there are as many as the filter has (0 without one).
+  virtual tensorflow::Status SetBloomCounts(const tensorflow::Tensor& counts) = 0;
 
   virtual int64_t Remove(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys) = 0;
 

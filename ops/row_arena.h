@@ -30,6 +30,9 @@ class RowArena {
 
   size_t stride() const { return stride_; }
   size_t live() const { return high_ - free_.size(); }
+  // Rows handed out so far: [0, high()) holds the live rows and the freed ones.
+  uint32_t high() const { return high_; }
+  const std::vector<uint32_t>& free_rows() const { return free_; }
   size_t bytes() const {
     const size_t full_chunks = chunks_.empty() ? 0 : chunks_.size() - 1;
     return (first_chunk_rows_ + full_chunks * kChunkRows) * stride_ +

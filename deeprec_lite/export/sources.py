@@ -3,7 +3,8 @@
 Every source gives {table name: TableRecords} (numpy arrays of one consistent
 snapshot per table) and the global step the staleness filter measures from.
 Checkpoints are read with `tf.train.load_checkpoint` from the tensors that
-`KVVariable._serialize_to_tensors` saves, so no model has to be built.
+deeprec_lite.kv.checkpointing writes (or, in checkpoints of earlier releases, one
+tensor per field), so no model has to be built.
 """
 import dataclasses
 import os
@@ -12,10 +13,11 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 
 from deeprec_lite.compat import tf
+from deeprec_lite.kv import checkpointing
 from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
 from deeprec_lite.training import checkpoints
 
-# The per-key tensors a KVVariable writes into a checkpoint (see _serialize_to_tensors).
+# The per-key tensors of a KVVariable in a checkpoint of earlier releases.
 _KV_ATTRIBUTES = frozenset(["keys", "values", "freqs", "versions", "admitted", "slots",
                             "slot_names"])
 
@@ -125,7 +127,7 @@ def _object_graph(reader, path):
 
 
 def _kv_nodes(graph):
-    """(node, object path) of every KVVariable node, each once (shared tables too)."""
+    """(node, object path) of every KV table node, each once (shared tables too)."""
     paths, queue = {0: ""}, [0]
     while queue:  # breadth first: the shortest path names a node
         node_id = queue.pop(0)
@@ -136,7 +138,8 @@ def _kv_nodes(graph):
                 queue.append(child.node_id)
     for node_id, path in sorted(paths.items(), key=lambda item: item[1]):
         node = graph.nodes[node_id]
-        if _KV_ATTRIBUTES <= {a.name for a in node.attributes}:
+        if (node.registered_saver.name == checkpointing.REGISTERED_NAME
+                or _KV_ATTRIBUTES <= {a.name for a in node.attributes}):
             yield node, path
 
 
@@ -171,7 +174,6 @@ def from_checkpoint(checkpoint) -> Source:
 def _tables_of_checkpoint(reader, graph):
     tables = {}
     for node, path in _kv_nodes(graph):
-        keys = {a.name: a.checkpoint_key for a in node.attributes}
         step_var = _step_variable(graph, node)
         name = path
         step = 0
@@ -180,10 +182,13 @@ def _tables_of_checkpoint(reader, graph):
             step = int(reader.get_tensor(key))
             if full_name.endswith("_step") and full_name[:-5] and full_name[:-5] not in tables:
                 name = full_name[:-5]
-        tables[name] = TableRecords(
-            name, reader.get_tensor(keys["keys"]), reader.get_tensor(keys["values"]),
-            reader.get_tensor(keys["freqs"]), reader.get_tensor(keys["versions"]),
-            reader.get_tensor(keys["admitted"]), step)
+        if node.registered_saver.name:
+            records = checkpointing.read_records(reader, node.registered_saver.object_name)
+        else:
+            keys = {a.name: a.checkpoint_key for a in node.attributes}
+            records = [reader.get_tensor(keys[f]) for f in ("keys", "values", "freqs",
+                                                              "versions", "admitted")]
+        tables[name] = TableRecords(name, *records, step)
     return tables
 
 

@@ -8,8 +8,10 @@
 - `initializers`: initial values of new keys, a function of (key, seed).
 - `sparse_optimizers`: fused C++ updates (SGD, Adagrad, Adam, FTRL, G-FTRL).
 - `op_library`: loads the C++ op library built from ops/.
+- `checkpointing`: streams tables to and from tf.train.Checkpoint files (imported
+  here: it registers the tables' checkpoint saver).
 """
-from deeprec_lite.kv import initializers, policies, sparse_optimizers
+from deeprec_lite.kv import checkpointing, initializers, policies, sparse_optimizers
 from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
 from deeprec_lite.kv.policies import BloomFilter, CounterFilter, FrequencyEviction, StalenessEviction
 from deeprec_lite.kv.table_config import TableConfig

@@ -68,6 +68,8 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
                        default_value=default_value, admission=admission, eviction=eviction,
                        name=f"{name}_part_{i}", device=devices[i % len(devices)])
             for i in range(num_shards)]
+        for shard in self._shards:
+            shard._is_partition = True
         with tf.init_scope():
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_step")
             self._evicted = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -76,7 +78,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
     def _trackable_children(self, save_type="checkpoint", **kwargs):
         children = super()._trackable_children(save_type, **kwargs)
         if save_type == "checkpoint":
-            # The variable saves one logical table (_serialize_to_tensors), so the
+            # The variable saves one logical table (kv.checkpointing), so the
             # checkpoint does not depend on the number of shards.
             children.pop("_shards", None)
         return children
@@ -305,13 +307,10 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return tf.group([shard.import_records(r)
                          for shard, r in self._shard_records(records, lambda i: bloom[i])])
 
-    # ----- checkpointing: one logical table ------------------------------------
+    # ----- checkpointing: one logical table (deeprec_lite.kv.checkpointing) -----
 
-    def _serialize_to_tensors(self):
-        # KVVariable's format: one logical table, whatever the number of shards.
-        return dict(self.export()._asdict(), **self._shards[0]._serialize_spec())
-
-    def _restore_from_tensors(self, restored_tensors):
+    def _restore_legacy_tensors(self, restored_tensors):
+        """See KVVariable._restore_legacy_tensors: one logical table, routed by key."""
         restored = dict(restored_tensors)
         spec = {k: restored.pop(k) for k in ("slot_names", "slot_inits")}
         records = KVRecords(**restored)
@@ -320,7 +319,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         def bloom_of_shard(i):
             return bloom_counts_of_shard(records.bloom_counts, filter_size, self.num_shards, i)
 
-        return tf.group([shard._restore_from_tensors(dict(r._asdict(), **spec))
+        return tf.group([shard._restore_legacy_tensors(dict(r._asdict(), **spec))
                          for shard, r in self._shard_records(records, bloom_of_shard)])
 
     def __repr__(self):

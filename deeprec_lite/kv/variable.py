@@ -4,7 +4,8 @@ Per key it keeps the value (dim float32), freq (training lookups), version (glob
 step of the last update) and optimizer slot rows, all in the C++ table of ops/.
 It is a tf.Module-style trackable resource with no Keras in it: it works eagerly
 and inside tf.function, and tf.train.Checkpoint / tf.saved_model save and restore
-every record bit-exactly (slots and not-yet-admitted counts included).
+every record bit-exactly (slots and not-yet-admitted counts included), streaming
+them through deeprec_lite.kv.checkpointing.
 """
 import collections
 from typing import Mapping, Optional, Sequence, Union
@@ -147,6 +148,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         self._admission = policies.check_admission(admission)
         self._eviction = policies.normalize_eviction(eviction)
         self._name = name
+        self._is_partition = False
         self._ops = op_library.load()
         super().__init__(device=device)
         with tf.init_scope(), tf.device(device):
@@ -156,7 +158,10 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             # Keys removed by eviction so far (for monitoring).
             self._evicted = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name=f"{name}_evicted")
-            self.resource_handle  # create the table now, outside any function
+            # The table, created now, outside any function. Checkpoint saves capture
+            # this eager handle: the copy of the variable that a SavedModel exports
+            # keeps it, and the SavedModel maps it to the copy's table.
+            self._checkpoint_handle = self.resource_handle
         self._track_trackable(self._step, name="_step")
         self._track_trackable(self._evicted, name="_evicted")
 
@@ -401,21 +406,16 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             tf.cast(records.bloom_counts, tf.int32))
 
     # ----- checkpointing (tf.train.Checkpoint and SavedModel) ------------------
+    # Checkpoints stream the records through deeprec_lite.kv.checkpointing.
 
-    def _serialize_spec(self):
-        """The slot layout as checkpoint tensors."""
-        return {"slot_names": tf.constant(self._slot_names, tf.string,
-                                          shape=[len(self._slot_names)]),
-                "slot_inits": tf.constant(self._slot_inits, tf.float32,
-                                          shape=[len(self._slot_inits)])}
+    @property
+    def is_partition(self):
+        """True for a shard of a PartitionedKVVariable (saved with that variable)."""
+        return self._is_partition
 
-    def _serialize_to_tensors(self):
-        # The format of one logical table, shared with PartitionedKVVariable.
-        tensors = dict(self.export()._asdict())
-        tensors.update(self._serialize_spec())
-        return tensors
-
-    def _restore_from_tensors(self, restored_tensors):
+    def _restore_legacy_tensors(self, restored_tensors):
+        """Restores the tensors of a checkpoint of earlier releases (one tensor per
+        field: KVRecords' plus slot_names and slot_inits)."""
         restored = dict(restored_tensors)
         names, inits = restored.pop("slot_names"), restored.pop("slot_inits")
         restored["bloom_counts"] = bloom_counts_of_shard(

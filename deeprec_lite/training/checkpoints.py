@@ -11,7 +11,8 @@ rewrites the files of a checkpoint already there: checkpoints are numbered by th
 optimizer's step, or by the next free number when that step was saved before (a save
 after a restore, at an epoch end without a new step, a re-run of a warm start), so a
 kill at any moment of a save leaves the previous checkpoint intact. Temporary
-directories (`ckpt-<n>_temp/`) that a killed save left behind are removed by the next save.
+directories (`ckpt-<n>_temp/`, `ckpt-<n>-deeprec_lite.KVTable_temp/`) that a killed
+save left behind are removed by the next save.
 """
 import json
 import os
@@ -25,7 +26,9 @@ MODEL_FILE = "model.json"
 FORMAT = "deeprec-lite-checkpoint/1"
 
 
-_CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp)")
+# A checkpoint's files, and the temporary directories of its saves: TensorFlow's
+# (ckpt-<n>_temp) and the KV tables' (ckpt-<n>-deeprec_lite.KVTable_temp).
+_CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)(\.index|\.data-\d+-of-\d+|(?:-[\w.]+)?_temp)")
 
 
 def _free_number(directory, step):
@@ -37,7 +40,7 @@ def _free_number(directory, step):
         match = _CHECKPOINT_FILE.fullmatch(name)
         if match is None:
             continue
-        if match.group(2) == "_temp":
+        if match.group(2).endswith("_temp"):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
         else:
             highest = max(highest, int(match.group(1)))

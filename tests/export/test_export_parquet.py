@@ -168,8 +168,9 @@ def test_bad_input_names_the_argument_and_writes_nothing(tmp_path):
         export_embeddings(prefix, tmp_path / "ckpt" / "export")
     assert not out.exists() and not (tmp_path / "ckpt" / "export").exists()
     assert sorted(os.listdir(tmp_path)) == ["ckpt", "foreign"]
-    assert sorted(os.listdir(tmp_path / "ckpt")) == sorted(
-        ["checkpoint", "c-1.index", "c-1.data-00000-of-00001"])
+    left = sorted(os.listdir(tmp_path / "ckpt"))
+    assert left[:-2] and all(f.startswith("c-1.data-") for f in left[:-2])
+    assert left[-2:] == ["c-1.index", "checkpoint"]
 
 
 I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1

@@ -681,22 +681,32 @@ def test_per_key_arguments_of_another_shape_are_refused_by_name(call, message):
         call(kv)
 
 
-def _checkpoint_tensor_names(path):
-    return sorted(name.split("/.ATTRIBUTES/")[1].split("/")[0] for name, _ in
-                  tf.train.list_variables(path) if "/.ATTRIBUTES/" in name and "t/" in name
-                  and "VARIABLE_VALUE" not in name)
+def _table_entries(path):
+    """{entry under t/.KV_TABLE/ with shard ids as <s>} of a checkpoint of `t`."""
+    import re
+    return {re.sub(r"shard-\d{5}", "<s>", name[len("t/.KV_TABLE/"):])
+            for name, _ in tf.train.list_variables(path) if name.startswith("t/.KV_TABLE/")}
 
 
-def test_checkpoint_format_is_one_logical_table_like_kv_variable(tmp_path):
+def test_checkpoint_holds_one_logical_table_in_parts_and_nothing_per_shard(tmp_path):
     plain, part = KVVariable(2), PartitionedKVVariable(2, 3)
     for kv in (plain, part):
-        kv.lookup_or_insert(tf.constant([1, 2, 3], tf.int64))
+        kv.lookup_or_insert(tf.constant(np.arange(100), tf.int64))
     a = tf.train.Checkpoint(t=plain).save(str(tmp_path / "plain"))
     b = tf.train.Checkpoint(t=part).save(str(tmp_path / "part"))
-    names = ["admitted", "bloom_counts", "freqs", "keys", "slot_inits", "slot_names", "slots",
-             "values", "versions"]
-    assert _checkpoint_tensor_names(a) == names
-    assert _checkpoint_tensor_names(b) == names
+    fields = ["keys", "values", "slots", "freqs", "versions", "pending_keys", "pending_freqs",
+              "pending_versions"]
+
+    def entries(num_parts):
+        dirs = [f"part-{p:05d}-of-{num_parts:05d}/" for p in range(num_parts)]
+        return ({"slot_names", "slot_inits"} | {d + "bloom_counts" for d in dirs}
+                | {d + "<s>/" + f for d in dirs for f in fields})
+
+    assert _table_entries(a) == entries(1)
+    assert _table_entries(b) == entries(3)
+    assert not [n for n, _ in tf.train.list_variables(b) if "_shards" in n]
+    stored = sum(shape[0] for n, shape in tf.train.list_variables(b) if n.endswith("/keys"))
+    assert stored == 100
 
 
 def test_bloom_counters_of_another_filter_size_are_refused(tmp_path):
@@ -704,6 +714,5 @@ def test_bloom_counters_of_another_filter_size_are_refused(tmp_path):
     saved.lookup_or_insert(tf.constant([1, 2], tf.int64))
     path = tf.train.Checkpoint(t=saved).save(str(tmp_path / "c"))
     other = PartitionedKVVariable(2, 3, admission=BloomFilter(3, expected_keys=1000))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not a whole number of filters|"
-                                                              "bloom filter has"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Bloom filter counters of shape"):
         tf.train.Checkpoint(t=other).restore(path)

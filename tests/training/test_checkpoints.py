@@ -3,12 +3,13 @@ any moment of a save leaves the previous checkpoint loadable, and damaged files 
 errors that name them."""
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
 
 from deeprec_lite.compat import tf
-from deeprec_lite.export import export_embeddings
+from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.training import checkpoints
 import kill_trials
 
@@ -45,16 +46,31 @@ def test_damaged_files_are_named_with_what_to_do(tmp_path):
     model, _ = trained(tmp_path)
     directory = str(tmp_path / "ckpt")
     prefix = checkpoints.save(model, directory)
-    for suffix in (".index", ".data-00000-of-00001"):
+    data_files = sorted(f[len(os.path.basename(prefix)):] for f in os.listdir(directory)
+                        if f.startswith(os.path.basename(prefix) + ".data-"))
+    assert len(data_files) >= 2  # the KV tables' and the dense variables'
+    export_embeddings(directory, str(tmp_path / "good"))
+    good = read_embeddings(str(tmp_path / "good"))
+    export_failed = []
+    for n, suffix in enumerate([".index"] + data_files):
         path = prefix + suffix
         with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) // 2)
         with pytest.raises(ValueError, match=f"checkpoint {prefix} is damaged.*older checkpoint"):
             checkpoints.load(directory)
-        with pytest.raises(ValueError, match=f"checkpoint {prefix} is damaged.*older checkpoint"):
-            export_embeddings(directory, str(tmp_path / "export"))
+        try:  # an export reads the index and the KV tables' files only
+            export_embeddings(directory, str(tmp_path / f"export{n}"))
+        except ValueError as e:
+            assert re.search(f"checkpoint {prefix} is damaged.*older checkpoint", str(e))
+            export_failed.append(suffix)
+        else:
+            got = read_embeddings(str(tmp_path / f"export{n}"))
+            for name in good.manifest["tables"]:
+                for a, b in zip(good.numpy(name), got.numpy(name)):
+                    np.testing.assert_array_equal(a, b)
         checkpoints.save(model, directory)  # a good one again; the damaged one stays
         prefix = tf.train.latest_checkpoint(directory)
+    assert export_failed[0] == ".index" and len(export_failed) >= 2
     with open(os.path.join(directory, checkpoints.MODEL_FILE), "w") as f:
         f.write('{"format": "deeprec-lite-checkp')
     with pytest.raises(ValueError, match="model.json is damaged.*save the model again"):

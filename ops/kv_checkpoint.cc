@@ -1,0 +1,412 @@
+// Streaming checkpoints of KV tables, in TensorFlow's own checkpoint format.
+//
+// DrlKvSave writes tables into a tensor bundle (the files of a V2 checkpoint,
+// which MergeV2Checkpoints then merges with the rest of the checkpoint), one of
+// the table's internal shards at a time: the extra memory of a save is one
+// shard's copy, about 1/32 of the table, whatever its size. Under the table
+// object's checkpoint name, a partition `p` of a variable of `P` partitions (0 of
+// 1 for a plain one) holds
+//   <object>/.KV_TABLE/part-<p>-of-<P>/shard-<s>/{keys, values, slots, freqs,
+//       versions, pending_keys, pending_freqs, pending_versions}
+//   <object>/.KV_TABLE/part-<p>-of-<P>/bloom_counts   (written last: the part is whole)
+// for each non-empty shard s (ids zero-padded to 5 digits). Every tensor has the
+// crc32c checksum of the bundle format, verified when it is read.
+//
+// DrlKvRestore empties a table and fills it from such a checkpoint, one shard's
+// records at a time. Partition `part` of `num_parts` reads its own part when the
+// checkpoint has as many, else every part, keeping the keys PartitionOf gives
+// it. A damaged, truncated or missing file fails the restore with an error
+// naming the file, and leaves the table empty, never partly restored.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "key_hash.h"
+#include "kv_table.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/protobuf/tensor_bundle.pb.h"
+#include "tensorflow/core/util/tensor_bundle/tensor_bundle.h"
+
+namespace deeprec_lite {
+
+using tensorflow::BundleReader;
+using tensorflow::BundleWriter;
+using tensorflow::DataType;
+using tensorflow::Env;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Status;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::tstring;
+using tensorflow::errors::DataLoss;
+using tensorflow::errors::InvalidArgument;
+
+REGISTER_OP("DrlKvSave")
+    .Input("tables: N * resource")
+    .Input("prefix: string")
+    .Input("object_names: string")
+    .Input("parts: int64")
+    .Input("num_parts: int64")
+    .Attr("N: int >= 1")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::NoOutputs)
+    .Doc("Writes the tables into a tensor bundle at `prefix`, one internal shard at a time; "
+         "table i under object_names[i] as part parts[i] of num_parts[i].");
+
+REGISTER_OP("DrlKvShardRecords")
+    .Input("table: resource")
+    .Input("shard: int32")
+    .Output("keys: key_dtype")
+    .Output("values: float")
+    .Output("slots: float")
+    .Output("freqs: int64")
+    .Output("versions: int64")
+    .Output("pending_keys: key_dtype")
+    .Output("pending_freqs: int64")
+    .Output("pending_versions: int64")
+    .Attr("key_dtype: {int64, string}")
+    .SetIsStateful()
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      auto n = c->UnknownDim();
+      auto m = c->UnknownDim();
+      c->set_output(0, c->Vector(n));
+      c->set_output(1, c->Matrix(n, tensorflow::shape_inference::InferenceContext::kUnknownDim));
+      c->set_output(2, c->UnknownShapeOfRank(3));
+      c->set_output(3, c->Vector(n));
+      c->set_output(4, c->Vector(n));
+      for (int i = 5; i < 8; ++i) c->set_output(i, c->Vector(m));
+      return Status();
+    })
+    .Doc("The records of one of the table's 32 internal shards, copied under its lock (the "
+         "fields DrlKvSave writes per shard), for readers that go through a live table in "
+         "bounded memory.");
+
+REGISTER_OP("DrlKvRestore")
+    .Input("table: resource")
+    .Input("prefix: string")
+    .Input("object_name: string")
+    .Input("part: int64")
+    .Input("num_parts: int64")
+    .Output("restored: int64")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::ScalarShape)
+    .Doc("Replaces the table's records with those DrlKvSave wrote under object_name (the "
+         "keys of partition `part` of `num_parts`); returns how many records it restored.");
+
+namespace {
+
+constexpr char kTableDir[] = "/.KV_TABLE/";
+
+// The record fields of a shard, in TableRecords order.
+constexpr const char* kFields[] = {"keys",         "values",        "slots",
+                                   "freqs",        "versions",      "pending_keys",
+                                   "pending_freqs", "pending_versions"};
+
+Tensor* Field(TableRecords* r, int f) {
+  Tensor* fields[] = {&r->keys,         &r->values,        &r->slots,
+                      &r->freqs,        &r->versions,      &r->pending_keys,
+                      &r->pending_freqs, &r->pending_versions};
+  return fields[f];
+}
+
+std::string PartDir(const std::string& object, int64_t part, int64_t num_parts) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "part-%05lld-of-%05lld/", static_cast<long long>(part),
+                static_cast<long long>(num_parts));
+  return object + kTableDir + buf;
+}
+
+std::string ShardDir(int shard) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "shard-%05d/", shard);
+  return buf;
+}
+
+class KvSaveOp : public OpKernel {
+ public:
+  explicit KvSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const int n = num_inputs() - 4;
+    const std::string prefix(ctx->input(n).scalar<tstring>()());
+    const Tensor& names = ctx->input(n + 1);
+    const Tensor& parts = ctx->input(n + 2);
+    const Tensor& num_parts = ctx->input(n + 3);
+    OP_REQUIRES(ctx, names.NumElements() == n && parts.NumElements() == n &&
+                         num_parts.NumElements() == n,
+                InvalidArgument("object_names, parts and num_parts must have one element per "
+                                "table (", n, ")"));
+    BundleWriter writer(Env::Default(), prefix);
+    OP_REQUIRES_OK(ctx, writer.status());
+    for (int i = 0; i < n; ++i) {
+      KvTableBase* table = nullptr;
+      OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, i), &table));
+      tensorflow::core::ScopedUnref unref(table);
+      const std::string dir = PartDir(std::string(names.flat<tstring>()(i)),
+                                      parts.flat<int64_t>()(i), num_parts.flat<int64_t>()(i));
+      Tensor bloom;
+      OP_REQUIRES_OK(ctx, table->ForEachShardRecords(
+                              ctx,
+                              [&](int shard, const TableRecords& records) {
+                                if (records.keys.NumElements() == 0 &&
+                                    records.pending_keys.NumElements() == 0) {
+                                  return Status();
+                                }
+                                TableRecords r = records;
+                                for (int f = 0; f < 8; ++f) {
+                                  TF_RETURN_IF_ERROR(writer.Add(
+                                      dir + ShardDir(shard) + kFields[f], *Field(&r, f)));
+                                }
+                                return Status();
+                              },
+                              &bloom));
+      OP_REQUIRES_OK(ctx, writer.Add(dir + "bloom_counts", bloom));
+    }
+    OP_REQUIRES_OK(ctx, writer.Finish());
+  }
+};
+
+class KvShardRecordsOp : public OpKernel {
+ public:
+  explicit KvShardRecordsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    KvTableBase* table = nullptr;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
+    tensorflow::core::ScopedUnref unref(table);
+    OP_REQUIRES(ctx, table->key_dtype() == output_type(0),
+                InvalidArgument("the table has ", tensorflow::DataTypeString(table->key_dtype()),
+                                " keys, the op asked for ",
+                                tensorflow::DataTypeString(output_type(0))));
+    TableRecords records;
+    OP_REQUIRES_OK(ctx, table->ShardRecords(ctx, ctx->input(1).scalar<int32_t>()(), &records));
+    for (int f = 0; f < 8; ++f) ctx->set_output(f, *Field(&records, f));
+  }
+};
+
+// Where a record part of the checkpoint lies.
+struct StoredShard {
+  int64_t part;
+  std::string dir;  // .../part-../shard-../
+};
+
+class KvRestoreOp : public OpKernel {
+ public:
+  explicit KvRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    KvTableBase* table = nullptr;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
+    tensorflow::core::ScopedUnref unref(table);
+    const std::string prefix(ctx->input(1).scalar<tstring>()());
+    const std::string object(ctx->input(2).scalar<tstring>()());
+    const int64_t part = ctx->input(3).scalar<int64_t>()();
+    const int64_t num_parts = ctx->input(4).scalar<int64_t>()();
+    OP_REQUIRES(ctx, num_parts >= 1 && part >= 0 && part < num_parts,
+                InvalidArgument("part must be in [0, num_parts), got part=", part,
+                                " num_parts=", num_parts));
+    int64_t restored = 0;
+    const Status st = Restore(ctx, table, prefix, object, part, num_parts, &restored);
+    if (!st.ok()) {
+      table->Clear(0).IgnoreError();  // never a partly restored table
+      ctx->SetStatus(Status(st.code(), "table '" + table->config().name + "' from checkpoint " +
+                                           prefix + ": " + std::string(st.message()) +
+                                           "; the table is left empty"));
+      return;
+    }
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
+    out->scalar<int64_t>()() = restored;
+  }
+
+ private:
+  static Status Restore(OpKernelContext* ctx, KvTableBase* table, const std::string& prefix,
+                        const std::string& object, int64_t part, int64_t num_parts,
+                        int64_t* restored) {
+    BundleReader reader(Env::Default(), prefix);
+    TF_RETURN_IF_ERROR(reader.status());
+    std::vector<StoredShard> shards;
+    std::map<int64_t, std::string> parts;  // part -> its directory, from bloom_counts
+    int64_t saved_parts = 0;
+    TF_RETURN_IF_ERROR(ListParts(&reader, object, &shards, &parts, &saved_parts));
+    for (int64_t p = 0; p < saved_parts; ++p) {
+      if (!parts.count(p)) {
+        return DataLoss("part ", p, " of the ", saved_parts, " parts of '", object,
+                        "' is missing (its bloom_counts entry, written last, is not there)");
+      }
+    }
+    const bool own_part_only = saved_parts == num_parts;
+    std::vector<StoredShard> wanted;
+    int64_t expected = 0;
+    for (const StoredShard& s : shards) {
+      if (own_part_only && s.part != part) continue;
+      wanted.push_back(s);
+      for (const char* f : {"keys", "pending_keys"}) {
+        TensorShape shape;
+        TF_RETURN_IF_ERROR(reader.LookupTensorShape(s.dir + f, &shape));
+        expected += shape.num_elements();
+      }
+    }
+    TF_RETURN_IF_ERROR(table->Clear(own_part_only ? expected : expected / num_parts));
+    for (const StoredShard& s : wanted) {
+      TableRecords records;
+      for (int f = 0; f < 8; ++f) {
+        TF_RETURN_IF_ERROR(ReadTensor(ctx, &reader, prefix, s.dir + kFields[f], Field(&records, f)));
+      }
+      if (!own_part_only) TF_RETURN_IF_ERROR(KeepPart(ctx, part, num_parts, &records));
+      TF_RETURN_IF_ERROR(table->InsertRecords(ctx, records));
+      *restored += records.keys.NumElements() + records.pending_keys.NumElements();
+    }
+    Tensor bloom;
+    for (const auto& p : parts) {
+      if (own_part_only && p.first != part) continue;
+      Tensor counts;
+      TF_RETURN_IF_ERROR(ReadTensor(ctx, &reader, prefix, p.second + "bloom_counts", &counts));
+      if (bloom.NumElements() == 0 || counts.NumElements() != bloom.NumElements()) {
+        if (bloom.NumElements() != 0) {
+          return DataLoss("the parts of '", object, "' hold Bloom filters of different sizes");
+        }
+        bloom = counts;
+        continue;
+      }
+      // Another number of partitions: every partition gets the sum of the saved
+      // filters, a filter of all keys that never under-counts one.
+      auto sum = bloom.flat<int32_t>();
+      const auto add = counts.flat<int32_t>();
+      for (int64_t i = 0; i < sum.size(); ++i) {
+        sum(i) = std::min<int32_t>(sum(i) + add(i), CountingBloomFilter::kMaxCount);
+      }
+    }
+    return table->SetBloomCounts(bloom);
+  }
+
+  // Lists the stored shards and parts of `object` from the bundle's index.
+  static Status ListParts(BundleReader* reader, const std::string& object,
+                          std::vector<StoredShard>* shards,
+                          std::map<int64_t, std::string>* parts, int64_t* saved_parts) {
+    const std::string root = object + kTableDir + "part-";
+    for (reader->Seek(root); reader->Valid(); reader->Next()) {
+      const std::string key(reader->key());
+      if (key.compare(0, root.size(), root) != 0) break;
+      long long p = 0, num = 0, shard = 0;
+      int used = 0;
+      if (std::sscanf(key.c_str() + root.size(), "%5lld-of-%5lld/%n", &p, &num, &used) < 2 ||
+          used == 0 || num < 1 || p < 0 || p >= num) {
+        return DataLoss("unexpected entry '", key, "' in the checkpoint index");
+      }
+      if (*saved_parts != 0 && *saved_parts != num) {
+        return DataLoss("the parts of '", object, "' disagree on their number (", *saved_parts,
+                        " and ", num, ")");
+      }
+      *saved_parts = num;
+      const std::string dir = key.substr(0, root.size() + used);
+      const std::string rest = key.substr(dir.size());
+      if (rest == "bloom_counts") {
+        (*parts)[p] = dir;
+      } else if (std::sscanf(rest.c_str(), "shard-%5lld/", &shard) == 1 &&
+                 rest == ShardDir(static_cast<int>(shard)) + "keys") {
+        shards->push_back(StoredShard{p, dir + ShardDir(static_cast<int>(shard))});
+      }
+    }
+    if (*saved_parts == 0) {
+      return tensorflow::errors::NotFound("it holds no records of '", object, "' (no entries under '",
+                                          root, "')");
+    }
+    return Status();
+  }
+
+  // Reads one tensor, naming the data file it lies in when that fails.
+  static Status ReadTensor(OpKernelContext* ctx, BundleReader* reader, const std::string& prefix,
+                           const std::string& key, Tensor* out) {
+    DataType dtype;
+    TensorShape shape;
+    TF_RETURN_IF_ERROR(reader->LookupDtypeAndShape(key, &dtype, &shape));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(dtype, shape, out));
+    const Status st = reader->Lookup(key, out);
+    if (st.ok()) return st;
+    // The entry (a BundleEntryProto) names the data file by its shard id.
+    std::string file = prefix + ".data-?????-of-?????";
+    tensorflow::BundleEntryProto entry;
+    reader->Seek(key);
+    if (reader->Valid() && reader->key() == key &&
+        entry.ParseFromArray(reader->value().data(), reader->value().size())) {
+      char shard[16];
+      std::snprintf(shard, sizeof(shard), "%05d", entry.shard_id());
+      std::vector<std::string> files;
+      file = prefix + ".data-" + shard + "-of-?????";
+      if (Env::Default()->GetMatchingPaths(file, &files).ok() && files.size() == 1) {
+        file = files[0];
+      }
+    }
+    return Status(st.code(), "reading '" + key + "' from " + file + ": " +
+                                 std::string(st.message()));
+  }
+
+  // Keeps the records of partition `part` of `num_parts`.
+  static Status KeepPart(OpKernelContext* ctx, int64_t part, int64_t num_parts,
+                         TableRecords* r) {
+    for (int first : {0, 5}) {  // admitted fields 0..4, pending fields 5..7
+      const int last = first == 0 ? 5 : 8;
+      Tensor* keys = Field(r, first);
+      std::vector<int64_t> keep;
+      if (keys->dtype() == tensorflow::DT_STRING) {
+        const auto k = keys->flat<tstring>();
+        for (int64_t i = 0; i < k.size(); ++i) {
+          if (PartitionOf(HashKey(k(i)), num_parts) == part) keep.push_back(i);
+        }
+      } else if (keys->dtype() == tensorflow::DT_INT64) {
+        const auto k = keys->flat<int64_t>();
+        for (int64_t i = 0; i < k.size(); ++i) {
+          if (PartitionOf(HashKey(k(i)), num_parts) == part) keep.push_back(i);
+        }
+      } else {
+        return DataLoss("keys of type ", tensorflow::DataTypeString(keys->dtype()));
+      }
+      for (int f = first; f < last; ++f) {
+        TF_RETURN_IF_ERROR(Gather(ctx, keep, Field(r, f)));
+      }
+    }
+    return Status();
+  }
+
+  // Replaces *t with its rows `rows` (along the first dimension).
+  static Status Gather(OpKernelContext* ctx, const std::vector<int64_t>& rows, Tensor* t) {
+    if (t->dims() == 0) return DataLoss("a record field is a scalar");
+    TensorShape shape = t->shape();
+    const int64_t n = shape.dim_size(0);
+    const int64_t row = n == 0 ? 0 : t->NumElements() / n;
+    shape.set_dim(0, static_cast<int64_t>(rows.size()));
+    Tensor out;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(t->dtype(), shape, &out));
+    if (t->dtype() == tensorflow::DT_STRING) {
+      const auto in = t->flat<tstring>();
+      auto o = out.flat<tstring>();
+      for (size_t i = 0; i < rows.size(); ++i) o(i) = in(rows[i]);
+    } else {
+      const size_t bytes = row * tensorflow::DataTypeSize(t->dtype());
+      const char* in = t->tensor_data().data();
+      char* o = const_cast<char*>(out.tensor_data().data());
+      for (size_t i = 0; i < rows.size(); ++i) std::memcpy(o + i * bytes, in + rows[i] * bytes, bytes);
+    }
+    *t = out;
+    return Status();
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("DrlKvSave").Device(tensorflow::DEVICE_CPU), KvSaveOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvShardRecords").Device(tensorflow::DEVICE_CPU),
+                        KvShardRecordsOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvRestore").Device(tensorflow::DEVICE_CPU), KvRestoreOp);
+
+}  // namespace
+
+}  // namespace deeprec_lite
