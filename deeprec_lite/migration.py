@@ -29,8 +29,8 @@ from absl import logging
 from deeprec_lite._checks import check_int
 from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import policies
-from deeprec_lite.kv.variable import KVRecords, KVVariable, bloom_counts_of_shard
+from deeprec_lite.kv import policies, snapshots
+from deeprec_lite.kv.variable import KVVariable, bloom_counts_of_shard
 from deeprec_lite.training import checkpoints
 from deeprec_lite.training.model_tables import kv_tables
 
@@ -85,54 +85,38 @@ class WarmStartReport:
         return "\n".join(lines + [counts])
 
 
-@dataclasses.dataclass
-class _SourceTable:
-    """The records of one source table (slots None when unknown; admitted False for a
-    key that its counter admission has not admitted yet)."""
-
-    name: str
-    key_dtype: tf.dtypes.DType
-    dim: int
-    step: int
-    keys: np.ndarray
-    values: np.ndarray
-    freqs: np.ndarray
-    versions: np.ndarray
-    admitted: np.ndarray
-    admission: Optional[policies.Admission] = None
-    bloom_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
-    slot_names: tuple = ()
-    slot_inits: tuple = ()
-    slots: Optional[np.ndarray] = None
-
-
-def _table_from_kv(kv):
-    rec = KVRecords(*[t.numpy() for t in kv.export()])
-    return _SourceTable(kv.name, kv.key_dtype, kv.dim, int(kv.step), rec.keys, rec.values,
-                        rec.freqs, rec.versions, rec.admitted, kv.admission, rec.bloom_counts,
-                        kv.slot_names, kv.slot_initial_values, rec.slots)
-
-
 def _tables_from_export(export):
+    """The tables of an embeddings export as snapshots (one chunk each; no slots)."""
     out = {}
     for name, summary in export.manifest["tables"].items():
         keys, values, freqs, versions = export.numpy(name)
         string = summary["key_dtype"] == "string"
-        keys = keys.astype(object) if string else keys.astype(np.int64)
-        out[name] = _SourceTable(name, tf.string if string else tf.int64, summary["dim"],
-                                 export.manifest["global_step"], keys, values, freqs, versions,
-                                 np.ones(len(keys), bool))
+        keys = np.array([k.encode() if isinstance(k, str) else k for k in keys], object) \
+            if string else keys.astype(np.int64)
+        dim = summary["dim"]
+        chunk = snapshots.RecordChunk(
+            keys, values, np.zeros((len(keys), 0, dim), np.float32), freqs, versions,
+            keys[:0], np.zeros(0, np.int64), np.zeros(0, np.int64))
+        out[name] = snapshots.TableSnapshot(
+            name, summary["key_dtype"], dim, export.manifest["global_step"], (), (),
+            lambda c=chunk: iter([c]), lambda: np.zeros(0, np.int32), len(keys))
     return out
 
 
 def _load_source(source):
-    """(tables {name: _SourceTable}, dense {path: [variables]}) of the source."""
+    """(tables {name: TableSnapshot}, dense {path: [variables]}) of the source. A
+    checkpoint's tables are read from its files chunk by chunk, never restored whole."""
     if isinstance(source, keras.Model):
         model = source
     elif not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
         raise ValueError(f"source must be a keras.Model or an existing directory, got {source!r}")
     elif checkpoints.is_checkpoint(source):
-        model = checkpoints.load(source)
+        from deeprec_lite.export import sources  # the checkpoint's tables, by name
+        model = checkpoints.load(source, restore_tables=False)
+        admission = {name: kv.admission for name, kv in kv_tables(model).items()}
+        tables = {name: dataclasses.replace(t, admission=admission.get(name))
+                  for name, t in sources.from_checkpoint(source).tables.items()}
+        return tables, _dense_variables(model)
     elif os.path.isfile(os.path.join(source, "keras_metadata.pb")):
         import deeprec_lite.models  # noqa: F401  (registers the zoo's layers)
         model = keras.models.load_model(source)
@@ -143,7 +127,7 @@ def _load_source(source):
         raise ValueError(f"source {source!r} is neither a deeprec-lite checkpoint directory (with "
                          f"{checkpoints.MODEL_FILE}), a Keras SavedModel (with keras_metadata.pb) "
                          "nor an embeddings export (with manifest.json)")
-    tables = {name: _table_from_kv(kv) for name, kv in kv_tables(model).items()}
+    tables = {name: snapshots.of_variable(kv) for name, kv in kv_tables(model).items()}
     return tables, _dense_variables(model)
 
 
@@ -182,75 +166,83 @@ def _initial_values(new_kv, keys):
     return scratch.lookup_or_insert(keys)[0].numpy().reshape(len(keys), new_kv.dim)
 
 
-def _not_admitted(src, new_kv, pending):
-    """What the new table takes of the counts of the source's keys not admitted yet:
-    (mask of the pending records it holds, its Bloom filter counters, report notes)."""
+def _bloom_counts(src, new_kv):
+    """The Bloom filter counters the new table takes from the source (None: it keeps its
+    own), and a note for the report."""
     old, new = src.admission, new_kv.admission
-    taken = np.zeros_like(pending)
-    bloom = new_kv.export().bloom_counts
-    bloom_taken = False
-    notes = []
-    if isinstance(new, policies.CounterFilter):
-        taken = pending
-        if taken.any():
-            notes.append(f"{int(taken.sum())} keys not admitted yet")
-    elif isinstance(new, policies.BloomFilter) and isinstance(old, policies.BloomFilter) and \
+    if isinstance(new, policies.BloomFilter) and isinstance(old, policies.BloomFilter) and \
             (old.num_counters, old.num_hashes) == (new.num_counters, new.num_hashes):
         shards = getattr(new_kv, "num_shards", 1)
-        bloom = tf.concat([bloom_counts_of_shard(src.bloom_counts, new.num_counters, shards, i)
-                           for i in range(shards)], 0)
-        bloom_taken = True
-        notes.append("Bloom filter counts")
-    lost = (pending & ~taken).any() or (
-        not bloom_taken and isinstance(old, policies.BloomFilter) and src.bloom_counts.any())
-    if lost:
-        notes.append(f"counts of keys not admitted yet not migrated (source: {old!r}, "
-                     f"here: {new!r})")
-    return taken, bloom, notes, lost
+        saved = tf.constant(src.bloom_counts(), tf.int32)
+        return tf.concat([bloom_counts_of_shard(saved, new.num_counters, shards, i)
+                          for i in range(shards)], 0), "Bloom filter counts"
+    return None, None
 
 
 def _migrate_table(src, new_kv, *, slots, min_freq, max_staleness, allow_dim_change):
-    if src.key_dtype != new_kv.key_dtype:
+    """Moves the records of `src` (a TableSnapshot) that pass the filters into `new_kv`,
+    one chunk at a time."""
+    if src.key_dtype != new_kv.key_dtype.name:
         raise ValueError(f"table '{new_kv.name}' has {new_kv.key_dtype.name} keys but the "
-                         f"source table '{src.name}' has {src.key_dtype.name} keys")
+                         f"source table '{src.name}' has {src.key_dtype} keys")
     if src.dim != new_kv.dim and not allow_dim_change:
         raise ValueError(f"table '{new_kv.name}' has dim {new_kv.dim} but the source has dim "
                          f"{src.dim}; pass allow_dim_change=True to migrate the common part")
-    keep = np.ones(len(src.keys), bool)
-    if min_freq is not None:
-        keep &= src.freqs >= min_freq
-    if max_staleness is not None:  # step - version <= max_staleness, without int64 wraparound
-        keep &= src.versions >= src.step - max_staleness
-    pending, bloom, pending_notes, lost = _not_admitted(src, new_kv, keep & ~src.admitted)
-    admitted = keep & src.admitted
-    details = [f"{admitted.sum()} of {src.admitted.sum()} keys"]
-    keep = admitted | pending
-    keys, freqs, versions, values = src.keys[keep], src.freqs[keep], src.versions[keep], \
-        src.values[keep]
-    if src.dim != new_kv.dim:
-        # The new table's own initial values for these keys, then the common columns.
-        values = _overlap(values, _initial_values(new_kv, keys))
-        details.append(f"dim {src.dim} -> {new_kv.dim}")
     compatible = src.slot_names == new_kv.slot_names or not new_kv.slot_names
-    carry = slots and src.slots is not None and bool(src.slot_names) and compatible
+    carry = slots and bool(src.slot_names) and compatible
     if carry:
         new_kv.ensure_slots(dict(zip(src.slot_names, src.slot_inits)))
     inits = np.asarray(new_kv.slot_initial_values, np.float32)
-    fresh_slots = np.broadcast_to(inits[None, :, None], (len(keys), len(inits), new_kv.dim))
-    if carry:  # a changed dim keeps the common columns, as the values do
-        slot_rows = _overlap(src.slots[keep], fresh_slots)
-        details.append(f"optimizer slots {list(src.slot_names)} carried")
-    else:
-        slot_rows = fresh_slots.copy()
-        if src.slot_names:
-            details.append("optimizer slots reset" + (
-                "" if slots else " (migrate_slots=False)" if compatible else
-                f": the new table has slots {list(new_kv.slot_names)}"))
-    new_kv.import_records(KVRecords(keys, values, freqs, versions, slot_rows,
-                                    src.admitted[keep], bloom))
+    takes_pending = isinstance(new_kv.admission, policies.CounterFilter)
+    bloom, bloom_note = _bloom_counts(src, new_kv)
+    if bloom is None and new_kv.bloom_filter_size:  # the new table keeps its own counts
+        bloom = new_kv.bloom_counts()
+    new_kv.clear(src.num_records)
+    admitted = kept = pending_kept = pending_lost = 0
+    for chunk in src.chunks():
+        keep = snapshots.keep_mask(chunk.freqs, chunk.versions, src.step, min_freq,
+                                   max_staleness)
+        keep_pending = snapshots.keep_mask(chunk.pending_freqs, chunk.pending_versions,
+                                           src.step, min_freq, max_staleness)
+        keys, values = chunk.keys[keep], chunk.values[keep]
+        if src.dim != new_kv.dim:
+            # The new table's own initial values for these keys, then the common columns.
+            values = _overlap(values, _initial_values(new_kv, keys))
+        fresh = np.broadcast_to(inits[None, :, None], (len(keys), len(inits), new_kv.dim))
+        # a changed dim keeps the common columns, as the values do
+        slot_rows = _overlap(chunk.slots[keep], fresh) if carry else fresh.copy()
+        if not takes_pending:
+            pending_lost += int(keep_pending.sum())
+            keep_pending[:] = False
+        new_kv.insert_records(snapshots.RecordChunk(
+            keys, values, slot_rows, chunk.freqs[keep], chunk.versions[keep],
+            chunk.pending_keys[keep_pending], chunk.pending_freqs[keep_pending],
+            chunk.pending_versions[keep_pending]))
+        admitted += len(chunk.keys)
+        kept += len(keys)
+        pending_kept += int(keep_pending.sum())
+    if bloom is not None:
+        new_kv.set_bloom_counts(bloom)
     new_kv.step.assign(src.step)
-    details += pending_notes
-    partial = src.dim != new_kv.dim or admitted.sum() != src.admitted.sum() or lost
+    details = [f"{kept} of {admitted} keys"]
+    if src.dim != new_kv.dim:
+        details.append(f"dim {src.dim} -> {new_kv.dim}")
+    if carry:
+        details.append(f"optimizer slots {list(src.slot_names)} carried")
+    elif src.slot_names:
+        details.append("optimizer slots reset" + (
+            "" if slots else " (migrate_slots=False)" if compatible else
+            f": the new table has slots {list(new_kv.slot_names)}"))
+    if pending_kept:
+        details.append(f"{pending_kept} keys not admitted yet")
+    if bloom_note:
+        details.append(bloom_note)
+    lost = pending_lost > 0 or (bloom_note is None and isinstance(
+        src.admission, policies.BloomFilter) and src.bloom_counts().any())
+    if lost:
+        details.append(f"counts of keys not admitted yet not migrated (source: "
+                       f"{src.admission!r}, here: {new_kv.admission!r})")
+    partial = src.dim != new_kv.dim or kept != admitted or lost
     return (PARTIAL if partial else MIGRATED), ", ".join(details)
 
 

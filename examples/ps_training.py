@@ -29,6 +29,7 @@ from deeprec_lite.data.auc import roc_auc
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.distribute import local_cluster, server
 from deeprec_lite.export import sources
+from deeprec_lite.kv import snapshots
 from deeprec_lite.training import checkpoints, model_tables
 
 
@@ -54,11 +55,13 @@ def check_restored_tables(model, checkpoint_dir):
     """Every restored table holds exactly the records of the checkpoint file."""
     saved = sources.from_checkpoint(checkpoint_dir).tables
     for name, kv in model_tables.kv_tables(model).items():
-        live, disk = sources.records_of(kv), saved[name]
-        a, b = np.argsort(live.keys), np.argsort(disk.keys)
-        for field in ("keys", "values", "freqs", "versions", "admitted"):
-            if not np.array_equal(getattr(live, field)[a], getattr(disk, field)[b]):
-                raise AssertionError(f"table {name}: restored {field} differ from the checkpoint")
+        live, disk = snapshots.collect(snapshots.of_variable(kv)), snapshots.collect(saved[name])
+        for fields in (snapshots.RecordChunk._fields[:5], snapshots.RecordChunk._fields[5:]):
+            a, b = np.argsort(getattr(live, fields[0])), np.argsort(getattr(disk, fields[0]))
+            for field in fields:
+                if not np.array_equal(getattr(live, field)[a], getattr(disk, field)[b]):
+                    raise AssertionError(f"table {name}: restored {field} differ from the "
+                                         "checkpoint")
     return len(saved)
 
 

@@ -1,14 +1,16 @@
 // Streaming checkpoints of KV tables, in TensorFlow's own checkpoint format.
 //
-// DrlKvSave writes tables into a tensor bundle (the files of a V2 checkpoint,
-// which MergeV2Checkpoints then merges with the rest of the checkpoint), one of
-// the table's internal shards at a time: the extra memory of a save is one
-// shard's copy, about 1/32 of the table, whatever its size. Under the table
+// DrlKvSave writes tables into tensor bundles (the files of a V2 checkpoint,
+// which MergeV2Checkpoints then merges with the rest of the checkpoint), each
+// written by a thread of its own one of the table's internal shards at a time:
+// the extra memory of a save is one shard's copy per thread, about 1/32 of the
+// table each, whatever its size. Under the table
 // object's checkpoint name, a partition `p` of a variable of `P` partitions (0 of
 // 1 for a plain one) holds
 //   <object>/.KV_TABLE/part-<p>-of-<P>/shard-<s>/{keys, values, slots, freqs,
 //       versions, pending_keys, pending_freqs, pending_versions}
 //   <object>/.KV_TABLE/part-<p>-of-<P>/bloom_counts   (written last: the part is whole)
+//   <object>/.KV_TABLE/part-<p>-of-<P>/writer-<w>     (a marker per writing thread)
 // for each non-empty shard s (ids zero-padded to 5 digits). Every tensor has the
 // crc32c checksum of the bundle format, verified when it is read.
 //
@@ -21,11 +23,14 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "key_hash.h"
 #include "kv_table.h"
+#include "tensorflow/core/framework/allocator.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -52,15 +57,17 @@ using tensorflow::errors::InvalidArgument;
 
 REGISTER_OP("DrlKvSave")
     .Input("tables: N * resource")
-    .Input("prefix: string")
+    .Input("prefixes: string")
     .Input("object_names: string")
     .Input("parts: int64")
     .Input("num_parts: int64")
     .Attr("N: int >= 1")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
-    .Doc("Writes the tables into a tensor bundle at `prefix`, one internal shard at a time; "
-         "table i under object_names[i] as part parts[i] of num_parts[i].");
+    .Doc("Writes the tables into one tensor bundle per prefix, each by a thread of its own "
+         "(writing into the page cache is a memory copy that one core does not saturate), "
+         "one internal shard at a time per thread; table i under object_names[i] as part "
+         "parts[i] of num_parts[i].");
 
 REGISTER_OP("DrlKvShardRecords")
     .Input("table: resource")
@@ -89,6 +96,47 @@ REGISTER_OP("DrlKvShardRecords")
     .Doc("The records of one of the table's 32 internal shards, copied under its lock (the "
          "fields DrlKvSave writes per shard), for readers that go through a live table in "
          "bounded memory.");
+
+REGISTER_OP("DrlKvClear")
+    .Input("table: resource")
+    .Input("expected_records: int64")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::NoOutputs)
+    .Doc("Empties the table (records and Bloom filter), sized for about expected_records "
+         "records that DrlKvInsert then adds in parts.");
+
+REGISTER_OP("DrlKvInsert")
+    .Input("table: resource")
+    .Input("keys: key_dtype")
+    .Input("values: float")
+    .Input("slots: float")
+    .Input("freqs: int64")
+    .Input("versions: int64")
+    .Input("pending_keys: key_dtype")
+    .Input("pending_freqs: int64")
+    .Input("pending_versions: int64")
+    .Attr("key_dtype: {int64, string}")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::NoOutputs)
+    .Doc("Inserts records (the fields of DrlKvShardRecords) into the table; a key already "
+         "there is an error.");
+
+REGISTER_OP("DrlKvBloomCounts")
+    .Input("table: resource")
+    .Output("counts: int32")
+    .SetIsStateful()
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Vector(tensorflow::shape_inference::InferenceContext::kUnknownDim));
+      return Status();
+    })
+    .Doc("The counters of the table's counting Bloom filter (empty without one).");
+
+REGISTER_OP("DrlKvSetBloomCounts")
+    .Input("table: resource")
+    .Input("counts: int32")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::NoOutputs)
+    .Doc("Sets the counters of the table's counting Bloom filter.");
 
 REGISTER_OP("DrlKvRestore")
     .Input("table: resource")
@@ -137,7 +185,7 @@ class KvSaveOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const int n = num_inputs() - 4;
-    const std::string prefix(ctx->input(n).scalar<tstring>()());
+    const auto prefixes = ctx->input(n).flat<tstring>();
     const Tensor& names = ctx->input(n + 1);
     const Tensor& parts = ctx->input(n + 2);
     const Tensor& num_parts = ctx->input(n + 3);
@@ -145,33 +193,64 @@ class KvSaveOp : public OpKernel {
                          num_parts.NumElements() == n,
                 InvalidArgument("object_names, parts and num_parts must have one element per "
                                 "table (", n, ")"));
-    BundleWriter writer(Env::Default(), prefix);
-    OP_REQUIRES_OK(ctx, writer.status());
+    OP_REQUIRES(ctx, prefixes.size() >= 1,
+                InvalidArgument("prefixes must name at least one bundle"));
+    std::vector<KvTableBase*> tables(n, nullptr);
+    std::vector<std::unique_ptr<tensorflow::core::ScopedUnref>> unrefs;
+    std::vector<std::string> dirs(n);
     for (int i = 0; i < n; ++i) {
-      KvTableBase* table = nullptr;
-      OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, i), &table));
-      tensorflow::core::ScopedUnref unref(table);
-      const std::string dir = PartDir(std::string(names.flat<tstring>()(i)),
-                                      parts.flat<int64_t>()(i), num_parts.flat<int64_t>()(i));
-      Tensor bloom;
-      OP_REQUIRES_OK(ctx, table->ForEachShardRecords(
-                              ctx,
-                              [&](int shard, const TableRecords& records) {
-                                if (records.keys.NumElements() == 0 &&
-                                    records.pending_keys.NumElements() == 0) {
-                                  return Status();
-                                }
-                                TableRecords r = records;
-                                for (int f = 0; f < 8; ++f) {
-                                  TF_RETURN_IF_ERROR(writer.Add(
-                                      dir + ShardDir(shard) + kFields[f], *Field(&r, f)));
-                                }
-                                return Status();
-                              },
-                              &bloom));
-      OP_REQUIRES_OK(ctx, writer.Add(dir + "bloom_counts", bloom));
+      OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, i), &tables[i]));
+      unrefs.emplace_back(new tensorflow::core::ScopedUnref(tables[i]));
+      dirs[i] = PartDir(std::string(names.flat<tstring>()(i)), parts.flat<int64_t>()(i),
+                        num_parts.flat<int64_t>()(i));
     }
-    OP_REQUIRES_OK(ctx, writer.Finish());
+    // Writer w writes the shards s with s % W == w of every table.
+    const int writers = static_cast<int>(prefixes.size());
+    std::vector<std::unique_ptr<BundleWriter>> bundles;
+    for (int w = 0; w < writers; ++w) {
+      bundles.emplace_back(new BundleWriter(Env::Default(), std::string(prefixes(w))));
+      OP_REQUIRES_OK(ctx, bundles.back()->status());
+    }
+    std::vector<Status> status(writers);
+    auto write = [&](int w) {
+      // A marker first, so that no bundle is empty (MergeV2Checkpoints drops the data
+      // file of a bundle without entries but still counts it).
+      Tensor marker(tensorflow::DT_INT32, TensorShape({}));
+      marker.scalar<int32_t>()() = w;
+      char name[32];
+      std::snprintf(name, sizeof(name), "writer-%05d", w);
+      status[w] = bundles[w]->Add(dirs[0] + name, marker);
+      std::vector<int> shards;
+      for (int s = w; s < KvTableBase::kNumShards; s += writers) shards.push_back(s);
+      for (int i = 0; i < n && status[w].ok(); ++i) {
+        status[w] = tables[i]->ForEachShardRecords(
+            ctx, shards, [&](int shard, const TableRecords& records) {
+              if (records.keys.NumElements() == 0 && records.pending_keys.NumElements() == 0) {
+                return Status();
+              }
+              TableRecords r = records;
+              for (int f = 0; f < 8; ++f) {
+                TF_RETURN_IF_ERROR(
+                    bundles[w]->Add(dirs[i] + ShardDir(shard) + kFields[f], *Field(&r, f)));
+              }
+              return Status();
+            });
+      }
+    };
+    {
+      std::vector<std::thread> threads;
+      for (int w = 1; w < writers; ++w) threads.emplace_back(write, w);
+      write(0);
+      for (auto& t : threads) t.join();
+    }
+    for (const Status& st : status) OP_REQUIRES_OK(ctx, st);
+    // Each part's bloom_counts last: a part whose entry is there is whole.
+    for (int i = 0; i < n; ++i) {
+      Tensor bloom;
+      OP_REQUIRES_OK(ctx, tables[i]->BloomCounts(ctx, &bloom));
+      OP_REQUIRES_OK(ctx, bundles[0]->Add(dirs[i] + "bloom_counts", bloom));
+    }
+    for (auto& b : bundles) OP_REQUIRES_OK(ctx, b->Finish());
   }
 };
 
@@ -190,6 +269,66 @@ class KvShardRecordsOp : public OpKernel {
     TableRecords records;
     OP_REQUIRES_OK(ctx, table->ShardRecords(ctx, ctx->input(1).scalar<int32_t>()(), &records));
     for (int f = 0; f < 8; ++f) ctx->set_output(f, *Field(&records, f));
+  }
+};
+
+// A tensor from the CPU allocator (any thread may allocate one, not only the op's).
+Status Allocate(DataType dtype, const TensorShape& shape, Tensor* out) {
+  *out = Tensor(tensorflow::cpu_allocator(), dtype, shape);
+  if (shape.num_elements() > 0 && !out->IsInitialized()) {
+    return tensorflow::errors::ResourceExhausted("out of memory for a tensor of shape ",
+                                                 shape.DebugString());
+  }
+  return Status();
+}
+
+// The table of input 0, for the ops below.
+class TableInputOp : public OpKernel {
+ public:
+  explicit TableInputOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    KvTableBase* table = nullptr;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
+    tensorflow::core::ScopedUnref unref(table);
+    OP_REQUIRES_OK(ctx, ComputeWithTable(ctx, table));
+  }
+  virtual Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) = 0;
+};
+
+class KvClearOp : public TableInputOp {
+ public:
+  using TableInputOp::TableInputOp;
+  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    return table->Clear(std::max<int64_t>(0, ctx->input(1).scalar<int64_t>()()));
+  }
+};
+
+class KvInsertOp : public TableInputOp {
+ public:
+  using TableInputOp::TableInputOp;
+  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    TableRecords records;
+    for (int f = 0; f < 8; ++f) *Field(&records, f) = ctx->input(1 + f);
+    return table->InsertRecords(ctx, records);
+  }
+};
+
+class KvBloomCountsOp : public TableInputOp {
+ public:
+  using TableInputOp::TableInputOp;
+  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    Tensor counts;
+    TF_RETURN_IF_ERROR(table->BloomCounts(ctx, &counts));
+    ctx->set_output(0, counts);
+    return Status();
+  }
+};
+
+class KvSetBloomCountsOp : public TableInputOp {
+ public:
+  using TableInputOp::TableInputOp;
+  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    return table->SetBloomCounts(ctx->input(1));
   }
 };
 
@@ -257,20 +396,30 @@ class KvRestoreOp : public OpKernel {
       }
     }
     TF_RETURN_IF_ERROR(table->Clear(own_part_only ? expected : expected / num_parts));
-    for (const StoredShard& s : wanted) {
-      TableRecords records;
-      for (int f = 0; f < 8; ++f) {
-        TF_RETURN_IF_ERROR(ReadTensor(ctx, &reader, prefix, s.dir + kFields[f], Field(&records, f)));
-      }
-      if (!own_part_only) TF_RETURN_IF_ERROR(KeepPart(ctx, part, num_parts, &records));
-      TF_RETURN_IF_ERROR(table->InsertRecords(ctx, records));
-      *restored += records.keys.NumElements() + records.pending_keys.NumElements();
+    // The next stored shard is read (on a thread of its own) while this one's
+    // records are inserted.
+    auto read = [&](size_t j, TableRecords* records) {
+      return ReadShard(&reader, prefix, wanted[j].dir, own_part_only, part, num_parts, records);
+    };
+    TableRecords current;
+    Status st = wanted.empty() ? Status() : read(0, &current);
+    for (size_t j = 0; j < wanted.size() && st.ok(); ++j) {
+      TableRecords next;
+      Status next_st;
+      std::thread reading;
+      if (j + 1 < wanted.size()) reading = std::thread([&] { next_st = read(j + 1, &next); });
+      st = table->InsertRecords(ctx, current);
+      *restored += current.keys.NumElements() + current.pending_keys.NumElements();
+      if (reading.joinable()) reading.join();
+      if (st.ok()) st = next_st;
+      current = next;
     }
+    TF_RETURN_IF_ERROR(st);
     Tensor bloom;
     for (const auto& p : parts) {
       if (own_part_only && p.first != part) continue;
       Tensor counts;
-      TF_RETURN_IF_ERROR(ReadTensor(ctx, &reader, prefix, p.second + "bloom_counts", &counts));
+      TF_RETURN_IF_ERROR(ReadTensor(&reader, prefix, p.second + "bloom_counts", &counts));
       if (bloom.NumElements() == 0 || counts.NumElements() != bloom.NumElements()) {
         if (bloom.NumElements() != 0) {
           return DataLoss("the parts of '", object, "' hold Bloom filters of different sizes");
@@ -287,6 +436,17 @@ class KvRestoreOp : public OpKernel {
       }
     }
     return table->SetBloomCounts(bloom);
+  }
+
+  // Reads the stored shard at `dir` (the records of partition `part` of
+  // `num_parts` unless own_part_only).
+  static Status ReadShard(BundleReader* reader, const std::string& prefix, const std::string& dir,
+                          bool own_part_only, int64_t part, int64_t num_parts,
+                          TableRecords* records) {
+    for (int f = 0; f < 8; ++f) {
+      TF_RETURN_IF_ERROR(ReadTensor(reader, prefix, dir + kFields[f], Field(records, f)));
+    }
+    return own_part_only ? Status() : KeepPart(part, num_parts, records);
   }
 
   // Lists the stored shards and parts of `object` from the bundle's index.
@@ -325,12 +485,12 @@ class KvRestoreOp : public OpKernel {
   }
 
   // Reads one tensor, naming the data file it lies in when that fails.
-  static Status ReadTensor(OpKernelContext* ctx, BundleReader* reader, const std::string& prefix,
+  static Status ReadTensor(BundleReader* reader, const std::string& prefix,
                            const std::string& key, Tensor* out) {
     DataType dtype;
     TensorShape shape;
     TF_RETURN_IF_ERROR(reader->LookupDtypeAndShape(key, &dtype, &shape));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(dtype, shape, out));
+    TF_RETURN_IF_ERROR(Allocate(dtype, shape, out));
     const Status st = reader->Lookup(key, out);
     if (st.ok()) return st;
     // The entry (a BundleEntryProto) names the data file by its shard id.
@@ -352,8 +512,7 @@ class KvRestoreOp : public OpKernel {
   }
 
   // Keeps the records of partition `part` of `num_parts`.
-  static Status KeepPart(OpKernelContext* ctx, int64_t part, int64_t num_parts,
-                         TableRecords* r) {
+  static Status KeepPart(int64_t part, int64_t num_parts, TableRecords* r) {
     for (int first : {0, 5}) {  // admitted fields 0..4, pending fields 5..7
       const int last = first == 0 ? 5 : 8;
       Tensor* keys = Field(r, first);
@@ -372,21 +531,21 @@ class KvRestoreOp : public OpKernel {
         return DataLoss("keys of type ", tensorflow::DataTypeString(keys->dtype()));
       }
       for (int f = first; f < last; ++f) {
-        TF_RETURN_IF_ERROR(Gather(ctx, keep, Field(r, f)));
+        TF_RETURN_IF_ERROR(Gather(keep, Field(r, f)));
       }
     }
     return Status();
   }
 
   // Replaces *t with its rows `rows` (along the first dimension).
-  static Status Gather(OpKernelContext* ctx, const std::vector<int64_t>& rows, Tensor* t) {
+  static Status Gather(const std::vector<int64_t>& rows, Tensor* t) {
     if (t->dims() == 0) return DataLoss("a record field is a scalar");
     TensorShape shape = t->shape();
     const int64_t n = shape.dim_size(0);
     const int64_t row = n == 0 ? 0 : t->NumElements() / n;
     shape.set_dim(0, static_cast<int64_t>(rows.size()));
     Tensor out;
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(t->dtype(), shape, &out));
+    TF_RETURN_IF_ERROR(Allocate(t->dtype(), shape, &out));
     if (t->dtype() == tensorflow::DT_STRING) {
       const auto in = t->flat<tstring>();
       auto o = out.flat<tstring>();
@@ -405,6 +564,12 @@ class KvRestoreOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("DrlKvSave").Device(tensorflow::DEVICE_CPU), KvSaveOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvShardRecords").Device(tensorflow::DEVICE_CPU),
                         KvShardRecordsOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvClear").Device(tensorflow::DEVICE_CPU), KvClearOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvInsert").Device(tensorflow::DEVICE_CPU), KvInsertOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvBloomCounts").Device(tensorflow::DEVICE_CPU),
+                        KvBloomCountsOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvSetBloomCounts").Device(tensorflow::DEVICE_CPU),
+                        KvSetBloomCountsOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvRestore").Device(tensorflow::DEVICE_CPU), KvRestoreOp);
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "key_hash.h"
 #include "parallel_tasks.h"
 #include "row_arena.h"
+#include "tensorflow/core/framework/allocator.h"
 #include "tensorflow/core/framework/device_base.h"
 #include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/util/work_sharder.h"
@@ -458,24 +459,30 @@ class KvTable : public KvTableBase {
   }
 
   Status ShardRecords(OpKernelContext* ctx, int shard, TableRecords* out) override {
-    if (shard < 0 || shard >= kShards) {
-      return InvalidArgument("shard must be in [0, ", kShards, "), got ", shard);
-    }
-    tf_shared_lock table_lock(table_mu_);
-    return CopyShard(ctx, *shards_[shard], out);
+    return ForEachShardRecords(ctx, {shard}, [out](int, const TableRecords& r) {
+      *out = r;
+      return Status();
+    });
   }
 
-  Status ForEachShardRecords(OpKernelContext* ctx, const RecordsFn& fn,
-                             Tensor* bloom_counts) override {
+  Status ForEachShardRecords(OpKernelContext* ctx, const std::vector<int>& shards,
+                             const RecordsFn& fn) override {
     tf_shared_lock table_lock(table_mu_);  // the layout (slots) stays as it is
-    for (int si = 0; si < kShards; ++si) {
+    for (int si : shards) {
+      if (si < 0 || si >= kShards) {
+        return InvalidArgument("shard must be in [0, ", kShards, "), got ", si);
+      }
       TableRecords records;
       TF_RETURN_IF_ERROR(CopyShard(ctx, *shards_[si], &records));
       TF_RETURN_IF_ERROR(fn(si, records));
     }
+    return Status();
+  }
+
+  Status BloomCounts(OpKernelContext* ctx, Tensor* counts) override {
     const int64_t size = bloom_ ? bloom_->size() : 0;
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT32, TensorShape({size}), bloom_counts));
-    auto b = bloom_counts->flat<int32_t>();
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT32, TensorShape({size}), counts));
+    auto b = counts->flat<int32_t>();
     for (int64_t i = 0; i < size; ++i) b(i) = bloom_->Get(i);
     return Status();
   }
@@ -919,25 +926,33 @@ class KvTable : public KvTableBase {
     const int64_t n = s.rows.live();
     const int64_t m = s.pending.live();
     const DataType key_dtype = KeyCodec<K>::kDtype;
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(key_dtype, TensorShape({n}), &out->keys));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({n, dim}),
-                                          &out->values));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({n, num_slots, dim}),
-                                          &out->slots));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n}), &out->freqs));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n}),
-                                          &out->versions));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(key_dtype, TensorShape({m}), &out->pending_keys));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({m}),
-                                          &out->pending_freqs));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({m}),
-                                          &out->pending_versions));
+    const DataType i64 = tensorflow::DT_INT64;
+    const DataType f32 = tensorflow::DT_FLOAT;
+    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({n}), &out->keys));
+    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, dim}), &out->values));
+    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, num_slots, dim}), &out->slots));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &out->freqs));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &out->versions));
+    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({m}), &out->pending_keys));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &out->pending_freqs));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &out->pending_versions));
     CopyArena(ctx, s.rows, out->keys.flat<K>().data(), out->freqs.flat<int64_t>().data(),
               out->versions.flat<int64_t>().data(), out->values.flat<float>().data(),
               out->slots.flat<float>().data());
     CopyArena(ctx, s.pending, out->pending_keys.flat<K>().data(),
               out->pending_freqs.flat<int64_t>().data(),
               out->pending_versions.flat<int64_t>().data(), nullptr, nullptr);
+    return Status();
+  }
+
+  // A tensor for copied records, from the CPU allocator (so that any thread may
+  // allocate it, not only the op's).
+  Status AllocateRecords(DataType dtype, const TensorShape& shape, Tensor* out) const {
+    *out = Tensor(tensorflow::cpu_allocator(), dtype, shape);
+    if (shape.num_elements() > 0 && !out->IsInitialized()) {
+      return ResourceExhausted("table '", config_.name, "': out of memory copying records (",
+                               shape.DebugString(), " ", tensorflow::DataTypeString(dtype), ")");
+    }
     return Status();
   }
 

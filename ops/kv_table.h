@@ -105,21 +105,25 @@ class KvTableBase : public tensorflow::ResourceBase {
   static constexpr int kNumShards = 32;
 
   // Copies the records of internal shard `shard` (in [0, kNumShards)) under its
-  // lock, as ForEachShardRecords does, for readers that go through a live table
+  // lock (see ForEachShardRecords), for readers that go through a live table
   // shard by shard (export, warm start).
   virtual tensorflow::Status ShardRecords(tensorflow::OpKernelContext* ctx, int shard,
                                           TableRecords* out) = 0;
 
-  // Calls fn(shard, records) for each of the table's internal shards in turn,
-  // with that shard's records copied under its lock: every record is a
-  // consistent one (value, slots, freq and version from the same update) while
-  // other ops go on. One shard's copy (about 1/32 of the table) exists at a
-  // time. Then copies the Bloom filter's counters into *bloom_counts (int32,
-  // empty without one). SetSlots and Import wait until it returns.
+  // Calls fn(shard, records) for each internal shard of `shards` in turn, with
+  // that shard's records copied under its lock: every record is a consistent one
+  // (value, slots, freq and version from the same update) while other ops go on.
+  // One shard's copy (about 1/32 of the table) exists at a time. SetSlots and
+  // Import wait until it returns, so every shard has the same layout; several
+  // threads may call it at once (for different shards).
   using RecordsFn = std::function<tensorflow::Status(int shard, const TableRecords& records)>;
   virtual tensorflow::Status ForEachShardRecords(tensorflow::OpKernelContext* ctx,
-                                                 const RecordsFn& fn,
-                                                 tensorflow::Tensor* bloom_counts) = 0;
+                                                 const std::vector<int>& shards,
+                                                 const RecordsFn& fn) = 0;
+
+  // The Bloom filter's counters (int32; empty without one).
+  virtual tensorflow::Status BloomCounts(tensorflow::OpKernelContext* ctx,
+                                         tensorflow::Tensor* counts) = 0;
 
   // Empties the table (records and Bloom filter) and sizes its index for about
   // `expected_records` records, for a restore that inserts them in parts.

@@ -5,9 +5,9 @@ import pytest
 
 from deeprec_lite import KVVariable
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import TableConfig, policies, sparse_optimizers
+from deeprec_lite.kv import TableConfig, policies, snapshots, sparse_optimizers
 from deeprec_lite.layers import KVEmbedding
-from deeprec_lite.migration import (MIGRATED, NEW, PARTIAL, UNUSED, _SourceTable, _migrate_table,
+from deeprec_lite.migration import (MIGRATED, NEW, PARTIAL, UNUSED, _migrate_table,
                                     warm_start)
 from deeprec_lite.training import checkpoints, optimizers
 from kv_reference import records_by_key
@@ -242,9 +242,12 @@ def test_staleness_filter_is_exact_at_int64_extremes():
     i64_min, i64_max = -(2 ** 63), 2 ** 63 - 1
     versions = np.array([i64_min, -1, 0, i64_max - 11, i64_max - 10, i64_max], np.int64)
     n = len(versions)
-    src = _SourceTable("t", tf.int64, 2, i64_max, np.arange(n, dtype=np.int64),
-                       np.ones((n, 2), np.float32), np.ones(n, np.int64), versions,
-                       np.ones(n, bool))
+    chunk = snapshots.RecordChunk(np.arange(n, dtype=np.int64), np.ones((n, 2), np.float32),
+                                  np.zeros((n, 0, 2), np.float32), np.ones(n, np.int64),
+                                  versions, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                  np.zeros(0, np.int64))
+    src = snapshots.TableSnapshot("t", "int64", 2, i64_max, (), (), lambda: iter([chunk]),
+                                  lambda: np.zeros(0, np.int32), n)
     new_kv = KVVariable(2, name="t")
     _migrate_table(src, new_kv, slots=False, min_freq=None, max_staleness=10,
                    allow_dim_change=False)

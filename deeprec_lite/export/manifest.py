@@ -29,17 +29,15 @@ def file_entry(root, path, rows=None):
     return entry
 
 
-def table_summary(records, result, key_bytes_before, key_bytes_after):
-    """Counts and raw sizes of one table before and after filtering.
-
-    Raw bytes count each record's key (8 bytes, or the string's length), value
-    (4 * dim), freq and version (8 each)."""
-    row = 4 * records.dim + 16
-    return {"dim": records.dim, "key_dtype": records.key_dtype, "value_dtype": "float32",
-            "step": int(records.step), "keys_before": int(len(records.keys)),
-            "kept": result.kept, "dropped": dict(result.dropped),
-            "bytes_before": int(key_bytes_before + row * len(records.keys)),
-            "bytes_after": int(key_bytes_after + row * result.kept)}
+def table_summary(snapshot, keys_before, kept, dropped, key_bytes_before, key_bytes_after):
+    """Counts and raw sizes of one table (a kv.snapshots.TableSnapshot) before and after
+    filtering. Raw bytes count each record's key (8 bytes, or the string's length),
+    value (4 * dim), freq and version (8 each)."""
+    row = 4 * snapshot.dim + 16
+    return {"dim": snapshot.dim, "key_dtype": snapshot.key_dtype, "value_dtype": "float32",
+            "step": int(snapshot.step), "keys_before": int(keys_before), "kept": int(kept),
+            "dropped": dict(dropped), "bytes_before": int(key_bytes_before + row * keys_before),
+            "bytes_after": int(key_bytes_after + row * kept)}
 
 
 def new_manifest(source, global_step, min_freq, max_staleness, kind):

@@ -1,13 +1,19 @@
-"""export_embeddings: filtered KV tables as Parquet datasets plus a manifest."""
+"""export_embeddings: filtered KV tables as Parquet datasets plus a manifest.
+
+Tables are read, filtered and written one chunk (an internal shard, about 1/32 of a
+table) at a time, from a live model or from a checkpoint on disk, with a bounded
+number of files in flight: an export never holds a second copy of a table."""
+import collections
 import concurrent.futures
 import os
 import re
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.export import arrow_tables, atomic, manifest, sources, validation
-from deeprec_lite.export.filtering import filter_table
+from deeprec_lite.export.filtering import TableFilter
 
 DEFAULT_MAX_FILE_BYTES = 64 << 20
 
@@ -32,16 +38,6 @@ def _directory_names(names):
         used.add(candidate)
         out[name] = candidate
     return out
-
-
-def _filtered_table(records, global_step, min_freq, max_staleness):
-    keep, kept_keys, summary = filter_table(records, global_step, min_freq, max_staleness)
-    if keep is None:  # nothing dropped: no copies
-        values, freqs, versions = records.values, records.freqs, records.versions
-    else:
-        values, freqs, versions = records.values[keep], records.freqs[keep], records.versions[keep]
-    summary["key_arrow_type"] = str(kept_keys.type)
-    return arrow_tables.records_table(kept_keys, values, freqs, versions), summary
 
 
 def _row_bytes(table):
@@ -87,29 +83,58 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     threads = threads or min(8, os.cpu_count() or 1)
     with atomic.atomic_directory(target, overwrite) as tmp, \
             concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        pending = []
-        for name in names:
-            table, summary = _filtered_table(source.tables[name], step, min_freq, max_staleness)
-            folder = os.path.join(tmp, "tables", directories[name])
-            os.makedirs(folder)
-            rows_per_file = max(1, max_file_bytes // _row_bytes(table))
-            starts = range(0, max(table.num_rows, 1), rows_per_file)
-            summary["files"] = []
-            for number, start in enumerate(starts):
-                piece = table.slice(start, rows_per_file)
-                path = os.path.join(folder, f"part-{number:05d}.parquet")
-                pending.append((summary, pool.submit(_write_and_describe, tmp, piece, path,
-                                                     compression)))
-            summary["directory"] = os.path.join("tables", directories[name])
-            out["tables"][name] = summary
+        pending = collections.deque()  # (file list, future), in submission order
+
+        def collect(limit):
+            while len(pending) > limit:
+                files, future = pending.popleft()
+                files.append(future.result())
+
         try:
-            for summary, future in pending:  # in submission order: files stay sorted
-                summary["files"].append(future.result())
+            for name in names:
+                folder = os.path.join(tmp, "tables", directories[name])
+                os.makedirs(folder)
+                table_filter = TableFilter(source.tables[name], step, min_freq, max_staleness)
+                files = []
+                for piece in _pieces(source.tables[name], table_filter, max_file_bytes):
+                    path = os.path.join(folder, f"part-{len(files) + len(pending):05d}.parquet")
+                    # the deque keeps each table's files in order; at most one per thread
+                    # waits to be written
+                    pending.append((files, pool.submit(_write_and_describe, tmp, piece, path,
+                                                       compression)))
+                    collect(threads)
+                collect(0)
+                summary = table_filter.summary()
+                summary["key_arrow_type"] = str(table_filter.key_type)
+                summary["files"] = files
+                summary["directory"] = os.path.join("tables", directories[name])
+                out["tables"][name] = summary
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # no more writes into tmp
             raise
         manifest.write(tmp, out)
     return out
+
+
+def _pieces(snapshot, table_filter, max_file_bytes):
+    """The Arrow tables of the files of one table: each chunk's kept records in pieces
+    of at most max_file_bytes (one empty piece for a table that keeps nothing)."""
+    written = False
+    for chunk in snapshot.chunks():
+        kept = table_filter.apply(chunk)
+        table = arrow_tables.records_table(kept.key_array, kept.values, kept.freqs,
+                                           kept.versions)
+        if table.num_rows == 0:
+            continue
+        rows_per_file = max(1, max_file_bytes // _row_bytes(table))
+        for start in range(0, table.num_rows, rows_per_file):
+            written = True
+            yield table.slice(start, rows_per_file)
+    if not written:
+        key_type = table_filter.key_type or arrow_tables.key_array(
+            np.zeros(0, np.int64) if snapshot.key_dtype == "int64"
+            else np.zeros(0, object)).type
+        yield arrow_tables.schema(key_type, snapshot.dim).empty_table()
 
 
 def _write_and_describe(root, table, path, compression):

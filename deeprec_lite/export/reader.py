@@ -55,6 +55,9 @@ def _read_table(directory, name, summary, verify):
         else:
             path = os.path.join(directory, entry["path"])
         part = pq.read_table(path)
+        if summary.get("key_arrow_type") == "binary" and pa.types.is_string(
+                part.schema.field("key").type):  # see export.filtering.TableFilter
+            part = part.cast(arrow_tables.schema(pa.binary(), summary["dim"]))
         if part.num_rows != entry["rows"]:
             raise ValueError(f"export {directory!r}: {entry['path']!r} holds {part.num_rows} rows, "
                              f"the manifest says {entry['rows']}")

@@ -11,10 +11,13 @@ import contextlib
 import json
 import os
 
+import numpy as np
+
 from deeprec_lite.compat import tf
 from deeprec_lite.export import atomic, manifest, serving_signature, sources, validation
-from deeprec_lite.export.filtering import filter_table
+from deeprec_lite.export.filtering import TableFilter
 from deeprec_lite.export.serving_table import ServingTable
+from deeprec_lite.kv import snapshots
 
 MANIFEST_PATH = os.path.join("assets.extra", "deeprec_lite_export.json")
 
@@ -71,12 +74,14 @@ def _attached(model, tables_by_kv):
 def _serving_tables(kvs, global_step, min_freq, max_staleness, out):
     tables, by_kv = {}, {}
     for name, kv in kvs.items():
-        records = sources.records_of(kv, name)
-        keep, _, out["tables"][name] = filter_table(records, global_step, min_freq,
-                                                    max_staleness)
-        kept = slice(None) if keep is None else keep
-        tables[name] = ServingTable(records.keys[kept], records.values[kept],
-                                    records.default_value, name=f"serving_{name}")
+        snapshot = snapshots.of_variable(kv, name)
+        table_filter = TableFilter(snapshot, global_step, min_freq, max_staleness)
+        kept = [table_filter.apply(chunk) for chunk in snapshot.chunks()]
+        out["tables"][name] = table_filter.summary()
+        keys = np.concatenate([k.keys for k in kept])
+        values = np.concatenate([k.values for k in kept])
+        tables[name] = ServingTable(keys, values, snapshot.default_value,
+                                    name=f"serving_{name}")
         by_kv[id(kv)] = tables[name]
     return tables, by_kv
 

@@ -1,19 +1,20 @@
 """Where exported records come from: a model, KV variables, or a checkpoint on disk.
 
-Every source gives {table name: TableRecords} (numpy arrays of one consistent
-snapshot per table) and the global step the staleness filter measures from.
+Every source gives {table name: kv.snapshots.TableSnapshot} (a table's records as a
+stream of chunks, one internal shard at a time, so an export never holds a second
+copy of a table) and the global step the staleness filter measures from.
 Checkpoints are read with `tf.train.load_checkpoint` from the tensors that
 deeprec_lite.kv.checkpointing writes (or, in checkpoints of earlier releases, one
 tensor per field), so no model has to be built.
 """
 import dataclasses
 import os
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional
 
 import numpy as np
 
 from deeprec_lite.compat import tf
-from deeprec_lite.kv import checkpointing
+from deeprec_lite.kv import checkpointing, snapshots
 from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
 from deeprec_lite.training import checkpoints
 
@@ -23,32 +24,8 @@ _KV_ATTRIBUTES = frozenset(["keys", "values", "freqs", "versions", "admitted", "
 
 
 @dataclasses.dataclass
-class TableRecords:
-    """Every record of one table. keys [N] int64 or object (bytes); values [N, dim]
-    float32; freqs, versions [N] int64; admitted [N] bool. step: the table's step
-    clock; default_value: what lookups of absent keys return (None when unknown)."""
-
-    name: str
-    keys: np.ndarray
-    values: np.ndarray
-    freqs: np.ndarray
-    versions: np.ndarray
-    admitted: np.ndarray
-    step: int
-    default_value: Optional[Tuple[float, ...]] = None
-
-    @property
-    def dim(self):
-        return int(self.values.shape[1])
-
-    @property
-    def key_dtype(self):
-        return "int64" if self.keys.dtype == np.int64 else "string"
-
-
-@dataclasses.dataclass
 class Source:
-    """Loaded records: tables {name: TableRecords}, the description written to the
+    """Loaded records: tables {name: TableSnapshot}, the description written to the
     manifest, and the checkpoint directory (None for in-memory sources)."""
 
     tables: dict
@@ -80,19 +57,8 @@ def kv_variables(source):
                      f"checkpoint path, got {type(source).__name__}")
 
 
-def records_of(kv, name=None) -> TableRecords:
-    """A KV variable's records as numpy (one snapshot of the table)."""
-    r = kv.export()
-    default = kv.default_value
-    if len(default) == 1:
-        default = default * kv.dim
-    return TableRecords(name or kv.name, r.keys.numpy(), r.values.numpy(), r.freqs.numpy(),
-                        r.versions.numpy(), r.admitted.numpy(), int(kv.step.numpy()),
-                        tuple(default))
-
-
 def from_variables(source) -> Source:
-    tables = {name: records_of(kv, name) for name, kv in kv_variables(source).items()}
+    tables = {name: snapshots.of_variable(kv, name) for name, kv in kv_variables(source).items()}
     return Source(tables, f"{type(source).__name__} in memory")
 
 
@@ -163,12 +129,23 @@ def from_checkpoint(checkpoint) -> Source:
         except ValueError as e:  # what TensorFlow raises for a prefix that is no checkpoint
             raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} cannot be read: {e}") from None
         graph = _object_graph(reader, os.fspath(checkpoint))
-        tables = _tables_of_checkpoint(reader, graph)
+        tables = {name: dataclasses.replace(t, chunks=_naming_damage(t.chunks, prefix))
+                  for name, t in _tables_of_checkpoint(reader, graph).items()}
     except checkpoints.READ_ERRORS as e:
         raise checkpoints.damaged(f"checkpoint {prefix}", e) from None
     if not tables:
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} holds no deeprec-lite KV tables")
     return Source(tables, f"checkpoint {prefix}", directory)
+
+
+def _naming_damage(chunks, prefix):
+    """chunks, raising the damaged-checkpoint error for a file that cannot be read."""
+    def named():
+        try:
+            yield from chunks()
+        except checkpoints.READ_ERRORS as e:
+            raise checkpoints.damaged(f"checkpoint {prefix}", e) from None
+    return named
 
 
 def _tables_of_checkpoint(reader, graph):
@@ -183,13 +160,27 @@ def _tables_of_checkpoint(reader, graph):
             if full_name.endswith("_step") and full_name[:-5] and full_name[:-5] not in tables:
                 name = full_name[:-5]
         if node.registered_saver.name:
-            records = checkpointing.read_records(reader, node.registered_saver.object_name)
+            tables[name] = snapshots.of_checkpoint(reader, node.registered_saver.object_name,
+                                                   name, step)
         else:
-            keys = {a.name: a.checkpoint_key for a in node.attributes}
-            records = [reader.get_tensor(keys[f]) for f in ("keys", "values", "freqs",
-                                                              "versions", "admitted")]
-        tables[name] = TableRecords(name, *records, step)
+            tables[name] = _legacy_snapshot(reader, node, name, step)
     return tables
+
+
+def _legacy_snapshot(reader, node, name, step):
+    """A table of a checkpoint of earlier releases (one tensor per field), as one chunk."""
+    fields = {a.name: reader.get_tensor(a.checkpoint_key) for a in node.attributes}
+    admitted = fields["admitted"]
+    pending = ~admitted
+    chunk = snapshots.RecordChunk(
+        fields["keys"][admitted], fields["values"][admitted], fields["slots"][admitted],
+        fields["freqs"][admitted], fields["versions"][admitted], fields["keys"][pending],
+        fields["freqs"][pending], fields["versions"][pending])
+    return snapshots.TableSnapshot(
+        name, "int64" if chunk.keys.dtype == np.int64 else "string", int(chunk.values.shape[1]),
+        step, tuple(n.decode() for n in fields["slot_names"]),
+        tuple(float(v) for v in fields["slot_inits"]), lambda: iter([chunk]),
+        lambda: fields["bloom_counts"], len(admitted))
 
 
 def load_source(model_or_checkpoint) -> Source:

@@ -10,8 +10,11 @@
 - `op_library`: loads the C++ op library built from ops/.
 - `checkpointing`: streams tables to and from tf.train.Checkpoint files (imported
   here: it registers the tables' checkpoint saver).
+- `snapshots`: a table's records chunk by chunk, from a live table or a checkpoint,
+  and the one frequency / staleness rule (export and warm start read through it).
 """
-from deeprec_lite.kv import checkpointing, initializers, policies, sparse_optimizers
+from deeprec_lite.kv import checkpointing  # noqa: F401  (registers the checkpoint saver)
+from deeprec_lite.kv import initializers, policies, snapshots, sparse_optimizers
 from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
 from deeprec_lite.kv.policies import BloomFilter, CounterFilter, FrequencyEviction, StalenessEviction
 from deeprec_lite.kv.table_config import TableConfig
@@ -19,4 +22,4 @@ from deeprec_lite.kv.variable import KVRecords, KVVariable
 
 __all__ = ["BloomFilter", "CounterFilter", "FrequencyEviction", "KVRecords", "KVVariable",
            "PartitionedKVVariable", "StalenessEviction", "TableConfig", "initializers", "policies",
-           "sparse_optimizers"]
+           "snapshots", "sparse_optimizers"]

@@ -19,9 +19,10 @@ the stable hash of DrlKvShardIndex. A SavedModel's variables are such a checkpoi
 too, each table stored once; `tf.saved_model.load` restores them into the tables
 it revives. Checkpoints of earlier releases (one tensor per field) restore as well.
 """
+import contextlib
 import re
+import threading
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.python.saved_model.registration import registration
 from tensorflow.python.trackable.resource import RestoredResource
@@ -36,6 +37,10 @@ SAVER_NAME = "KVTable"
 REGISTERED_NAME = f"{SAVER_PACKAGE}.{SAVER_NAME}"
 # Where a table's entries start under its object name (ops/kv_checkpoint.cc).
 TABLE_DIR = "/.KV_TABLE/"
+# Threads (and bundles) that write the tables of one device: writing into the page
+# cache is a memory copy that one core does not saturate. Each holds one internal
+# shard's copy (1/32 of a table) at a time.
+_WRITERS = 2
 # Entries of the format before streaming checkpoints: <object>/.ATTRIBUTES/<field>.
 _LEGACY_DIR = "/.ATTRIBUTES/"
 _LEGACY_FIELDS = (("keys", None), ("values", tf.float32), ("freqs", tf.int64),
@@ -92,13 +97,13 @@ def _save(trackables, file_prefix):
     prefixes = []
     for n, (device, parts) in enumerate(sorted(by_device.items())):
         with tf.device(device):
-            prefix = tf.strings.join([temp, f"tables-{n}"])
-            saved = ops.drl_kv_save([h for *_, h in parts], prefix,
+            bundles = [tf.strings.join([temp, f"tables-{n}-{w}"]) for w in range(_WRITERS)]
+            saved = ops.drl_kv_save([h for *_, h in parts], tf.stack(bundles),
                                     tf.constant([name for name, *_ in parts]),
                                     tf.constant([i for _, i, _, _ in parts], tf.int64),
                                     tf.constant([k for _, _, k, _ in parts], tf.int64))
             with tf.control_dependencies([saved]):
-                prefixes.append(tf.identity(prefix))
+                prefixes += [tf.identity(b) for b in bundles]
     with tf.device("CPU:0"):
         prefix = tf.strings.join([temp, "slot_layouts"])
         saved = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=spec_names,
@@ -127,9 +132,26 @@ def _set_slots(table, names, inits):
     return [ops.drl_kv_set_slots(handle, inits) for handle in _parts(table)]
 
 
+_LEAVING_TABLES = threading.local()
+
+
+@contextlib.contextmanager
+def tables_left_as_they_are():
+    """Restores in this thread, within the block, leave KV tables as they are (a warm start
+    restores an old model's dense weights and reads its tables from the checkpoint as
+    snapshots, chunk by chunk)."""
+    _LEAVING_TABLES.active = True
+    try:
+        yield
+    finally:
+        _LEAVING_TABLES.active = False
+
+
 def _restore(trackables, merged_prefix):
     # Returns nothing: the ops run eagerly, or as stateful ops of the tf.function
     # that SavedModels trace this into.
+    if getattr(_LEAVING_TABLES, "active", False):
+        return
     ops = op_library.load()
     for name, table in sorted(trackables.items()):
         if _LEGACY_DIR in name:  # a checkpoint of the earlier format: one tensor per field
@@ -156,39 +178,24 @@ def _restore_legacy(table, merged_prefix, attributes):
     return table._restore_legacy_tensors(dict(zip((f for f, _ in _LEGACY_FIELDS), tensors)))
 
 
-_SHARD_KEYS = re.compile(r"part-(\d{5})-of-(\d{5})/shard-(\d{5})/keys")
-_SHARD_FIELDS = ("keys", "values", "slots", "freqs", "versions", "pending_keys",
-                 "pending_freqs", "pending_versions")
+_SHARD_DIR = re.compile(r"part-\d{5}-of-\d{5}/shard-\d{5}/")
+_PART_DIR = re.compile(r"part-\d{5}-of-\d{5}/")
 
 
-def stored_shards(reader, object_name):
-    """The records a checkpoint holds for the table saved as `object_name`, one stored
-    shard at a time: dicts of numpy arrays keyed by the fields of ops/kv_checkpoint.cc
-    (keys, values, slots, freqs, versions of admitted records; pending_keys,
-    pending_freqs, pending_versions of keys counted but not admitted).
-    reader: a tf.train.load_checkpoint reader; each tensor's checksum is verified as
-    it is read."""
+def stored_shard_dirs(names, object_name):
+    """The directories ('<object>/.KV_TABLE/part-../shard-../') of the stored shards of
+    the table saved as `object_name`, in order; names: the checkpoint's tensor names."""
     root = object_name + TABLE_DIR
-    for name in sorted(reader.get_variable_to_shape_map()):
-        if name.startswith(root) and _SHARD_KEYS.fullmatch(name[len(root):]):
-            shard = name[:-len("keys")]
-            yield {f: reader.get_tensor(shard + f) for f in _SHARD_FIELDS}
+    return sorted(n[:-len("keys")] for n in names if n.startswith(root) and n.endswith("/keys")
+                  and _SHARD_DIR.fullmatch(n[len(root):-len("keys")]))
 
 
-def read_records(reader, object_name):
-    """(keys, values, freqs, versions, admitted) numpy arrays of every record of the
-    table saved as `object_name` (pending keys with zero values, admitted False)."""
-    parts = []
-    for r in stored_shards(reader, object_name):
-        m, dim = len(r["pending_keys"]), r["values"].shape[1]
-        parts.append((np.concatenate([r["keys"], r["pending_keys"]]),
-                      np.concatenate([r["values"], np.zeros((m, dim), np.float32)]),
-                      np.concatenate([r["freqs"], r["pending_freqs"]]),
-                      np.concatenate([r["versions"], r["pending_versions"]]),
-                      np.arange(len(r["keys"]) + m) < len(r["keys"])))
-    if not parts:
-        raise ValueError(f"the checkpoint holds no records of table '{object_name}'")
-    return [np.concatenate(field) for field in zip(*parts)]
+def stored_part_dirs(names, object_name):
+    """The part directories of the table saved as `object_name` (one per partition)."""
+    root = object_name + TABLE_DIR
+    return sorted(n[:-len("bloom_counts")] for n in names
+                  if n.startswith(root) and n.endswith("/bloom_counts")
+                  and _PART_DIR.fullmatch(n[len(root):-len("bloom_counts")]))
 
 
 registration.register_checkpoint_saver(package=SAVER_PACKAGE, name=SAVER_NAME,

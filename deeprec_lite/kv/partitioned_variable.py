@@ -18,6 +18,7 @@ variables and between shard counts.
 import copy
 from typing import Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from deeprec_lite._checks import check_positive_int
@@ -306,6 +307,35 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
                            [self.num_shards, -1])
         return tf.group([shard.import_records(r)
                          for shard, r in self._shard_records(records, lambda i: bloom[i])])
+
+    # ----- filling a table in parts (warm start) --------------------------------
+
+    def clear(self, expected_records: int = 0):
+        """See KVVariable.clear."""
+        for shard in self._shards:
+            shard.clear(expected_records // self.num_shards)
+
+    def insert_records(self, chunk):
+        """See KVVariable.insert_records; each key goes to its shard."""
+        admitted = self._shard_index(chunk[0])
+        pending = self._shard_index(chunk[5])
+        for i, shard in enumerate(self._shards):
+            a, p = admitted == i, pending == i
+            shard.insert_records(tuple(f[a] for f in chunk[:5]) + tuple(f[p] for f in chunk[5:]))
+
+    def bloom_counts(self):
+        """The shards' Bloom filter counters, one filter after another."""
+        return tf.concat([shard.bloom_counts() for shard in self._shards], 0)
+
+    def set_bloom_counts(self, counts):
+        """See KVVariable.set_bloom_counts: the shards' filters one after another."""
+        for shard, part in zip(self._shards, np.split(np.asarray(counts, np.int32),
+                                                      self.num_shards)):
+            shard.set_bloom_counts(part)
+
+    def _shard_index(self, keys):
+        return self._ops.drl_kv_shard_index(tf.constant(keys, self.key_dtype),
+                                            num_shards=self.num_shards).numpy()
 
     # ----- checkpointing: one logical table (deeprec_lite.kv.checkpointing) -----
 

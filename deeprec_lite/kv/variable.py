@@ -405,6 +405,35 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
             tf.cast(records.slots, tf.float32), tf.cast(records.admitted, tf.bool),
             tf.cast(records.bloom_counts, tf.int32))
 
+    # ----- filling a table in parts (warm start) --------------------------------
+
+    def clear(self, expected_records: int = 0):
+        """Empties the table (records and Bloom filter), sized for about
+        `expected_records` records that `insert_records` then adds in parts."""
+        self._ops.drl_kv_clear(self.resource_handle, tf.constant(expected_records, tf.int64))
+
+    def insert_records(self, chunk):
+        """Adds records: a snapshots.RecordChunk of numpy arrays (keys, values [n, dim], slots
+        [n, num_slots, dim], freqs, versions of admitted keys; pending_keys,
+        pending_freqs, pending_versions of keys not admitted yet). A key already in the
+        table is an error (tf.errors.InvalidArgumentError)."""
+        keys, values, slots, freqs, versions, pending_keys, pending_freqs, pending_versions = \
+            chunk
+        self._ops.drl_kv_insert(
+            self.resource_handle, tf.constant(keys, self._key_dtype),
+            tf.cast(values, tf.float32), tf.cast(slots, tf.float32), tf.cast(freqs, tf.int64),
+            tf.cast(versions, tf.int64), tf.constant(pending_keys, self._key_dtype),
+            tf.cast(pending_freqs, tf.int64), tf.cast(pending_versions, tf.int64))
+
+    def bloom_counts(self):
+        """int32 [bloom_filter_size]: the counters of the table's counting Bloom filter."""
+        return self._ops.drl_kv_bloom_counts(self.resource_handle)
+
+    def set_bloom_counts(self, counts):
+        """Sets the counters of the table's counting Bloom filter (bloom_filter_size
+        int32 values; none without one)."""
+        self._ops.drl_kv_set_bloom_counts(self.resource_handle, tf.cast(counts, tf.int32))
+
     # ----- checkpointing (tf.train.Checkpoint and SavedModel) ------------------
     # Checkpoints stream the records through deeprec_lite.kv.checkpointing.
 

@@ -14,6 +14,7 @@ kill at any moment of a save leaves the previous checkpoint intact. Temporary
 directories (`ckpt-<n>_temp/`, `ckpt-<n>-deeprec_lite.KVTable_temp/`) that a killed
 save left behind are removed by the next save.
 """
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import shutil
 
 from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import checkpointing
 
 MODEL_FILE = "model.json"
 FORMAT = "deeprec-lite-checkpoint/1"
@@ -79,9 +81,12 @@ def damaged(path, error, remedy="restore an older checkpoint or save it again"):
 READ_ERRORS = (tf.errors.OpError, IndexError)
 
 
-def load(directory, compile=True):
+def load(directory, compile=True, restore_tables=True):
     """Rebuilds the model saved in `directory` and restores its latest checkpoint
-    (weights, KV tables and, with compile=True, the optimizer state)."""
+    (weights, KV tables and, with compile=True, the optimizer state). With
+    restore_tables=False its KV tables stay empty (their step clocks are restored): a
+    reader of the tables reads them from the checkpoint chunk by chunk instead
+    (deeprec_lite.kv.snapshots), so they are never in memory whole."""
     meta_path = os.path.join(directory, MODEL_FILE)
     if not os.path.isfile(meta_path):
         raise ValueError(f"directory {directory!r} is not a deeprec-lite checkpoint "
@@ -103,7 +108,10 @@ def load(directory, compile=True):
         model.compile(optimizer=keras.optimizers.deserialize(meta["optimizer"]))
         model.optimizer.build(model.trainable_variables)
     try:
-        status = tf.train.Checkpoint(model=model).restore(prefix)
+        with contextlib.ExitStack() as stack:
+            if not restore_tables:
+                stack.enter_context(checkpointing.tables_left_as_they_are())
+            status = tf.train.Checkpoint(model=model).restore(prefix)
         if compile:
             status.assert_existing_objects_matched()
         else:

@@ -41,8 +41,8 @@ def test_a_save_during_updates_records_value_and_every_slot_of_one_update(tmp_pa
     restored key must hold one k in all three (a value and slots from different
     updates would not)."""
     dim, keys = 8, np.arange(30_000, dtype=np.int64) * 7919
-    kv = KVVariable(dim, slots={"a": 0.0, "b": 0.0})
-    kv.lookup_or_insert(keys, global_step=0)
+    kv = KVVariable(dim, initializer="zeros", slots={"a": 0.0, "b": 0.0})
+    kv.lookup_or_insert(keys, global_step=0)  # step 0: zeros everywhere
 
     def writer():
         for k in range(1, 120):
