@@ -99,7 +99,7 @@ def _tables_from_export(export):
             keys[:0], np.zeros(0, np.int64), np.zeros(0, np.int64))
         out[name] = snapshots.TableSnapshot(
             name, summary["key_dtype"], dim, export.manifest["global_step"], (), (),
-            lambda c=chunk: iter([c]), lambda: np.zeros(0, np.int32), len(keys))
+            lambda with_slots=True, c=chunk: iter([c]), lambda: np.zeros(0, np.int32), len(keys))
     return out
 
 

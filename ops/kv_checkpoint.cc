@@ -28,6 +28,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
 #include "key_hash.h"
 #include "kv_table.h"
 #include "tensorflow/core/framework/allocator.h"
@@ -398,8 +403,13 @@ class KvRestoreOp : public OpKernel {
     TF_RETURN_IF_ERROR(table->Clear(own_part_only ? expected : expected / num_parts));
     // The next stored shard is read (on a thread of its own) while this one's
     // records are inserted.
+    // Two sets of buffers, one being read into while the other's records are inserted,
+    // reused from shard to shard: fresh memory for every shard would be page-faulted in
+    // again each time.
+    TableRecords buffers[2];
     auto read = [&](size_t j, TableRecords* records) {
-      return ReadShard(&reader, prefix, wanted[j].dir, own_part_only, part, num_parts, records);
+      return ReadShard(&reader, prefix, wanted[j].dir, own_part_only, part, num_parts,
+                       &buffers[j % 2], records);
     };
     TableRecords current;
     Status st = wanted.empty() ? Status() : read(0, &current);
@@ -442,11 +452,40 @@ class KvRestoreOp : public OpKernel {
   // `num_parts` unless own_part_only).
   static Status ReadShard(BundleReader* reader, const std::string& prefix, const std::string& dir,
                           bool own_part_only, int64_t part, int64_t num_parts,
-                          TableRecords* records) {
+                          TableRecords* buffers, TableRecords* records) {
     for (int f = 0; f < 8; ++f) {
-      TF_RETURN_IF_ERROR(ReadTensor(reader, prefix, dir + kFields[f], Field(records, f)));
+      TF_RETURN_IF_ERROR(ReadTensor(reader, prefix, dir + kFields[f], Field(records, f),
+                                    Field(buffers, f)));
+      DropFromPageCache(reader, prefix, dir + kFields[f]);
     }
     return own_part_only ? Status() : KeepPart(part, num_parts, records);
+  }
+
+  // Tells the kernel that the bytes of the entry `key` (just read) are not needed
+  // again: a restore fills most of the memory with the table, and the page cache of
+  // what it read would otherwise have to be reclaimed under that pressure, slowing
+  // every allocation. A best effort: nothing happens where it does not apply.
+  static void DropFromPageCache(BundleReader* reader, const std::string& prefix,
+                                const std::string& key) {
+#if defined(__linux__)
+    tensorflow::BundleEntryProto entry;
+    reader->Seek(key);
+    if (!reader->Valid() || reader->key() != key ||
+        !entry.ParseFromArray(reader->value().data(), reader->value().size())) {
+      return;
+    }
+    char shard[16];
+    std::snprintf(shard, sizeof(shard), "%05d", entry.shard_id());
+    std::vector<std::string> files;
+    if (!Env::Default()->GetMatchingPaths(prefix + ".data-" + shard + "-of-?????", &files).ok() ||
+        files.size() != 1) {
+      return;
+    }
+    const int fd = open(files[0].c_str(), O_RDONLY);
+    if (fd < 0) return;
+    posix_fadvise(fd, entry.offset(), entry.size(), POSIX_FADV_DONTNEED);
+    close(fd);
+#endif
   }
 
   // Lists the stored shards and parts of `object` from the bundle's index.
@@ -485,12 +524,30 @@ class KvRestoreOp : public OpKernel {
   }
 
   // Reads one tensor, naming the data file it lies in when that fails.
+  // With `buffer` (a tensor kept between calls), *out is a slice of it, which grows
+  // (by an eighth more than asked) when it is too small.
   static Status ReadTensor(BundleReader* reader, const std::string& prefix,
-                           const std::string& key, Tensor* out) {
+                           const std::string& key, Tensor* out, Tensor* buffer = nullptr) {
     DataType dtype;
     TensorShape shape;
     TF_RETURN_IF_ERROR(reader->LookupDtypeAndShape(key, &dtype, &shape));
-    TF_RETURN_IF_ERROR(Allocate(dtype, shape, out));
+    // (Strings are read into fresh tensors: the reader checks each string's size
+    // against what the tensor it fills already holds.)
+    if (buffer == nullptr || shape.dims() == 0 || dtype == tensorflow::DT_STRING) {
+      TF_RETURN_IF_ERROR(Allocate(dtype, shape, out));
+    } else {
+      TensorShape rest = shape;
+      rest.RemoveDim(0);
+      TensorShape have = buffer->shape();
+      if (have.dims() > 0) have.RemoveDim(0);
+      if (!buffer->IsInitialized() || buffer->dtype() != dtype || have != rest ||
+          buffer->dims() == 0 || buffer->dim_size(0) < shape.dim_size(0)) {
+        TensorShape grown = shape;
+        grown.set_dim(0, shape.dim_size(0) + shape.dim_size(0) / 8);
+        TF_RETURN_IF_ERROR(Allocate(dtype, grown, buffer));
+      }
+      *out = buffer->Slice(0, shape.dim_size(0));
+    }
     const Status st = reader->Lookup(key, out);
     if (st.ok()) return st;
     // The entry (a BundleEntryProto) names the data file by its shard id.

@@ -468,12 +468,14 @@ class KvTable : public KvTableBase {
   Status ForEachShardRecords(OpKernelContext* ctx, const std::vector<int>& shards,
                              const RecordsFn& fn) override {
     tf_shared_lock table_lock(table_mu_);  // the layout (slots) stays as it is
+    // Reused from shard to shard: fresh memory would be page-faulted in each time.
+    TableRecords buffers;
     for (int si : shards) {
       if (si < 0 || si >= kShards) {
         return InvalidArgument("shard must be in [0, ", kShards, "), got ", si);
       }
       TableRecords records;
-      TF_RETURN_IF_ERROR(CopyShard(ctx, *shards_[si], &records));
+      TF_RETURN_IF_ERROR(CopyShard(ctx, *shards_[si], &buffers, &records));
       TF_RETURN_IF_ERROR(fn(si, records));
     }
     return Status();
@@ -491,10 +493,11 @@ class KvTable : public KvTableBase {
     mutex_lock table_lock(table_mu_);
     for (auto& sp : shards_) ClearShard(*sp);
     if (bloom_) bloom_->Clear();
-    // Keys spread evenly over the shards; an eighth more leaves room for the spread.
+    // Keys spread evenly over the shards: each index is sized for its share, as the
+    // index of a table that grew to this size is (a shard with more keys grows once).
     const int64_t per_shard = expected_records / kShards;
     try {
-      for (auto& sp : shards_) sp->index.Reserve(per_shard + per_shard / 8 + 16);
+      for (auto& sp : shards_) sp->index.Reserve(per_shard);
     } catch (const std::bad_alloc&) {
       for (auto& sp : shards_) ClearShard(*sp);
       return ResourceExhausted("table '", config_.name, "': out of memory for the index of ",
@@ -919,7 +922,7 @@ class KvTable : public KvTableBase {
 
   // Copies shard s's records (see ForEachShardRecords) under its lock, reading
   // its arenas in row order.
-  Status CopyShard(OpKernelContext* ctx, Shard& s, TableRecords* out) {
+  Status CopyShard(OpKernelContext* ctx, Shard& s, TableRecords* buffers, TableRecords* out) {
     tf_shared_lock lock(s.mu);
     const int64_t dim = config_.dim;
     const int64_t num_slots = config_.num_slots;
@@ -928,14 +931,14 @@ class KvTable : public KvTableBase {
     const DataType key_dtype = KeyCodec<K>::kDtype;
     const DataType i64 = tensorflow::DT_INT64;
     const DataType f32 = tensorflow::DT_FLOAT;
-    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({n}), &out->keys));
-    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, dim}), &out->values));
-    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, num_slots, dim}), &out->slots));
-    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &out->freqs));
-    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &out->versions));
-    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({m}), &out->pending_keys));
-    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &out->pending_freqs));
-    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &out->pending_versions));
+    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({n}), &buffers->keys, &out->keys));
+    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, dim}), &buffers->values, &out->values));
+    TF_RETURN_IF_ERROR(AllocateRecords(f32, TensorShape({n, num_slots, dim}), &buffers->slots, &out->slots));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &buffers->freqs, &out->freqs));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({n}), &buffers->versions, &out->versions));
+    TF_RETURN_IF_ERROR(AllocateRecords(key_dtype, TensorShape({m}), &buffers->pending_keys, &out->pending_keys));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &buffers->pending_freqs, &out->pending_freqs));
+    TF_RETURN_IF_ERROR(AllocateRecords(i64, TensorShape({m}), &buffers->pending_versions, &out->pending_versions));
     CopyArena(ctx, s.rows, out->keys.flat<K>().data(), out->freqs.flat<int64_t>().data(),
               out->versions.flat<int64_t>().data(), out->values.flat<float>().data(),
               out->slots.flat<float>().data());
@@ -945,14 +948,23 @@ class KvTable : public KvTableBase {
     return Status();
   }
 
-  // A tensor for copied records, from the CPU allocator (so that any thread may
-  // allocate it, not only the op's).
-  Status AllocateRecords(DataType dtype, const TensorShape& shape, Tensor* out) const {
-    *out = Tensor(tensorflow::cpu_allocator(), dtype, shape);
-    if (shape.num_elements() > 0 && !out->IsInitialized()) {
-      return ResourceExhausted("table '", config_.name, "': out of memory copying records (",
-                               shape.DebugString(), " ", tensorflow::DataTypeString(dtype), ")");
+  // A tensor for copied records: a slice of `buffer`, from the CPU allocator (so that
+  // any thread may allocate it, not only the op's), grown by an eighth more than asked
+  // when it is too small.
+  Status AllocateRecords(DataType dtype, const TensorShape& shape, Tensor* buffer,
+                         Tensor* out) const {
+    if (!buffer->IsInitialized() || buffer->dtype() != dtype || buffer->dims() != shape.dims() ||
+        buffer->dim_size(0) < shape.dim_size(0)) {
+      TensorShape grown = shape;
+      grown.set_dim(0, shape.dim_size(0) + shape.dim_size(0) / 8);
+      *buffer = Tensor(tensorflow::cpu_allocator(), dtype, grown);
+      if (grown.num_elements() > 0 && !buffer->IsInitialized()) {
+        return ResourceExhausted("table '", config_.name, "': out of memory copying records (",
+                                 grown.DebugString(), " ", tensorflow::DataTypeString(dtype),
+                                 ")");
+      }
     }
+    *out = buffer->Slice(0, shape.dim_size(0));
     return Status();
   }
 

@@ -120,10 +120,12 @@ def _pieces(snapshot, table_filter, max_file_bytes):
     """The Arrow tables of the files of one table: each chunk's kept records in pieces
     of at most max_file_bytes (one empty piece for a table that keeps nothing)."""
     written = False
-    for chunk in snapshot.chunks():
+    for chunk in snapshot.chunks(with_slots=False):
         kept = table_filter.apply(chunk)
+        del chunk  # before the next one is read
         table = arrow_tables.records_table(kept.key_array, kept.values, kept.freqs,
                                            kept.versions)
+        del kept
         if table.num_rows == 0:
             continue
         rows_per_file = max(1, max_file_bytes // _row_bytes(table))

@@ -76,7 +76,7 @@ def _serving_tables(kvs, global_step, min_freq, max_staleness, out):
     for name, kv in kvs.items():
         snapshot = snapshots.of_variable(kv, name)
         table_filter = TableFilter(snapshot, global_step, min_freq, max_staleness)
-        kept = [table_filter.apply(chunk) for chunk in snapshot.chunks()]
+        kept = [table_filter.apply(chunk) for chunk in snapshot.chunks(with_slots=False)]
         out["tables"][name] = table_filter.summary()
         keys = np.concatenate([k.keys for k in kept])
         values = np.concatenate([k.values for k in kept])

@@ -140,9 +140,9 @@ def from_checkpoint(checkpoint) -> Source:
 
 def _naming_damage(chunks, prefix):
     """chunks, raising the damaged-checkpoint error for a file that cannot be read."""
-    def named():
+    def named(with_slots=True):
         try:
-            yield from chunks()
+            yield from chunks(with_slots)
         except checkpoints.READ_ERRORS as e:
             raise checkpoints.damaged(f"checkpoint {prefix}", e) from None
     return named
@@ -179,7 +179,7 @@ def _legacy_snapshot(reader, node, name, step):
     return snapshots.TableSnapshot(
         name, "int64" if chunk.keys.dtype == np.int64 else "string", int(chunk.values.shape[1]),
         step, tuple(n.decode() for n in fields["slot_names"]),
-        tuple(float(v) for v in fields["slot_inits"]), lambda: iter([chunk]),
+        tuple(float(v) for v in fields["slot_inits"]), lambda with_slots=True: iter([chunk]),
         lambda: fields["bloom_counts"], len(admitted))
 
 

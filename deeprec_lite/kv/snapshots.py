@@ -42,7 +42,8 @@ class RecordChunk(NamedTuple):
 
 @dataclasses.dataclass
 class TableSnapshot:
-    """A table's records as a stream of RecordChunks (`chunks()` starts a new pass),
+    """A table's records as a stream of RecordChunks (`chunks()` starts a new pass;
+    `chunks(with_slots=False)` leaves their slots out, as None),
     with what describes the table. key_dtype: "int64" or "string"; step: the table's
     step clock; default_value: what lookups of absent keys return (dim floats, None
     when unknown); bloom_counts(): the counting Bloom filter's counters of each
@@ -86,12 +87,13 @@ def of_variable(kv, name=None) -> TableSnapshot:
     the table when the stream reaches it (training may go on in between)."""
     ops = op_library.load()
 
-    def chunks():
+    def chunks(with_slots=True):
         for part in _parts(kv):
             for shard in range(NUM_SHARDS):
                 out = ops.drl_kv_shard_records(part.resource_handle, tf.constant(shard, tf.int32),
                                                key_dtype=kv.key_dtype)
-                yield RecordChunk(*(t.numpy() for t in out))
+                chunk = RecordChunk(*(t.numpy() for t in out))
+                yield chunk if with_slots else chunk._replace(slots=None)
 
     def bloom_counts():
         return kv.bloom_counts().numpy()
@@ -117,9 +119,10 @@ def of_checkpoint(reader, object_name, name, step) -> TableSnapshot:
     slot_names = tuple(n.decode() for n in reader.get_tensor(root + "slot_names"))
     slot_inits = tuple(float(v) for v in reader.get_tensor(root + "slot_inits"))
 
-    def chunks():
+    def chunks(with_slots=True):
         for shard in shards:
-            yield RecordChunk(*(reader.get_tensor(shard + f) for f in RecordChunk._fields))
+            yield RecordChunk(*(reader.get_tensor(shard + f) if with_slots or f != "slots"
+                                else None for f in RecordChunk._fields))
 
     def bloom_counts():
         return np.concatenate([reader.get_tensor(d + "bloom_counts")
