@@ -19,6 +19,10 @@
 // checkpoint has as many, else every part, keeping the keys PartitionOf gives
 // it. A damaged, truncated or missing file fails the restore with an error
 // naming the file, and leaves the table empty, never partly restored.
+//
+// DrlKvShardRecords, DrlKvClear, DrlKvInsert, DrlKvBloomCounts and
+// DrlKvSetBloomCounts move the same records between a live table and Python one
+// shard at a time (deeprec_lite.kv.snapshots, warm start).
 #include <algorithm>
 #include <cstdio>
 #include <cstring>

@@ -33,6 +33,10 @@ def test_saving_again_at_the_same_step_takes_a_new_number_and_keeps_the_old_file
     assert first.endswith(f"ckpt-{step}")
     before = file_bytes(first)
     os.makedirs(os.path.join(directory, f"ckpt-{step + 1}_temp"))  # left by a killed save
+    tables_temp = os.path.join(directory, f"ckpt-{step + 1}-deeprec_lite.KVTable_temp")
+    os.makedirs(tables_temp)  # the KV tables' bundles of a killed save
+    with open(os.path.join(tables_temp, "tables-0-0.data-00000-of-00001"), "wb") as f:
+        f.write(b"half")
     second = checkpoints.save(model, directory)
     assert second.endswith(f"ckpt-{step + 1}")
     assert file_bytes(first) == before
