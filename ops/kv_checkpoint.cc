@@ -7,14 +7,16 @@
 // table each, whatever its size. Under the table
 // object's checkpoint name, a partition `p` of a variable of `P` partitions (0 of
 // 1 for a plain one) holds
-//   <object>/.KV_TABLE/part-<p>-of-<P>/shard-<s>/{keys, values, slots, freqs,
+//   <object>/.KV_TABLE/part-<p>-of-<P>/chunk-<c>/{keys, values, slots, freqs,
 //       versions, pending_keys, pending_freqs, pending_versions}
 //   <object>/.KV_TABLE/part-<p>-of-<P>/bloom_counts   (written last: the part is whole)
 //   <object>/.KV_TABLE/part-<p>-of-<P>/writer-<w>     (a marker per writing thread)
-// for each non-empty shard s (ids zero-padded to 5 digits). Every tensor has the
+// for each chunk of at most chunk_records admitted and as many pending records of
+// each non-empty shard s: chunk c = s * kChunksPerShard + its number in the shard
+// (ids zero-padded to 5 digits), so that a restore holds little beside the table. Every tensor has the
 // crc32c checksum of the bundle format, verified when it is read.
 //
-// DrlKvRestore empties a table and fills it from such a checkpoint, one shard's
+// DrlKvRestore empties a table and fills it from such a checkpoint, one chunk's
 // records at a time. Partition `part` of `num_parts` reads its own part when the
 // checkpoint has as many, else every part, keeping the keys PartitionOf gives
 // it. A damaged, truncated or missing file fails the restore with an error
@@ -71,6 +73,7 @@ REGISTER_OP("DrlKvSave")
     .Input("parts: int64")
     .Input("num_parts: int64")
     .Attr("N: int >= 1")
+    .Attr("chunk_records: int >= 1 = 1048576")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
     .Doc("Writes the tables into one tensor bundle per prefix, each by a thread of its own "
@@ -182,15 +185,28 @@ std::string PartDir(const std::string& object, int64_t part, int64_t num_parts) 
   return object + kTableDir + buf;
 }
 
-std::string ShardDir(int shard) {
+// A stored chunk holds at most chunk_records (DrlKvSave's attr) admitted and as many
+// pending records, unless a shard has more than kChunksPerShard times that.
+constexpr int kChunksPerShard = 64;
+
+std::string ChunkDir(int chunk) {
   char buf[16];
-  std::snprintf(buf, sizeof(buf), "shard-%05d/", shard);
+  std::snprintf(buf, sizeof(buf), "chunk-%05d/", chunk);
   return buf;
+}
+
+// Rows [first, first + count) of t (all of it when it has fewer).
+Tensor Rows(const Tensor& t, int64_t first, int64_t count) {
+  const int64_t n = t.dim_size(0);
+  const int64_t begin = std::min(first, n);
+  return t.Slice(begin, std::min(n, begin + count));
 }
 
 class KvSaveOp : public OpKernel {
  public:
-  explicit KvSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit KvSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("chunk_records", &chunk_records_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const int n = num_inputs() - 4;
@@ -238,9 +254,15 @@ class KvSaveOp : public OpKernel {
                 return Status();
               }
               TableRecords r = records;
-              for (int f = 0; f < 8; ++f) {
-                TF_RETURN_IF_ERROR(
-                    bundles[w]->Add(dirs[i] + ShardDir(shard) + kFields[f], *Field(&r, f)));
+              const int64_t most = std::max(r.keys.dim_size(0), r.pending_keys.dim_size(0));
+              const int64_t rows = std::max(chunk_records_,
+                                            (most + kChunksPerShard - 1) / kChunksPerShard);
+              for (int c = 0; c * rows < most; ++c) {
+                const std::string dir = dirs[i] + ChunkDir(shard * kChunksPerShard + c);
+                for (int f = 0; f < 8; ++f) {
+                  TF_RETURN_IF_ERROR(
+                      bundles[w]->Add(dir + kFields[f], Rows(*Field(&r, f), c * rows, rows)));
+                }
               }
               return Status();
             });
@@ -261,6 +283,9 @@ class KvSaveOp : public OpKernel {
     }
     for (auto& b : bundles) OP_REQUIRES_OK(ctx, b->Finish());
   }
+
+ private:
+  int64_t chunk_records_ = 1 << 20;
 };
 
 class KvShardRecordsOp : public OpKernel {
@@ -342,9 +367,9 @@ class KvSetBloomCountsOp : public TableInputOp {
 };
 
 // Where a record part of the checkpoint lies.
-struct StoredShard {
+struct StoredChunk {
   int64_t part;
-  std::string dir;  // .../part-../shard-../
+  std::string dir;  // .../part-../chunk-../
 };
 
 class KvRestoreOp : public OpKernel {
@@ -382,10 +407,10 @@ class KvRestoreOp : public OpKernel {
                         int64_t* restored) {
     BundleReader reader(Env::Default(), prefix);
     TF_RETURN_IF_ERROR(reader.status());
-    std::vector<StoredShard> shards;
+    std::vector<StoredChunk> chunks;
     std::map<int64_t, std::string> parts;  // part -> its directory, from bloom_counts
     int64_t saved_parts = 0;
-    TF_RETURN_IF_ERROR(ListParts(&reader, object, &shards, &parts, &saved_parts));
+    TF_RETURN_IF_ERROR(ListParts(&reader, object, &chunks, &parts, &saved_parts));
     for (int64_t p = 0; p < saved_parts; ++p) {
       if (!parts.count(p)) {
         return DataLoss("part ", p, " of the ", saved_parts, " parts of '", object,
@@ -393,9 +418,9 @@ class KvRestoreOp : public OpKernel {
       }
     }
     const bool own_part_only = saved_parts == num_parts;
-    std::vector<StoredShard> wanted;
+    std::vector<StoredChunk> wanted;
     int64_t expected = 0;
-    for (const StoredShard& s : shards) {
+    for (const StoredChunk& s : chunks) {
       if (own_part_only && s.part != part) continue;
       wanted.push_back(s);
       for (const char* f : {"keys", "pending_keys"}) {
@@ -405,10 +430,10 @@ class KvRestoreOp : public OpKernel {
       }
     }
     TF_RETURN_IF_ERROR(table->Clear(own_part_only ? expected : expected / num_parts));
-    // The next stored shard is read (on a thread of its own) while this one's
+    // The next stored chunk is read (on a thread of its own) while this one's
     // records are inserted.
     // Two sets of buffers, one being read into while the other's records are inserted,
-    // reused from shard to shard: fresh memory for every shard would be page-faulted in
+    // reused from chunk to chunk: fresh memory for every chunk would be page-faulted in
     // again each time.
     TableRecords buffers[2];
     auto read = [&](size_t j, TableRecords* records) {
@@ -452,7 +477,7 @@ class KvRestoreOp : public OpKernel {
     return table->SetBloomCounts(bloom);
   }
 
-  // Reads the stored shard at `dir` (the records of partition `part` of
+  // Reads the stored chunk at `dir` (the records of partition `part` of
   // `num_parts` unless own_part_only).
   static Status ReadShard(BundleReader* reader, const std::string& prefix, const std::string& dir,
                           bool own_part_only, int64_t part, int64_t num_parts,
@@ -492,15 +517,15 @@ class KvRestoreOp : public OpKernel {
 #endif
   }
 
-  // Lists the stored shards and parts of `object` from the bundle's index.
+  // Lists the stored chunks and parts of `object` from the bundle's index.
   static Status ListParts(BundleReader* reader, const std::string& object,
-                          std::vector<StoredShard>* shards,
+                          std::vector<StoredChunk>* chunks,
                           std::map<int64_t, std::string>* parts, int64_t* saved_parts) {
     const std::string root = object + kTableDir + "part-";
     for (reader->Seek(root); reader->Valid(); reader->Next()) {
       const std::string key(reader->key());
       if (key.compare(0, root.size(), root) != 0) break;
-      long long p = 0, num = 0, shard = 0;
+      long long p = 0, num = 0, chunk = 0;
       int used = 0;
       if (std::sscanf(key.c_str() + root.size(), "%5lld-of-%5lld/%n", &p, &num, &used) < 2 ||
           used == 0 || num < 1 || p < 0 || p >= num) {
@@ -515,9 +540,9 @@ class KvRestoreOp : public OpKernel {
       const std::string rest = key.substr(dir.size());
       if (rest == "bloom_counts") {
         (*parts)[p] = dir;
-      } else if (std::sscanf(rest.c_str(), "shard-%5lld/", &shard) == 1 &&
-                 rest == ShardDir(static_cast<int>(shard)) + "keys") {
-        shards->push_back(StoredShard{p, dir + ShardDir(static_cast<int>(shard))});
+      } else if (std::sscanf(rest.c_str(), "chunk-%5lld/", &chunk) == 1 &&
+                 rest == ChunkDir(static_cast<int>(chunk)) + "keys") {
+        chunks->push_back(StoredChunk{p, dir + ChunkDir(static_cast<int>(chunk))});
       }
     }
     if (*saved_parts == 0) {

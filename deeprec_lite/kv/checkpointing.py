@@ -12,8 +12,8 @@ while training goes on.
 The checkpoint is TensorFlow's own V2 format (an index and data files, merged with
 the model's other variables): under a table's object name, `.KV_TABLE/slot_names`
 and `slot_inits`, and per part (a partition of a PartitionedKVVariable, or the one
-part of a KVVariable) the records of each shard with a crc32c checksum per tensor
-(see ops/kv_checkpoint.cc). A checkpoint holds one logical table, so it restores
+part of a KVVariable) the records of each shard in chunks of at most 2**20 records, with
+a crc32c checksum per tensor (see ops/kv_checkpoint.cc). A checkpoint holds one logical table, so it restores
 into any number of partitions, a plain variable included: keys are routed again by
 the stable hash of DrlKvShardIndex. A SavedModel's variables are such a checkpoint
 too, each table stored once; `tf.saved_model.load` restores them into the tables
@@ -41,6 +41,9 @@ TABLE_DIR = "/.KV_TABLE/"
 # cache is a memory copy that one core does not saturate. Each holds one internal
 # shard's copy (1/32 of a table) at a time.
 _WRITERS = 2
+# The most records (admitted, and as many pending) of one stored chunk: what a restore
+# holds beside the table, twice (one chunk read while another is inserted).
+CHUNK_RECORDS = 1 << 20
 # Entries of the format before streaming checkpoints: <object>/.ATTRIBUTES/<field>.
 _LEGACY_DIR = "/.ATTRIBUTES/"
 _LEGACY_FIELDS = (("keys", None), ("values", tf.float32), ("freqs", tf.int64),
@@ -101,7 +104,8 @@ def _save(trackables, file_prefix):
             saved = ops.drl_kv_save([h for *_, h in parts], tf.stack(bundles),
                                     tf.constant([name for name, *_ in parts]),
                                     tf.constant([i for _, i, _, _ in parts], tf.int64),
-                                    tf.constant([k for _, _, k, _ in parts], tf.int64))
+                                    tf.constant([k for _, _, k, _ in parts], tf.int64),
+                                    chunk_records=CHUNK_RECORDS)
             with tf.control_dependencies([saved]):
                 prefixes += [tf.identity(b) for b in bundles]
     with tf.device("CPU:0"):
@@ -178,16 +182,16 @@ def _restore_legacy(table, merged_prefix, attributes):
     return table._restore_legacy_tensors(dict(zip((f for f, _ in _LEGACY_FIELDS), tensors)))
 
 
-_SHARD_DIR = re.compile(r"part-\d{5}-of-\d{5}/shard-\d{5}/")
+_CHUNK_DIR = re.compile(r"part-\d{5}-of-\d{5}/chunk-\d{5}/")
 _PART_DIR = re.compile(r"part-\d{5}-of-\d{5}/")
 
 
-def stored_shard_dirs(names, object_name):
-    """The directories ('<object>/.KV_TABLE/part-../shard-../') of the stored shards of
+def stored_chunk_dirs(names, object_name):
+    """The directories ('<object>/.KV_TABLE/part-../chunk-../') of the stored chunks of
     the table saved as `object_name`, in order; names: the checkpoint's tensor names."""
     root = object_name + TABLE_DIR
     return sorted(n[:-len("keys")] for n in names if n.startswith(root) and n.endswith("/keys")
-                  and _SHARD_DIR.fullmatch(n[len(root):-len("keys")]))
+                  and _CHUNK_DIR.fullmatch(n[len(root):-len("keys")]))
 
 
 def stored_part_dirs(names, object_name):

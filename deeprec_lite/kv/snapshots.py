@@ -1,9 +1,10 @@
 """Streaming snapshots of KV tables: the one way export and warm start read records.
 
-A snapshot is a table's records as a stream of chunks, each the records of one of the
-table's 32 internal shards (about 1/32 of the table, or of one partition of a
-partitioned variable), copied under that shard's lock: every record is consistent
-(value, slots, freq and version from the same update). It reads a live table
+A snapshot is a table's records as a stream of chunks: from a live table, the records of
+one of its 32 internal shards (about 1/32 of the table, or of one partition of a
+partitioned variable) copied under that shard's lock, so every record is consistent
+(value, slots, freq and version from the same update); from a checkpoint, the chunks
+it stores (at most 2**20 records each, of one shard). It reads a live table
 (DrlKvShardRecords) or a checkpoint on disk (the chunks that
 deeprec_lite.kv.checkpointing wrote, each tensor's checksum verified as it is read), so
 a reader holds one chunk at a time beside the table, never a second copy of it.
@@ -24,7 +25,7 @@ NUM_SHARDS = 32  # a table's internal shards (ops/kv_table.h kNumShards)
 
 
 class RecordChunk(NamedTuple):
-    """Records of one internal shard, as numpy arrays. Admitted records: keys [n]
+    """Records of one chunk of a table, as numpy arrays. Admitted records: keys [n]
     (int64, or object arrays of bytes), values [n, dim] float32, slots
     [n, num_slots, dim] float32, freqs [n] and versions [n] int64. Keys counted but
     not admitted yet (counter admission): pending_keys, pending_freqs,
@@ -111,7 +112,7 @@ def of_checkpoint(reader, object_name, name, step) -> TableSnapshot:
     reader: a tf.train.load_checkpoint reader of it; step: the table's step clock."""
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
-    shards = checkpointing.stored_shard_dirs(shapes, object_name)
+    shards = checkpointing.stored_chunk_dirs(shapes, object_name)
     if not shards:
         raise ValueError(f"the checkpoint holds no records of table '{object_name}'")
     first = shards[0]

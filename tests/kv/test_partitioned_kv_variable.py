@@ -682,10 +682,10 @@ def test_per_key_arguments_of_another_shape_are_refused_by_name(call, message):
 
 
 def _table_entries(path):
-    """{entry under t/.KV_TABLE/ with shard ids as <s>} of a checkpoint of `t` (without
+    """{entry under t/.KV_TABLE/ with chunk ids as <s>} of a checkpoint of `t` (without
     the markers of the writing threads)."""
     import re
-    return {re.sub(r"shard-\d{5}", "<s>", name[len("t/.KV_TABLE/"):])
+    return {re.sub(r"chunk-\d{5}", "<s>", name[len("t/.KV_TABLE/"):])
             for name, _ in tf.train.list_variables(path)
             if name.startswith("t/.KV_TABLE/") and "/writer-" not in name}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deeprec_lite.compat import tf
-from deeprec_lite.kv import CounterFilter, KVVariable, PartitionedKVVariable
+from deeprec_lite.kv import CounterFilter, KVVariable, PartitionedKVVariable, checkpointing
 from kv_reference import records_by_key
 from optimizer_reference import SCENARIOS, f32
 from saved_lookup import save_and_load_lookup
@@ -217,3 +217,28 @@ def test_a_saved_model_stores_each_table_once_and_serves_what_it_restored(tmp_pa
     stored = [shape[0] for name, shape in variables if name.endswith("/keys")]
     assert sum(stored) == 1500  # the admitted keys, once
     assert not [name for name, _ in variables if "_shards" in name and "KV_TABLE" in name]
+
+
+@pytest.mark.parametrize("num_shards", [None, 2])
+def test_big_shards_are_stored_in_chunks_of_bounded_size(num_shards, tmp_path, monkeypatch):
+    """With chunks of at most 50 records, every stored chunk holds at most 50 admitted and
+    50 pending keys, each shard splits into several, and the table comes back whole (also
+    into another number of partitions)."""
+    monkeypatch.setattr(checkpointing, "CHUNK_RECORDS", 50)
+    kv = big_table(20_000) if num_shards is None else PartitionedKVVariable(
+        4, num_shards, slots={"acc": 0.1}, admission=CounterFilter(2), seed=2)
+    if num_shards is not None:
+        keys = np.arange(20_000, dtype=np.int64)
+        kv.lookup_or_insert(keys, global_step=1)
+        kv.lookup_or_insert(keys[:10_000], global_step=2)
+    prefix = tf.train.Checkpoint(t=kv).write(str(tmp_path / "c"))
+    shapes = dict(tf.train.list_variables(prefix))
+    chunks = checkpointing.stored_chunk_dirs(shapes, "t")
+    assert len(chunks) >= 32 * (num_shards or 1) * 3
+    for c in chunks:
+        assert shapes[c + "keys"][0] <= 50 and shapes[c + "pending_keys"][0] <= 50
+    assert sum(shapes[c + "keys"][0] for c in chunks) == 10_000
+    for target in (KVVariable(4, admission=CounterFilter(2)),
+                   PartitionedKVVariable(4, 3, admission=CounterFilter(2))):
+        tf.train.Checkpoint(t=target).read(prefix).assert_consumed()
+        assert_records_equal(records_by_key(target.export()), records_by_key(kv.export()))
