@@ -9,6 +9,7 @@ import os
 import re
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeprec_lite._checks import check_positive_int
@@ -117,9 +118,10 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
 
 
 def _pieces(snapshot, table_filter, max_file_bytes):
-    """The Arrow tables of the files of one table: each chunk's kept records in pieces
-    of at most max_file_bytes (one empty piece for a table that keeps nothing)."""
-    written = False
+    """The Arrow tables of the files of one table: its kept records, chunk after chunk,
+    gathered into pieces of at most max_file_bytes (one empty piece for a table that
+    keeps nothing). At most one file's worth waits here beside the chunk being read."""
+    held, held_rows, rows_per_file, written = [], 0, None, False
     for chunk in snapshot.chunks(with_slots=False):
         kept = table_filter.apply(chunk)
         del chunk  # before the next one is read
@@ -128,15 +130,33 @@ def _pieces(snapshot, table_filter, max_file_bytes):
         del kept
         if table.num_rows == 0:
             continue
-        rows_per_file = max(1, max_file_bytes // _row_bytes(table))
-        for start in range(0, table.num_rows, rows_per_file):
-            written = True
-            yield table.slice(start, rows_per_file)
-    if not written:
+        if rows_per_file is None:
+            rows_per_file = max(1, max_file_bytes // _row_bytes(table))
+        held.append(table)
+        held_rows += table.num_rows
+        if held_rows >= rows_per_file:
+            joined = _concat(held)
+            full = held_rows - held_rows % rows_per_file
+            for start in range(0, full, rows_per_file):
+                written = True
+                yield joined.slice(start, rows_per_file)
+            held, held_rows = [joined.slice(full)] if full < held_rows else [], held_rows - full
+    if held_rows:
+        yield _concat(held)
+    elif not written:
         key_type = table_filter.key_type or arrow_tables.key_array(
             np.zeros(0, np.int64) if snapshot.key_dtype == "int64"
             else np.zeros(0, object)).type
         yield arrow_tables.schema(key_type, snapshot.dim).empty_table()
+
+
+def _concat(tables):
+    """One Arrow table of export pieces; string keys become binary when one piece's are
+    (see filtering.TableFilter)."""
+    if len({t.schema for t in tables}) > 1:
+        schema = arrow_tables.schema(pa.binary(), tables[0].schema.field("value").type.list_size)
+        tables = [t.cast(schema) for t in tables]
+    return pa.concat_tables(tables)
 
 
 def _write_and_describe(root, table, path, compression):

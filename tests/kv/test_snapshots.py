@@ -111,6 +111,7 @@ def test_string_keys_that_are_not_utf8_in_some_chunk_export_as_binary(tmp_path):
     kv.lookup_or_insert(keys)
     out = export_embeddings(kv, tmp_path / "e")
     assert out["tables"]["kv_variable"]["key_arrow_type"] == "binary"
+    assert len(out["tables"]["kv_variable"]["files"]) == 1  # the chunks' records gathered
     got, values, _, _ = read_embeddings(tmp_path / "e").numpy("kv_variable")
     assert sorted(got) == sorted(keys)
     want = dict(zip(keys, kv.lookup(keys).numpy()))
