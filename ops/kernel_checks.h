@@ -1,4 +1,5 @@
-// Input checks shared by the KV table kernels and the optimizer kernels.
+// Input checks and the table-kernel base shared by the KV table, checkpoint and
+// optimizer kernels.
 #ifndef DEEPREC_LITE_OPS_KERNEL_CHECKS_H_
 #define DEEPREC_LITE_OPS_KERNEL_CHECKS_H_
 
@@ -10,11 +11,32 @@
 
 #include "kv_table.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/platform/strcat.h"
 
 namespace deeprec_lite {
+
+// Base for kernels that operate on an existing table (input 0).
+class TableKernel : public tensorflow::OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    tensorflow::core::RefCountPtr<KvTableBase> table;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
+    ComputeWithTable(ctx, table.get());
+  }
+  virtual void ComputeWithTable(tensorflow::OpKernelContext* ctx, KvTableBase* table) = 0;
+};
+
+// A kernel whose key outputs are of type `asked` reads a table of those keys.
+inline tensorflow::Status CheckKeyOutput(const KvTableBase& table, tensorflow::DataType asked) {
+  if (table.key_dtype() == asked) return tensorflow::Status();
+  return tensorflow::errors::InvalidArgument(
+      "the table has ", tensorflow::DataTypeString(table.key_dtype()), " keys, the op asked for ",
+      tensorflow::DataTypeString(asked));
+}
 
 // keys: the table's dtype, rank <= 2, fewer than 2^32 of them.
 inline tensorflow::Status CheckKeys(const KvTableBase& table, const tensorflow::Tensor& keys) {

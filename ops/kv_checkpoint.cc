@@ -39,6 +39,7 @@
 #include <unistd.h>
 #endif
 
+#include "kernel_checks.h"
 #include "key_hash.h"
 #include "kv_table.h"
 #include "tensorflow/core/framework/allocator.h"
@@ -288,18 +289,11 @@ class KvSaveOp : public OpKernel {
   int64_t chunk_records_ = 1 << 20;
 };
 
-class KvShardRecordsOp : public OpKernel {
+class KvShardRecordsOp : public TableKernel {
  public:
-  explicit KvShardRecordsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    KvTableBase* table = nullptr;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
-    tensorflow::core::ScopedUnref unref(table);
-    OP_REQUIRES(ctx, table->key_dtype() == output_type(0),
-                InvalidArgument("the table has ", tensorflow::DataTypeString(table->key_dtype()),
-                                " keys, the op asked for ",
-                                tensorflow::DataTypeString(output_type(0))));
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    OP_REQUIRES_OK(ctx, CheckKeyOutput(*table, output_type(0)));
     TableRecords records;
     OP_REQUIRES_OK(ctx, table->ShardRecords(ctx, ctx->input(1).scalar<int32_t>()(), &records));
     for (int f = 0; f < 8; ++f) ctx->set_output(f, *Field(&records, f));
@@ -316,53 +310,39 @@ Status Allocate(DataType dtype, const TensorShape& shape, Tensor* out) {
   return Status();
 }
 
-// The table of input 0, for the ops below.
-class TableInputOp : public OpKernel {
+class KvClearOp : public TableKernel {
  public:
-  explicit TableInputOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-  void Compute(OpKernelContext* ctx) override {
-    KvTableBase* table = nullptr;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
-    tensorflow::core::ScopedUnref unref(table);
-    OP_REQUIRES_OK(ctx, ComputeWithTable(ctx, table));
-  }
-  virtual Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) = 0;
-};
-
-class KvClearOp : public TableInputOp {
- public:
-  using TableInputOp::TableInputOp;
-  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
-    return table->Clear(std::max<int64_t>(0, ctx->input(1).scalar<int64_t>()()));
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    OP_REQUIRES_OK(ctx, table->Clear(std::max<int64_t>(0, ctx->input(1).scalar<int64_t>()())));
   }
 };
 
-class KvInsertOp : public TableInputOp {
+class KvInsertOp : public TableKernel {
  public:
-  using TableInputOp::TableInputOp;
-  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     TableRecords records;
     for (int f = 0; f < 8; ++f) *Field(&records, f) = ctx->input(1 + f);
-    return table->InsertRecords(ctx, records);
+    OP_REQUIRES_OK(ctx, table->InsertRecords(ctx, records));
   }
 };
 
-class KvBloomCountsOp : public TableInputOp {
+class KvBloomCountsOp : public TableKernel {
  public:
-  using TableInputOp::TableInputOp;
-  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     Tensor counts;
-    TF_RETURN_IF_ERROR(table->BloomCounts(ctx, &counts));
+    OP_REQUIRES_OK(ctx, table->BloomCounts(ctx, &counts));
     ctx->set_output(0, counts);
-    return Status();
   }
 };
 
-class KvSetBloomCountsOp : public TableInputOp {
+class KvSetBloomCountsOp : public TableKernel {
  public:
-  using TableInputOp::TableInputOp;
-  Status ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
-    return table->SetBloomCounts(ctx->input(1));
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    OP_REQUIRES_OK(ctx, table->SetBloomCounts(ctx->input(1)));
   }
 };
 
@@ -372,14 +352,11 @@ struct StoredChunk {
   std::string dir;  // .../part-../chunk-../
 };
 
-class KvRestoreOp : public OpKernel {
+class KvRestoreOp : public TableKernel {
  public:
-  explicit KvRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using TableKernel::TableKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    KvTableBase* table = nullptr;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
-    tensorflow::core::ScopedUnref unref(table);
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     const std::string prefix(ctx->input(1).scalar<tstring>()());
     const std::string object(ctx->input(2).scalar<tstring>()());
     const int64_t part = ctx->input(3).scalar<int64_t>()();
@@ -498,23 +475,32 @@ class KvRestoreOp : public OpKernel {
                                 const std::string& key) {
 #if defined(__linux__)
     tensorflow::BundleEntryProto entry;
-    reader->Seek(key);
-    if (!reader->Valid() || reader->key() != key ||
-        !entry.ParseFromArray(reader->value().data(), reader->value().size())) {
-      return;
-    }
-    char shard[16];
-    std::snprintf(shard, sizeof(shard), "%05d", entry.shard_id());
-    std::vector<std::string> files;
-    if (!Env::Default()->GetMatchingPaths(prefix + ".data-" + shard + "-of-?????", &files).ok() ||
-        files.size() != 1) {
-      return;
-    }
-    const int fd = open(files[0].c_str(), O_RDONLY);
+    const std::string file = DataFileOf(reader, prefix, key, &entry);
+    const int fd = file.empty() ? -1 : open(file.c_str(), O_RDONLY);
     if (fd < 0) return;
     posix_fadvise(fd, entry.offset(), entry.size(), POSIX_FADV_DONTNEED);
     close(fd);
 #endif
+  }
+
+  // The data file that holds entry `key` (its BundleEntryProto, in *entry, names it by
+  // its shard id): its path, the file name pattern when no single file matches, or ""
+  // when the index has no such entry.
+  static std::string DataFileOf(BundleReader* reader, const std::string& prefix,
+                                const std::string& key, tensorflow::BundleEntryProto* entry) {
+    reader->Seek(key);
+    if (!reader->Valid() || reader->key() != key ||
+        !entry->ParseFromArray(reader->value().data(), reader->value().size())) {
+      return "";
+    }
+    char shard[16];
+    std::snprintf(shard, sizeof(shard), "%05d", entry->shard_id());
+    const std::string pattern = prefix + ".data-" + shard + "-of-?????";
+    std::vector<std::string> files;
+    if (Env::Default()->GetMatchingPaths(pattern, &files).ok() && files.size() == 1) {
+      return files[0];
+    }
+    return pattern;
   }
 
   // Lists the stored chunks and parts of `object` from the bundle's index.
@@ -579,20 +565,9 @@ class KvRestoreOp : public OpKernel {
     }
     const Status st = reader->Lookup(key, out);
     if (st.ok()) return st;
-    // The entry (a BundleEntryProto) names the data file by its shard id.
-    std::string file = prefix + ".data-?????-of-?????";
     tensorflow::BundleEntryProto entry;
-    reader->Seek(key);
-    if (reader->Valid() && reader->key() == key &&
-        entry.ParseFromArray(reader->value().data(), reader->value().size())) {
-      char shard[16];
-      std::snprintf(shard, sizeof(shard), "%05d", entry.shard_id());
-      std::vector<std::string> files;
-      file = prefix + ".data-" + shard + "-of-?????";
-      if (Env::Default()->GetMatchingPaths(file, &files).ok() && files.size() == 1) {
-        file = files[0];
-      }
-    }
+    std::string file = DataFileOf(reader, prefix, key, &entry);
+    if (file.empty()) file = prefix + ".data-?????-of-?????";
     return Status(st.code(), "reading '" + key + "' from " + file + ": " +
                                  std::string(st.message()));
   }

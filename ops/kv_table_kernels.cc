@@ -96,18 +96,6 @@ Status ParseConfig(OpKernelConstruction* ctx, TableConfig* c) {
   return Status();
 }
 
-// Base for kernels that operate on an existing table (input 0).
-class TableKernel : public OpKernel {
- public:
-  using OpKernel::OpKernel;
-  void Compute(OpKernelContext* ctx) override {
-    tensorflow::core::RefCountPtr<KvTableBase> table;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
-    ComputeWithTable(ctx, table.get());
-  }
-  virtual void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) = 0;
-};
-
 TensorShape KeysByDim(const Tensor& keys, int64_t dim) {
   TensorShape shape = keys.shape();
   shape.AddDim(dim);
@@ -218,9 +206,7 @@ class KvExportOp : public TableKernel {
  public:
   using TableKernel::TableKernel;
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
-    OP_REQUIRES(ctx, table->key_dtype() == output_type(0),
-                InvalidArgument("the table has ", DataTypeString(table->key_dtype()),
-                                " keys, the op asked for ", DataTypeString(output_type(0))));
+    OP_REQUIRES_OK(ctx, CheckKeyOutput(*table, output_type(0)));
     OP_REQUIRES_OK(ctx, table->Export(ctx));
   }
 };

@@ -119,6 +119,21 @@ def records_by_key(records):
     return out
 
 
+def assert_records_equal(got, want):
+    """Two {key: (value, freq, version, slots, admitted)} maps (records_by_key's) hold
+    the same keys with the same freq, version and admission, and bit-equal values and
+    slots for admitted keys (a pending key's value and slots are not compared)."""
+    assert set(got) == set(want), (
+        f"keys differ: {len(set(got) - set(want))} only in got, "
+        f"{len(set(want) - set(got))} only in want")
+    for key, (value, freq, version, slots, admitted) in want.items():
+        g = got[key]
+        assert (g[1], g[2], g[4]) == (freq, version, admitted), key
+        if admitted:
+            np.testing.assert_array_equal(g[0], value)
+            np.testing.assert_array_equal(g[3], slots)
+
+
 def assert_matches(variable, reference):
     """Every record of the variable equals the reference's, bit for bit."""
     got = records_by_key(variable.export())

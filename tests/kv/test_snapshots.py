@@ -8,7 +8,7 @@ from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.kv import (BloomFilter, CounterFilter, KVVariable, PartitionedKVVariable,
                              snapshots)
 from deeprec_lite.training import checkpoints
-from kv_reference import records_by_key
+from kv_reference import assert_records_equal, records_by_key
 
 
 def filled(num_shards, key_dtype="int64", admission=CounterFilter(2)):
@@ -33,16 +33,6 @@ def chunk_records(chunk):
     return out
 
 
-def assert_same(got, want):
-    assert set(got) == set(want)
-    for key, (value, freq, version, slots, admitted) in want.items():
-        g = got[key]
-        assert (g[1], g[2], g[4]) == (freq, version, admitted), key
-        if admitted:
-            np.testing.assert_array_equal(g[0], value)
-            np.testing.assert_array_equal(g[3], slots)
-
-
 @pytest.mark.parametrize("num_shards, key_dtype", [(None, "int64"), (None, "string"),
                                                    (3, "int64")])
 def test_a_live_snapshot_holds_every_record_once_in_its_shards(num_shards, key_dtype):
@@ -56,11 +46,11 @@ def test_a_live_snapshot_holds_every_record_once_in_its_shards(num_shards, key_d
         records = chunk_records(c)
         assert not set(records) & set(all_records)
         all_records.update(records)
-    assert_same(all_records, records_by_key(kv.export()))
+    assert_records_equal(all_records, records_by_key(kv.export()))
     assert snap.num_records == 5000 and snap.slot_names == ("m", "v")
     assert snap.slot_inits == pytest.approx((0.1, 0.2)) and snap.step == 0
     assert snap.key_dtype == key_dtype and snap.dim == 3
-    assert_same(chunk_records(snapshots.collect(snap)), records_by_key(kv.export()))
+    assert_records_equal(chunk_records(snapshots.collect(snap)), records_by_key(kv.export()))
 
 
 @pytest.mark.parametrize("num_shards", [None, 2])
@@ -68,7 +58,7 @@ def test_a_checkpoint_snapshot_reads_back_what_the_live_one_holds(num_shards, tm
     kv = filled(num_shards, admission=BloomFilter(2, expected_keys=10_000))
     path = tf.train.Checkpoint(t=kv).write(str(tmp_path / "c"))
     snap = snapshots.of_checkpoint(tf.train.load_checkpoint(path), "t", "t", step=9)
-    assert_same(chunk_records(snapshots.collect(snap)), records_by_key(kv.export()))
+    assert_records_equal(chunk_records(snapshots.collect(snap)), records_by_key(kv.export()))
     np.testing.assert_array_equal(snap.bloom_counts(), kv.bloom_counts().numpy())
     assert snap.bloom_counts().any() and snap.num_records == int(kv.size())
     assert snap.slot_names == ("m", "v") and snap.step == 9

@@ -10,7 +10,7 @@ import pytest
 
 from deeprec_lite.compat import tf
 from deeprec_lite.kv import CounterFilter, KVVariable, PartitionedKVVariable, checkpointing
-from kv_reference import records_by_key
+from kv_reference import assert_records_equal, records_by_key
 from optimizer_reference import SCENARIOS, f32
 from saved_lookup import save_and_load_lookup
 
@@ -176,16 +176,6 @@ def legacy_records(name):
     arrays = [data[f"{name}.{f}"] for f in fields]
     return {k: (arrays[1][i], int(arrays[2][i]), int(arrays[3][i]), arrays[4][i],
                 bool(arrays[5][i])) for i, k in enumerate(arrays[0])}
-
-
-def assert_records_equal(got, want):
-    assert set(got) == set(want)
-    for key, (value, freq, version, slots, admitted) in want.items():
-        g = got[key]
-        assert (g[1], g[2], g[4]) == (freq, version, admitted), key
-        if admitted:
-            np.testing.assert_array_equal(g[0], value)
-            np.testing.assert_array_equal(g[3], slots)
 
 
 @pytest.mark.parametrize("num_shards", [None, 3])
