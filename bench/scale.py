@@ -15,7 +15,10 @@ peak is measured from the trained process's resident memory, after resetting VmH
 the table's own bytes and, as the reference, plain sequential write and read of the same
 number of bytes in the same run (8 MiB chunks, fsync; reads of the checkpoint and of the
 reference file start with their pages dropped from the page cache), measured after the
-save and again at the end, the faster of the two counting.
+save and again at the end, the faster of the two counting. A second reference for the
+restore: a fresh process that writes the table's bytes of newly allocated memory once, run
+right after the restore (a restore fills that much new memory; on a virtual machine whose
+host backs guest memory on first touch, that alone can take longer than the read).
 
     python bench/scale.py [--keys 100000000]
 
@@ -167,6 +170,14 @@ def raw_io(num_bytes, path):
     return write, read
 
 
+def phase_fresh_memory(num_bytes):
+    import numpy as np
+
+    start = time.perf_counter()
+    np.ones(num_bytes, np.uint8)  # allocated and written once
+    return {"seconds": time.perf_counter() - start}
+
+
 def run_phase(name, *args):
     """Runs one phase in a fresh process; returns its JSON result."""
     out = subprocess.run([sys.executable, __file__, "--phase", name, *map(str, args)],
@@ -185,6 +196,7 @@ def main():
     args, rest = parser.parse_known_args()
     if args.phase:
         phases = {"train_and_save": lambda: phase_train_and_save(int(rest[0]), rest[1]),
+                  "fresh_memory": lambda: phase_fresh_memory(int(rest[0])),
                   "restore": lambda: phase_restore(rest[0]),
                   "export": lambda: phase_export(rest[0], rest[1]),
                   "warm_start": lambda: phase_warm_start(rest[0])}
@@ -201,6 +213,7 @@ def main():
         for name in os.listdir(ckpt):  # the restore reads from the disk, as after a restart
             drop_from_page_cache(os.path.join(ckpt, name))
         restored = run_phase("restore", ckpt)
+        fresh = run_phase("fresh_memory", saved["table_bytes"])
         exported = run_phase("export", ckpt, export_dir)
         warm = run_phase("warm_start", ckpt)
         raw.append(raw_io(ckpt_bytes, os.path.join(work, "raw.bin")))
@@ -227,6 +240,8 @@ def main():
           f"MiB/s, read {ckpt_bytes / raw_read / 2 ** 20:.0f} MiB/s; save "
           f"{ckpt_bytes / saved['save_seconds'] / 2 ** 20:.0f} MiB/s, restore "
           f"{ckpt_bytes / restored['seconds'] / 2 ** 20:.0f} MiB/s")
+    print(f"new memory: writing the table's {table / 2 ** 30:.2f} GiB of fresh memory once took "
+          f"{fresh['seconds']:.1f} s; restore took {restored['seconds'] / fresh['seconds']:.2f}x that")
     print(f"scale: keys={n} bytes_per_key={table / n:.1f} raw_bytes_per_key={RAW_BYTES_PER_KEY} "
           f"save_extra_ratio={(saved['peak_kb'] - saved['rss_before_kb']) * kb / table:.3f} "
           f"restore_peak_ratio={restored['peak_kb'] * kb / table:.3f} "
