@@ -33,7 +33,7 @@ _LAZY_MODULES = {
 _LAZY_NAMES = {
     "KVVariable": "deeprec_lite.kv.variable", "KVRecords": "deeprec_lite.kv.variable",
     "PartitionedKVVariable": "deeprec_lite.kv.partitioned_variable",
-    "TableConfig": "deeprec_lite.kv.table_config",
+    "TableConfig": "deeprec_lite.kv.table_config", "KVModel": "deeprec_lite.training.kv_model",
     **{name: "deeprec_lite.kv.policies"
        for name in ("BloomFilter", "CounterFilter", "FrequencyEviction", "StalenessEviction")},
     "warm_start": "deeprec_lite.migration", "WarmStartReport": "deeprec_lite.migration",

@@ -18,6 +18,7 @@ from deeprec_lite.kv.table_config import as_table_config
 from deeprec_lite.layers import DNN
 from deeprec_lite.layers._common import check_choice
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
+from deeprec_lite.training.kv_model import KVModel
 
 __all__ = ["NumericEmbedding", "FieldReadout", "ZooFeatures", "dnn_logit", "cross_and_deep",
            "prediction_model",
@@ -169,7 +170,7 @@ def cross_and_deep(x0, cross, dnn, dropout=0.0, structure="parallel", model="mod
 
 
 def prediction_model(inputs, logits, name):
-    """The head: ``sigmoid(sum(logits))`` ``[B, 1]``, as a functional keras.Model."""
+    """The head: ``sigmoid(sum(logits))`` ``[B, 1]``, as a functional KVModel."""
     logit = logits[0] if len(logits) == 1 else keras.layers.Add(name="logit")(list(logits))
     output = keras.layers.Activation("sigmoid", name="prediction")(logit)
-    return keras.Model(inputs, output, name=name)
+    return KVModel(inputs, output, name=name)

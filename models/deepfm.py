@@ -3,11 +3,12 @@ from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv.table_config import as_table_config
 from deeprec_lite.layers import DNN, FM
 from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
+from deeprec_lite.training.kv_model import KVModel
 
 
 def DeepFM(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
            layer_factory=None, optimizer=None):
-    """A functional tf_keras model.
+    """A functional tf_keras model (a deeprec_lite.training.KVModel).
 
     Inputs: the schema's features (see `build_inputs`). Output: click probability [B, 1].
     The linear term uses a 1-wide KV table per categorical field plus a Dense over the
@@ -32,4 +33,4 @@ def DeepFM(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
     logits.append(keras.layers.Dense(1, name="dnn_logit")(hidden))
     logit = keras.layers.Add(name="logit")(logits)
     output = keras.layers.Activation("sigmoid", name="prediction")(logit)
-    return keras.Model(inputs, output, name=name)
+    return KVModel(inputs, output, name=name)

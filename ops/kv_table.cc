@@ -231,10 +231,11 @@ class KvTable : public KvTableBase {
       PrefetchLines<1>(values + i * dim, values + (i + 1) * dim);
     };
     std::atomic<bool> out_of_memory{false};
+    const int64_t weight = counting() ? 1 : 0;
     SplitAndVisit(
         ctx, k, keys.NumElements(),
         [&](Shard& s, int, int64_t i, uint64_t h) {
-          const int64_t count = counts ? counts[i] : 1;
+          const int64_t count = weight * (counts ? counts[i] : 1);
           char* rec = nullptr;
           try {  // an allocation that fails leaves the shard as it was
             rec = FindOrInsertLocked(s, h, k[i], count, step);

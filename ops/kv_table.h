@@ -76,8 +76,8 @@ class KvTableBase : public tensorflow::ResourceBase {
   virtual void Find(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
                     float* values) = 0;
 
-  // Training lookup: adds counts[i] (1 when counts is null) to each key's freq,
-  // applies admission, creates admitted new keys from the initializer with
+  // Training lookup: adds counts[i] (1 when counts is null; 0 while counting is
+  // off, see SetCounting) to each key's freq, applies admission, creates admitted new keys from the initializer with
   // version = step, and writes values (default for keys not admitted).
   // ResourceExhausted when memory for new rows runs out; the keys that got one
   // are inserted and counted as usual, the others are left as they were.
@@ -164,6 +164,13 @@ class KvTableBase : public tensorflow::ResourceBase {
     nonfinite_skipped_.fetch_add(rows, std::memory_order_relaxed);
   }
 
+  // Whether training lookups count: while off, FindOrInsert adds 0 to freq (and
+  // to the admission counts) but inserts and stamps versions as usual. On when the
+  // table is created; not checkpointed (a training loop sets it, e.g. off after
+  // the first epoch so that freq counts occurrences in the data).
+  bool counting() const { return counting_.load(std::memory_order_relaxed); }
+  void SetCounting(bool on) { counting_.store(on, std::memory_order_relaxed); }
+
   std::string DebugString() const override;
 
  protected:
@@ -171,6 +178,7 @@ class KvTableBase : public tensorflow::ResourceBase {
 
  private:
   std::atomic<int64_t> nonfinite_skipped_{0};
+  std::atomic<bool> counting_{true};
 };
 
 // Creates the table for keys of `key_dtype` (DT_INT64 or DT_STRING);

@@ -280,6 +280,18 @@ class KvSetSlotsOp : public TableKernel {
   }
 };
 
+class KvSetCountingOp : public TableKernel {
+ public:
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    const Tensor& on = ctx->input(1);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(on.shape()),
+                InvalidArgument("counting must be a scalar, got shape ",
+                                on.shape().DebugString()));
+    table->SetCounting(on.scalar<bool>()());
+  }
+};
+
 #define DRL_CPU_KERNEL(NAME, CLASS) \
   REGISTER_KERNEL_BUILDER(Name(NAME).Device(tensorflow::DEVICE_CPU), CLASS)
 
@@ -293,6 +305,7 @@ DRL_CPU_KERNEL("DrlKvRemove", KvRemoveOp);
 DRL_CPU_KERNEL("DrlKvEvict", KvEvictOp);
 DRL_CPU_KERNEL("DrlKvSetSlots", KvSetSlotsOp);
 DRL_CPU_KERNEL("DrlKvStats", KvStatsOp);
+DRL_CPU_KERNEL("DrlKvSetCounting", KvSetCountingOp);
 
 }  // namespace
 

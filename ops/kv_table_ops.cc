@@ -150,6 +150,14 @@ REGISTER_OP("DrlKvSetSlots")
     .Doc("Gives every record len(slot_init) optimizer slots (kept ones keep their state); "
          "ResourceExhausted, with the table unchanged, when the new rows do not fit.");
 
+REGISTER_OP("DrlKvSetCounting")
+    .Input("table: resource")
+    .Input("counting: bool")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::NoOutputs)
+    .Doc("Turns counting of training lookups on or off: while off, DrlKvFindOrInsert adds "
+         "nothing to freq or to admission counts. On when the table is created.");
+
 REGISTER_OP("DrlKvStats")
     .Input("table: resource")
     .Output("stats: int64")

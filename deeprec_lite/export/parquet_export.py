@@ -56,7 +56,8 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
         directory / prefix (read without building a model).
       out_dir: the export directory: `manifest.json` and
         `tables/<table>/part-NNNNN.parquet` (columns key, value, freq, version).
-      min_freq: keep keys looked up at least this many times.
+      min_freq: keep keys with freq >= min_freq (what freq counts:
+        deeprec_lite.kv.policies.FREQ_COUNTING).
       max_staleness: keep keys with global_step - version <= max_staleness (None:
         no staleness filter). Keys not admitted are never exported.
       tables: names of the tables to export (None: all).

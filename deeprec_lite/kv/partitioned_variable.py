@@ -44,8 +44,8 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
 
     Args:
       dim, key_dtype, initializer, seed, slots, default_value, admission, eviction,
-        name: as for KVVariable; every shard gets them (a BloomFilter admission is
-        sized per shard).
+        freq_counting, name: as for KVVariable; every shard gets them (a BloomFilter
+        admission is sized per shard).
       num_shards: number of shards, a positive int.
       devices: devices of the shards, used round-robin; None: the parameter servers
         of the ParameterServerStrategy in scope, else the surrounding device scope.
@@ -56,6 +56,7 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
                  slots: Union[Mapping[str, float], Sequence[str]] = (),
                  default_value: Union[float, Sequence[float]] = 0.0,
                  admission: policies.Admission = None, eviction=None,
+                 freq_counting: str = "every_epoch",
                  name: str = "kv_variable", devices: Optional[Sequence[str]] = None):
         num_shards = check_positive_int(num_shards, "num_shards")
         if devices is None:
@@ -67,7 +68,8 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         self._shards = [
             KVVariable(dim, key_dtype=key_dtype, initializer=initializer, seed=seed, slots=slots,
                        default_value=default_value, admission=admission, eviction=eviction,
-                       name=f"{name}_part_{i}", device=devices[i % len(devices)])
+                       freq_counting=freq_counting, name=f"{name}_part_{i}",
+                       device=devices[i % len(devices)])
             for i in range(num_shards)]
         for shard in self._shards:
             shard._is_partition = True
@@ -151,6 +153,19 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
     def bloom_filter_size(self):
         """Counters of each shard's counting Bloom filter (0 without one)."""
         return self._shards[0].bloom_filter_size
+
+    @property
+    def freq_counting(self):
+        return self._shards[0].freq_counting
+
+    @property
+    def counting_driven(self):
+        return self._shards[0].counting_driven
+
+    def set_freq_counting(self, counting: bool):
+        """See KVVariable.set_freq_counting; every shard."""
+        for shard in self._shards:
+            shard.set_freq_counting(counting)
 
     @property
     def step(self):

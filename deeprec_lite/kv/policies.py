@@ -1,13 +1,31 @@
 """Admission and eviction policies of a KV variable (plain values, no TensorFlow).
 
 Admission decides when a new key gets a trainable row; eviction decides when a
-key and all of its slots leave the table.
+key and all of its slots leave the table. Both read a key's `freq`, the number of
+its occurrences in the training lookups that counted (see FREQ_COUNTING).
 """
 import dataclasses
 import math
 from typing import Optional, Sequence, Union
 
 from deeprec_lite._checks import INT64_MAX, check_int
+
+
+# What a key's freq counts (the `freq_counting` of a table):
+# - "every_epoch": every occurrence in every training lookup, so a key seen once in
+#   the data has freq 3 after 3 epochs over it;
+# - "first_epoch": the occurrences in the training lookups of epoch 0 of each
+#   `model.fit` (one pass over that fit's data), so freq is the number of times
+#   the key occurred in the data trained on, whatever the number of epochs. Later
+#   epochs still look keys up, insert and train them, but count nothing
+#   (deeprec_lite.training.callbacks.FreqCounting switches counting per epoch).
+FREQ_COUNTING = ("every_epoch", "first_epoch")
+
+
+def check_freq_counting(freq_counting):
+    if freq_counting not in FREQ_COUNTING:
+        raise ValueError(f"freq_counting must be one of {FREQ_COUNTING}, got {freq_counting!r}")
+    return freq_counting
 
 
 class _Policy:
@@ -28,7 +46,8 @@ def _check_every(every_n_steps):
 
 @dataclasses.dataclass(frozen=True)
 class CounterFilter(_Policy):
-    """Admits a key once it was looked up `min_count` times in training.
+    """Admits a key once its freq reaches `min_count` (it occurred that many times in
+    counted training lookups; see FREQ_COUNTING).
 
     Until then the key has a small record (key, freq, version) but no value: its
     lookups return the default value and it receives no update.
@@ -45,7 +64,8 @@ class CounterFilter(_Policy):
 
 @dataclasses.dataclass(frozen=True)
 class BloomFilter(_Policy):
-    """Admits a key once a counting Bloom filter has seen it `min_count` times.
+    """Admits a key once a counting Bloom filter has counted it `min_count` times (its
+    occurrences in counted training lookups; see FREQ_COUNTING).
 
     Keys not yet admitted cost no per-key record, only shared 16-bit counters:
     the filter is sized for `expected_keys` distinct keys at
@@ -102,8 +122,8 @@ class StalenessEviction(_Policy):
 
 @dataclasses.dataclass(frozen=True)
 class FrequencyEviction(_Policy):
-    """Evicts admitted keys with freq < min_freq (keys not yet admitted are kept,
-    since admission is still counting them)."""
+    """Evicts admitted keys with freq < min_freq (see FREQ_COUNTING; keys not yet
+    admitted are kept, since admission is still counting them)."""
 
     min_freq: int
     every_n_steps: Optional[int] = None

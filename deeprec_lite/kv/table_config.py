@@ -21,12 +21,18 @@ class TableConfig:
       default_value: what lookups return for keys without a row: a float or dim floats.
       admission: None, `policies.CounterFilter` or `policies.BloomFilter`.
       eviction: None, one, or a sequence of `StalenessEviction` / `FrequencyEviction`.
+      freq_counting: what a key's freq (and so admission, frequency eviction and the
+        export's min_freq) counts: "every_epoch" (default), every occurrence in every
+        training batch of every epoch; "first_epoch", the occurrences in epoch 0 of
+        each `fit` only, that is how often the key occurs in the data trained on,
+        whatever the number of epochs (see `policies.FREQ_COUNTING`).
       num_shards: split the table into this many shards (PartitionedKVVariable); None:
         one shard per parameter server under a ParameterServerStrategy, else one table.
 
     Example:
-        table = TableConfig(16, admission=CounterFilter(3),
-                            eviction=StalenessEviction(100_000, every_n_steps=1000))
+        table = TableConfig(16, admission=CounterFilter(3),   # ids seen 3 times in the data
+                            eviction=StalenessEviction(100_000, every_n_steps=1000),
+                            freq_counting="first_epoch")
         embedding = KVEmbedding(table, combiner="mean")
         model = DeepFM(schema, table=table)
         linear = table.replace(dim=1)             # the same policies, 1-wide
@@ -40,6 +46,7 @@ class TableConfig:
     admission: policies.Admission = None
     eviction: Union[None, policies.Eviction, Sequence[policies.Eviction]] = ()
     num_shards: Optional[int] = None
+    freq_counting: str = "every_epoch"
 
     def __post_init__(self):
         dim = check_int(self.dim, "dim", minimum=1)
@@ -62,6 +69,7 @@ class TableConfig:
             "seed": check_int(self.seed, "seed"),
             "admission": policies.check_admission(self.admission),
             "eviction": tuple(policies.normalize_eviction(self.eviction)),
+            "freq_counting": policies.check_freq_counting(self.freq_counting),
             "num_shards": check_int(self.num_shards, "num_shards", minimum=1, none_ok=True)}
         for field, value in normalized.items():  # frozen: set through object
             object.__setattr__(self, field, value)
@@ -74,7 +82,8 @@ class TableConfig:
         """The keyword arguments of KVVariable / PartitionedKVVariable this config sets."""
         return {"dim": self.dim, "key_dtype": self.key_dtype, "initializer": self.initializer,
                 "seed": self.seed, "default_value": self.default_value,
-                "admission": self.admission, "eviction": list(self.eviction)}
+                "admission": self.admission, "eviction": list(self.eviction),
+                "freq_counting": self.freq_counting}
 
     def get_config(self):
         """A JSON-able dict; `TableConfig.from_config` makes the same config again."""
@@ -84,7 +93,7 @@ class TableConfig:
                                   if isinstance(self.default_value, tuple) else self.default_value),
                 "admission": policies.serialize(self.admission),
                 "eviction": [policies.serialize(p) for p in self.eviction],
-                "num_shards": self.num_shards}
+                "num_shards": self.num_shards, "freq_counting": self.freq_counting}
 
     @classmethod
     def from_config(cls, config):

@@ -1,6 +1,7 @@
 """KVVariable: a growing hash table of embeddings keyed by raw int64 or string ids.
 
-Per key it keeps the value (dim float32), freq (training lookups), version (global
+Per key it keeps the value (dim float32), freq (occurrences in counted training
+lookups; see policies.FREQ_COUNTING), version (global
 step of the last update) and optimizer slot rows, all in the C++ table of ops/.
 It is a tf.Module-style trackable resource with no Keras in it: it works eagerly
 and inside tf.function, and tf.train.Checkpoint / tf.saved_model save and restore
@@ -120,6 +121,9 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
       default_value: what lookups return for keys without a row: a float or dim floats.
       admission: None, `CounterFilter` or `BloomFilter`.
       eviction: None, or one or a list of `StalenessEviction` / `FrequencyEviction`.
+      freq_counting: "every_epoch" or "first_epoch": what freq counts (see
+        policies.FREQ_COUNTING); a training loop applies it with
+        `set_freq_counting` (model.fit with callbacks.FreqCounting does).
       name: a name for the variable (checkpoint keys come from the attribute path).
       device: where the table lives (e.g. "/job:ps/task:0/device:CPU:0"); its ops run
         there. "" places it by the surrounding device scope.
@@ -129,6 +133,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
                  slots: Union[Mapping[str, float], Sequence[str]] = (),
                  default_value: Union[float, Sequence[float]] = 0.0,
                  admission: policies.Admission = None, eviction=None,
+                 freq_counting: str = "every_epoch",
                  name: str = "kv_variable", device: str = ""):
         dim = check_int(dim, "dim", minimum=1)
         seed = check_int(seed, "seed")
@@ -147,6 +152,8 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
                                  f"{len(self._default_value)} values")
         self._admission = policies.check_admission(admission)
         self._eviction = policies.normalize_eviction(eviction)
+        self._freq_counting = policies.check_freq_counting(freq_counting)
+        self._counting_driven = False
         self._name = name
         self._is_partition = False
         self._ops = op_library.load()
@@ -243,6 +250,26 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def eviction(self):
         return self._eviction
 
+    @property
+    def freq_counting(self):
+        """What freq counts: "every_epoch" or "first_epoch" (policies.FREQ_COUNTING)."""
+        return self._freq_counting
+
+    @property
+    def counting_driven(self):
+        """True once `set_freq_counting` was called (a training loop applies
+        freq_counting); a "first_epoch" table trains only then (KVEmbedding checks)."""
+        return self._counting_driven
+
+    def set_freq_counting(self, counting: bool):
+        """Turns the counting of training lookups on (True) or off: while off,
+        `lookup_or_insert` adds nothing to freq or to admission counts, and inserts,
+        stamps and returns as usual. On when the table is created or restored."""
+        if not isinstance(counting, bool):
+            raise ValueError(f"counting must be a bool, got {counting!r}")
+        self._ops.drl_kv_set_counting(self.resource_handle, tf.constant(counting))
+        self._counting_driven = True
+
     def _create_resource(self):
         attrs = {"key_dtype": self._key_dtype, "table_name": self._name, "dim": self._dim,
                  "num_slots": len(self._slot_names), "slot_init": list(self._slot_inits),
@@ -289,7 +316,8 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def lookup_or_insert(self, keys, counts=None, global_step=None):
         """Training lookup. Returns (values [*keys.shape, dim], admitted [*keys.shape] bool).
 
-        Adds counts (one per key, default 1) to each key's freq, applies admission,
+        Adds counts (one per key, default 1; none while counting is off, see
+        `set_freq_counting`) to each key's freq, applies admission,
         and creates admitted new keys from the initializer with version =
         global_step (default: `self.step`). Keys not admitted get the default value.
         """

@@ -66,3 +66,37 @@ class KVEviction(keras.callbacks.Callback):
         for kv in kv_tables(self.model).values():
             if kv.eviction:
                 kv.evict(step)
+
+
+class FreqCounting(keras.callbacks.Callback):
+    """Applies the `freq_counting` of a model's KV tables in `model.fit`: a table with
+    "first_epoch" counts the training lookups of epoch 0 only, so its freq is how
+    often each key occurs in the data (deeprec_lite.kv.policies.FREQ_COUNTING).
+
+    A KVModel (every zoo model is one) adds it to each `fit` by itself; another model
+    with such tables passes it in `callbacks` (a "first_epoch" table refuses to train
+    until something drives its counting). Epoch numbers are those of `fit`, so a job
+    that BackupAndRestore resumes in epoch 2 does not count that epoch again.
+    """
+
+    def _tables(self):
+        return [kv for kv in kv_tables(self.model).values() if kv.freq_counting == "first_epoch"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for kv in self._tables():
+            kv.set_freq_counting(epoch == 0)
+
+    def on_train_end(self, logs=None):
+        for kv in self._tables():
+            kv.set_freq_counting(True)
+
+
+def with_freq_counting(callbacks):
+    """`callbacks` (None, a list or a CallbackList) with a FreqCounting added unless
+    one is in it."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, FreqCounting) for c in callbacks):
+        callbacks.append(FreqCounting())
+    return callbacks

@@ -145,6 +145,12 @@ class KVEmbedding(keras.layers.Layer):
                 return serving.lookup(unique_keys)
             return self.kv.lookup(unique_keys)
         graph = self._check_one_training_call_per_graph()
+        if self.kv.freq_counting == "first_epoch" and not self.kv.counting_driven:
+            raise ValueError(
+                f"{self.name}: table '{self.kv.name}' has freq_counting='first_epoch', which "
+                "model.fit applies through callbacks.FreqCounting: train a KVModel (every zoo "
+                "model is one), pass FreqCounting() in callbacks, or call "
+                "kv.set_freq_counting(epoch == 0) in your own loop")
         values, _ = self.kv.lookup_or_insert(unique_keys, counts=counts)
         object.__setattr__(self, "_training_keys", (graph, unique_keys))
         anchor = self.gradient_anchor
