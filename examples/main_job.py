@@ -107,10 +107,8 @@ def check_export(model, args, out_dir, batch, labels):
     assert rows.sum() > 0, "no row of the check batch has only kept keys"
     serving = tf.saved_model.load(f"{out_dir}/serving")  # stock TensorFlow only
     kept_batch = {k: v[rows] for k, v in batch.items()}
-    # the same batch whole on both sides: other batch sizes, and predict's compiled function,
-    # may take other oneDNN kernels, whose sums differ in the last bit
     np.testing.assert_array_equal(serving.serve(kept_batch).numpy(),
-                                  model(kept_batch, training=False).numpy())
+                                  export.predict_as_served(model, kept_batch).numpy())
     print(f"serving SavedModel (stock TF tables) -> {out_dir}/serving: predictions identical "
           f"to the model on the {rows.sum():,} of {len(rows):,} rows whose keys were all kept")
     return roc_auc(labels, serving.serve(batch).numpy()), f"{kept:,} of {before:,}"

@@ -50,7 +50,9 @@ def inputs(n=4096):
 
 
 def predict(model, x):
-    return model(x, training=False).numpy()
+    from deeprec_lite.export import predict_as_served
+
+    return predict_as_served(model, x).numpy()
 
 
 def records(export_dir):

@@ -4,7 +4,8 @@
   per table a Parquet dataset (key, value, freq, version) and a manifest.json.
 - `read_embeddings(dir)`: reads an export back and verifies its manifest.
 - `export_saved_model(model, out_dir, min_freq=, max_staleness=)`: a serving
-  SavedModel whose embedding tables are stock TensorFlow (no custom op).
+  SavedModel whose embedding tables are stock TensorFlow (no custom op);
+  `predict_as_served(model, batch)` what it serves, computed from the live model.
 
 A key is exported when it is admitted, its freq >= min_freq and
 global_step - version <= max_staleness. Outputs are written to a temporary
@@ -13,7 +14,7 @@ directory beside `out_dir` and renamed into place.
 from deeprec_lite.export.parquet_export import export_embeddings
 from deeprec_lite.export.reader import EmbeddingExport, read_embeddings
 from deeprec_lite.export.report import format_report
-from deeprec_lite.export.serving import export_saved_model
+from deeprec_lite.export.serving import export_saved_model, predict_as_served
 
 __all__ = ["EmbeddingExport", "export_embeddings", "export_saved_model", "format_report",
-           "read_embeddings"]
+           "predict_as_served", "read_embeddings"]

@@ -31,18 +31,9 @@ class ServingModule(tf.Module):
     def __init__(self, model, tables, spec):
         super().__init__(name="deeprec_lite_serving")
         self.tables = tables
-        # Batches served. Like Keras' predict step, the outputs are control inputs of
-        # this counter's update; that also keeps grappler from fusing the output
-        # layer differently than `model.predict` does, so predictions match bit for bit.
         self.served_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-        def serve(inputs):
-            outputs = model(inputs, training=False)
-            with tf.control_dependencies(tf.nest.flatten(outputs, expand_composites=True)[:1]):
-                self.served_batches.assign_add(1)
-            return outputs
-
-        self.serve = tf.function(serve, input_signature=[spec])
+        self.serve = tf.function(_serving_call(model, self.served_batches),
+                                 input_signature=[spec])
         flat = serving_signature.flat_signature(spec)
 
         def serve_flat(**arguments):
@@ -55,6 +46,35 @@ class ServingModule(tf.Module):
         # Only what inference reads: KV tables, gradient anchors and clocks stay behind.
         self.dense_variables = [v for v in self.serve.get_concrete_function().variables
                                 if v.ref() not in table_vars]
+
+
+def _serving_call(model, served_batches):
+    """The served computation: the model's inference call, whose outputs are control
+    inputs of the `served_batches` counter's update (like Keras' predict step)."""
+    def serve(inputs):
+        outputs = model(inputs, training=False)
+        with tf.control_dependencies(tf.nest.flatten(outputs, expand_composites=True)[:1]):
+            served_batches.assign_add(1)
+        return outputs
+    return serve
+
+
+def predict_as_served(model, inputs):
+    """The model's outputs on `inputs` (one batch, the model's input structure)
+    computed with its live KV tables in the graph that a serving SavedModel runs, so
+    that on every key the export kept they equal `loaded.serve(inputs)` bit for bit.
+
+    Use it to check an export: an eager `model(inputs)` or `model.predict` runs other
+    graphs, where grappler and oneDNN may fuse the dense layers into kernels whose
+    float sums differ in the last bit depending on the CPU.
+
+    Example:
+        export_saved_model(model, "serving/", min_freq=2)
+        served = tf.saved_model.load("serving/").serve(batch)
+        assert np.array_equal(served, predict_as_served(model, batch))  # all keys kept
+    """
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+    return tf.function(_serving_call(model, counter))(inputs)
 
 
 @contextlib.contextmanager
