@@ -69,15 +69,24 @@ def table_report(model):
     return "\n".join(lines)
 
 
-def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_every):
+# Adagrad on the KV tables: 0.5 learns the synthetic planted model's first-order
+# weights much further than 0.05 in one pass over each day (main job lift 0.49 -> 0.57).
+SPARSE_LEARNING_RATE = 0.5
+
+
+def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_every,
+                freq_counting="first_epoch"):
+    """A compiled zoo model whose tables admit ids seen `min_count` times (in the data,
+    with the default freq_counting) and evict those not updated for `max_staleness` steps."""
     from deeprec_lite import models  # the zoo, installed as deeprec_lite.models
 
     table = TableConfig(embedding_dim,
                         admission=CounterFilter(min_count) if min_count > 1 else None,
-                        eviction=StalenessEviction(max_staleness, every_n_steps=evict_every))
+                        eviction=StalenessEviction(max_staleness, every_n_steps=evict_every),
+                        freq_counting=freq_counting)
     model = models.get(name)(schema, table=table)
     model.compile(
-        optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(0.05),
+        optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(SPARSE_LEARNING_RATE),
                                          dense=keras.optimizers.Adam(1e-3)),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryCrossentropy(name="logloss")])
@@ -145,7 +154,7 @@ def add_model_arguments(parser):
     parser.add_argument("--categorical-fields", type=int_at_least(1), default=26)
     parser.add_argument("--numeric-fields", type=int_at_least(0), default=13)
     parser.add_argument("--min-count", type=int_at_least(1), default=2,
-                        help="admission threshold (1: admit every key at once)")
+                        help="admit ids once seen this often in the data (1: at once)")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
 
 

@@ -118,10 +118,12 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_train_arguments(parser)
     parser.add_argument("--export-min-freq", type=cli.int_at_least(0), default=3,
-                        help="export keys looked up at least this often")
+                        help="export keys seen at least this often in the data")
     parser.add_argument("--out-dir", default="main_job_output",
                         help="where the checkpoints, exports and reports go")
-    parser.set_defaults(days=3, rows_per_day=100_000, verbose=2, hold_out_fields=1)
+    # max_staleness 150 steps (a day is 98 batches): ids of faded generations are evicted
+    parser.set_defaults(days=3, rows_per_day=100_000, verbose=2, hold_out_fields=1,
+                        max_staleness=150)
     args = parser.parse_args(argv)
     out = args.out_dir
     os.makedirs(out, exist_ok=True)

@@ -95,7 +95,8 @@ def run(args, cluster_spec=None):
     strategy = server.strategy(cluster_spec) if cluster_spec else tf.distribute.get_strategy()
     with strategy.scope():
         model = cli.build_model(args.model, generator.schema, args.embedding_dim, min_count=1,
-                                max_staleness=10 ** 9, evict_every=None)
+                                max_staleness=10 ** 9, evict_every=None,
+                                freq_counting="every_epoch")  # freq: every lookup
     initial_epoch, restored_step = 0, None
     if args.checkpoint_dir and checkpoints.is_checkpoint(args.checkpoint_dir):
         prefix = tf.train.latest_checkpoint(args.checkpoint_dir)

@@ -31,7 +31,7 @@ def data():
 
 def build(schema):
     model = cli.build_model("deepfm", schema, 8, min_count=1, max_staleness=10 ** 9,
-                            evict_every=None)
+                            evict_every=None, freq_counting="every_epoch")
     # Rates high enough that one pass learns well (AUC ~0.67, the data's best is ~0.82).
     model.compile(optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(0.2),
                                                    dense=keras.optimizers.Adam(0.005)),
