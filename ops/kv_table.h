@@ -77,8 +77,9 @@ class KvTableBase : public tensorflow::ResourceBase {
                     float* values) = 0;
 
   // Training lookup: adds counts[i] (1 when counts is null; 0 while counting is
-  // off, see SetCounting) to each key's freq, applies admission, creates admitted new keys from the initializer with
-  // version = step, and writes values (default for keys not admitted).
+  // off, see SetCounting) to each key's freq, applies admission, creates admitted
+  // new keys from the initializer with version = step, and writes values (default
+  // for keys not admitted).
   // ResourceExhausted when memory for new rows runs out; the keys that got one
   // are inserted and counted as usual, the others are left as they were.
   virtual tensorflow::Status FindOrInsert(tensorflow::OpKernelContext* ctx,

@@ -23,7 +23,6 @@ import shutil
 from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import checkpointing
-from deeprec_lite.training.kv_model import KVModel
 
 MODEL_FILE = "model.json"
 FORMAT = "deeprec-lite-checkpoint/1"
@@ -103,10 +102,8 @@ def load(directory, compile=True, restore_tables=True):
     prefix = tf.train.latest_checkpoint(directory)
     if prefix is None:
         raise ValueError(f"directory {directory!r} holds no TensorFlow checkpoint")
-    import deeprec_lite.models  # noqa: F401  (registers the zoo's layers)
-    # to_json names a Model subclass by its bare class name, not its registered one
-    model = keras.models.model_from_json(json.dumps(meta["model"]),
-                                         custom_objects={"KVModel": KVModel})
+    import deeprec_lite.models  # noqa: F401  (registers the zoo's layers and KVModel)
+    model = keras.models.model_from_json(json.dumps(meta["model"]))
     if compile and meta["optimizer"] is not None:
         model.compile(optimizer=keras.optimizers.deserialize(meta["optimizer"]))
         model.optimizer.build(model.trainable_variables)

@@ -22,3 +22,9 @@ class KVModel(keras.Model):
             **kwargs):
         return super().fit(x, y, batch_size, epochs, verbose, with_freq_counting(callbacks),
                            **kwargs)
+
+
+# Model.to_json names a Model subclass by its bare class name, not its registered
+# "deeprec_lite>KVModel": so that keras.models.model_from_json (and checkpoints.load)
+# rebuild a KVModel, the bare name is registered too.
+keras.utils.get_custom_objects()["KVModel"] = KVModel

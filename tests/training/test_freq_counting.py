@@ -110,6 +110,7 @@ def test_kv_model_and_freq_counting_save_and_load(tmp_path):
     assert loaded.get_layer("emb").kv.freq_counting == "first_epoch"
     np.testing.assert_array_equal(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
 
+    assert type(keras.models.model_from_json(model.to_json())) is KVModel
     checkpoints.save(model, tmp_path / "ckpt")
     restored = checkpoints.load(tmp_path / "ckpt")
     assert type(restored) is KVModel
