@@ -1,8 +1,8 @@
-"""Lazy loading of the C++ op library (ops/, built by setup.py).
+"""Lazy loading of the C++ op libraries (ops/, built by setup.py).
 
-Nothing is loaded at import time; the first KV table needs the library. When it
-is missing or was built for another TensorFlow, the error says how to rebuild.
-There is no fallback.
+Nothing is loaded at import time; the first KV table needs the KV library, the
+first file reader the reader library. When one is missing or was built for
+another TensorFlow, the error says how to rebuild. There is no fallback.
 """
 import glob
 import os
@@ -18,16 +18,17 @@ REBUILD_HINT = ("Rebuild it from the repository root with `pip install -e .` "
 
 
 class OpLibraryError(ImportError):
-    """The KV-table op library is missing, stale, or does not load."""
+    """An op library is missing, stale, or does not load."""
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _library_path(directory=_PACKAGE_DIR):
-    found = sorted(glob.glob(os.path.join(directory, "_kv_ops*.so")))
+def library_path(name="_kv_ops", directory=_PACKAGE_DIR):
+    """The built library ``name*.so`` in ``directory`` (OpLibraryError when absent)."""
+    found = sorted(glob.glob(os.path.join(directory, f"{name}*.so")))
     if not found:
-        raise OpLibraryError(f"The deeprec_lite op library (_kv_ops*.so) is not built in "
+        raise OpLibraryError(f"The deeprec_lite op library ({name}*.so) is not built in "
                              f"{directory}. " + REBUILD_HINT)
     return found[0]
 
@@ -50,20 +51,24 @@ def _minor(version):
     return ".".join(version.split(".")[:2])
 
 
+def load_library(path):
+    """Loads the op library at ``path`` after checking the TensorFlow it was built for."""
+    built_for = _built_for(path)
+    if _minor(built_for) != _minor(tf.__version__):
+        raise OpLibraryError(
+            f"{path} was built for TensorFlow {built_for}, but TensorFlow "
+            f"{tf.__version__} is running. " + REBUILD_HINT)
+    try:
+        return tf.load_op_library(path)
+    except (tf.errors.NotFoundError, OSError) as e:
+        raise OpLibraryError(f"{path} does not load in TensorFlow {tf.__version__}: {e}. "
+                             + REBUILD_HINT) from e
+
+
 def load():
-    """Returns the loaded op module (generated op wrappers), loading it once."""
+    """Returns the loaded KV op module (generated op wrappers), loading it once."""
     global _LIBRARY
     with _LOCK:
         if _LIBRARY is None:
-            path = _library_path()
-            built_for = _built_for(path)
-            if _minor(built_for) != _minor(tf.__version__):
-                raise OpLibraryError(
-                    f"{path} was built for TensorFlow {built_for}, but TensorFlow "
-                    f"{tf.__version__} is running. " + REBUILD_HINT)
-            try:
-                _LIBRARY = tf.load_op_library(path)
-            except (tf.errors.NotFoundError, OSError) as e:
-                raise OpLibraryError(f"{path} does not load in TensorFlow {tf.__version__}: {e}. "
-                                     + REBUILD_HINT) from e
+            _LIBRARY = load_library(library_path())
         return _LIBRARY

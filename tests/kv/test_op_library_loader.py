@@ -1,4 +1,6 @@
 """The op library loader: clear errors when the library is missing or stale."""
+import os
+
 import pytest
 
 from deeprec_lite.kv import op_library
@@ -7,14 +9,14 @@ from deeprec_lite.compat import tf
 
 def test_missing_library_says_how_to_rebuild(tmp_path):
     with pytest.raises(op_library.OpLibraryError, match=r"not built in .*pip install -e \."):
-        op_library._library_path(str(tmp_path))
+        op_library.library_path(directory=str(tmp_path))
 
 
 def test_library_built_for_another_tensorflow_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "_kv_ops.so"
     fake.write_bytes(b"\x7fELF....DRL_BUILT_FOR_TENSORFLOW=2.19.0\x00more")
     monkeypatch.setattr(op_library, "_LIBRARY", None)
-    monkeypatch.setattr(op_library, "_library_path", lambda: str(fake))
+    monkeypatch.setattr(op_library, "library_path", lambda: str(fake))
     with pytest.raises(op_library.OpLibraryError,
                        match=rf"built for TensorFlow 2\.19\.0, but TensorFlow {tf.__version__} .*"
                              r"pip install -e \."):
@@ -22,6 +24,14 @@ def test_library_built_for_another_tensorflow_is_refused(tmp_path, monkeypatch):
 
 
 def test_installed_library_matches_running_tensorflow():
-    path = op_library._library_path()
+    path = op_library.library_path()
     assert op_library._minor(op_library._built_for(path)) == op_library._minor(tf.__version__)
     assert hasattr(op_library.load(), "drl_kv_find_or_insert")
+
+
+def test_reader_library_is_built_and_loads():
+    from deeprec_lite.data.formats import arrow_dataset
+
+    path = op_library.library_path("_arrow_reader_ops", os.path.dirname(arrow_dataset.__file__))
+    assert op_library._minor(op_library._built_for(path)) == op_library._minor(tf.__version__)
+    assert hasattr(op_library.load_library(path), "drl_arrow_reader_dataset")

@@ -21,11 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns
 from deeprec_lite.data.formats.column_batch import ColumnBatch
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
-from deeprec_lite.data.formats.file_dataset import Paths, files_to_dataset
+from deeprec_lite.data.formats.arrow_dataset import CsvOptions
+from deeprec_lite.data.formats.file_dataset import Paths, native_files_dataset
 from deeprec_lite.data.formats.line_index import read_row_bytes, row_offsets
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, NumericField, Schema
 
@@ -172,19 +174,22 @@ def read_csv(paths: Paths, schema: Schema, batch_size: int, *, delimiter: str = 
              drop_remainder: bool = False, deterministic: bool = True,
              skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
              prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
-    """A tf.data.Dataset of ``(features, label)`` batches from CSV / TSV files.
+    """A tf.data.Dataset of ``(features, label)`` batches from CSV / TSV files, read in C++
+    (Arrow's streaming CSV reader inside a tf.data op).
 
     See :class:`CsvFormat` for ``delimiter``, ``header``, ``column_names``,
     ``missing_values`` and ``quote_char``, and
     :func:`deeprec_lite.data.formats.parquet_reader.read_parquet` for the other arguments.
-    A cell that does not parse as its field's type raises BadFileError naming
-    the file and the column (or skips the file with ``skip_bad_files``).
+    A cell that does not parse as its field's type raises
+    ``tf.errors.InvalidArgumentError`` naming the file and the column while the file is
+    read (or skips the file with ``skip_bad_files``).
     """
     fmt = CsvFormat(delimiter, header, column_names, missing_values, quote_char)
-    return files_to_dataset(
+    check_positive_int(block_size, "block_size")
+    return native_files_dataset(
         paths, schema,
         check_file=lambda p: check_csv_file(p, schema, fmt),
-        read_file=lambda p: read_csv_rows(p, schema, fmt, block_size=block_size),
+        csv=CsvOptions(delimiter, header, column_names, missing_values, quote_char, block_size),
         batch_size=batch_size, num_parallel_reads=num_parallel_reads,
         drop_remainder=drop_remainder, deterministic=deterministic,
         skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)

@@ -1,12 +1,13 @@
 """The shared machinery of the file readers: files -> batched, parallel tf.data.Dataset.
 
-A reader supplies two functions: ``check_file(path)`` (cheap, at construction:
-raises BadFileError for a missing column, a wrong type, a truncated file) and
-``read_file(path)`` (yields column batches of any size). This module expands
-the paths, checks the files (skipping and counting bad ones when asked), splits
-the files into ``num_parallel_reads`` shards read in parallel, cuts each shard
-into batches of exactly ``batch_size`` rows (the last batch of each shard may
-be shorter), and assembles feature dicts with ragged multi-valued fields.
+A reader supplies ``check_file(path)`` (cheap, at construction: raises BadFileError
+for a missing column, a wrong type, a truncated file) and either ``read_file(path)``
+(a Python generator of column batches of any size: :func:`files_to_dataset`) or the
+C++ reader op's file format (:func:`native_files_dataset`: Parquet, CSV / TSV). This
+module expands the paths, checks the files (skipping and counting bad ones when
+asked), splits the files into ``num_parallel_reads`` shards read in parallel, cuts
+each shard into batches of exactly ``batch_size`` rows (the last batch of each shard
+may be shorter), and assembles feature dicts with ragged multi-valued fields.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import tf
+from deeprec_lite.data.formats import arrow_dataset
 from deeprec_lite.data.formats.column_batch import ColumnBatch, rebatch_chunks
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
 from deeprec_lite.data.formats.schema import Schema
@@ -46,6 +48,64 @@ def expand_paths(paths: Paths) -> List[str]:
     return out
 
 
+def _checked_shards(paths: Paths, schema: Schema, check_file: Callable[[str], None],
+                    batch_size: int, num_parallel_reads: int, skip_bad_files: bool,
+                    bad_files: Optional[BadFileCounter]) -> List[List[str]]:
+    """The good files, split round robin into at most ``num_parallel_reads`` shards."""
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(num_parallel_reads, "num_parallel_reads")
+    if not isinstance(schema, Schema):
+        raise ValueError(f"schema must be a deeprec_lite.data.Schema, got {type(schema).__name__}")
+    good: List[str] = []
+    for path in expand_paths(paths):
+        try:
+            check_file(path)
+            good.append(path)
+        except BadFileError as e:
+            if not skip_bad_files:
+                raise
+            if bad_files is not None:
+                bad_files.add(path, str(e))
+    num_shards = max(1, min(num_parallel_reads, len(good)))
+    return [good[i::num_shards] for i in range(num_shards)]
+
+
+def native_files_dataset(paths: Paths, schema: Schema, *, check_file: Callable[[str], None],
+                         batch_size: int, csv: Optional[arrow_dataset.CsvOptions] = None,
+                         batch_rows: int = 65536, num_parallel_reads: int = 1,
+                         drop_remainder: bool = False, deterministic: bool = True,
+                         skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
+                         prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """Like :func:`files_to_dataset`, the files read by the C++ reader op: Parquet, or CSV /
+    TSV when ``csv`` is given. The shards' batches interleave in the same order as there
+    (``chunk_batches(batch_size)`` batches of a shard at a time)."""
+    shards = _checked_shards(paths, schema, check_file, batch_size, num_parallel_reads,
+                             skip_bad_files, bad_files)
+    log = None
+    if skip_bad_files:
+        log = arrow_dataset.NativeBadFileLog()
+        if bad_files is not None:
+            bad_files.attach(log)
+
+    def read_shard(shard_paths):
+        count = tf.size(shard_paths, out_type=tf.int64)
+        return arrow_dataset.items_dataset(
+            schema, shard_paths, tf.zeros([count], tf.int64), -tf.ones([count], tf.int64),
+            batch_size, csv=csv, batch_rows=batch_rows, drop_remainder=drop_remainder,
+            bad_file_log=log)
+
+    if len(shards) == 1:
+        ds = read_shard(tf.constant(shards[0], tf.string, shape=[len(shards[0])]))
+    else:
+        table = tf.ragged.constant(shards, dtype=tf.string)
+        ds = tf.data.Dataset.range(len(shards)).interleave(
+            lambda i: read_shard(table[i]), cycle_length=len(shards),
+            block_length=chunk_batches(batch_size), num_parallel_calls=len(shards),
+            deterministic=deterministic)
+    ds = arrow_dataset.assembled(ds, schema)
+    return ds.prefetch(prefetch) if prefetch else ds
+
+
 def files_to_dataset(paths: Paths, schema: Schema, *,
                      check_file: Callable[[str], None],
                      read_file: Callable[[str], Iterator[ColumnBatch]],
@@ -66,23 +126,10 @@ def files_to_dataset(paths: Paths, schema: Schema, *,
     and column). ``extra_columns`` (name -> (dtype, ragged)) are columns that
     ``read_file`` yields beyond the schema; they end up in the features dict.
     """
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(num_parallel_reads, "num_parallel_reads")
-    if not isinstance(schema, Schema):
-        raise ValueError(f"schema must be a deeprec_lite.data.Schema, got {type(schema).__name__}")
-    files = expand_paths(paths)
+    shards = _checked_shards(paths, schema, check_file, batch_size, num_parallel_reads,
+                             skip_bad_files, bad_files)
     counter = bad_files if bad_files is not None else BadFileCounter()
-    good: List[str] = []
-    for path in files:
-        try:
-            check_file(path)
-            good.append(path)
-        except BadFileError as e:
-            if not skip_bad_files:
-                raise
-            counter.add(path, str(e))
-    num_shards = max(1, min(num_parallel_reads, len(good)))
-    shards = [good[i::num_shards] for i in range(num_shards)]
+    num_shards = len(shards)
 
     def read_shard_files(shard_files):
         for path in shard_files:

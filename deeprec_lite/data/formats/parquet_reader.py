@@ -1,7 +1,9 @@
-"""Parquet input through pyarrow: streaming record batches, column projection.
+"""Parquet input: column projection, streaming record batches, several files in parallel.
 
-Only the schema's columns are read; files are streamed record batch by record
-batch (memory stays bounded by ``chunk_rows``), several files in parallel.
+:func:`read_parquet` reads in C++ (Arrow's Parquet reader inside a tf.data op, see
+:mod:`deeprec_lite.data.formats.arrow_dataset`); :func:`read_parquet_rows` streams numpy
+column batches through pyarrow. Only the schema's columns are read; files are read
+record batch by record batch (memory stays bounded by ``chunk_rows``).
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns, check_arrow_schema
 from deeprec_lite.data.formats.column_batch import ColumnBatch
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
-from deeprec_lite.data.formats.file_dataset import Paths, files_to_dataset
+from deeprec_lite.data.formats.file_dataset import Paths, native_files_dataset
 from deeprec_lite.data.formats.schema import Schema
 
 DEFAULT_CHUNK_ROWS = 65536
@@ -82,7 +85,7 @@ def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
                  drop_remainder: bool = False, deterministic: bool = True,
                  skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
                  prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
-    """A tf.data.Dataset of ``(features, label)`` batches from Parquet files.
+    """A tf.data.Dataset of ``(features, label)`` batches from Parquet files, read in C++.
 
     Args:
       paths: a file, a glob pattern, or a list of them.
@@ -96,11 +99,17 @@ def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
         of raising BadFileError.
       bad_files: a BadFileCounter to record skipped files in.
       prefetch: batches to prefetch (None or 0 for none).
+
+    A file that turns out unreadable while it is read (a corrupt page, a bad label)
+    raises ``tf.errors.InvalidArgumentError`` naming the file and the column. The
+    iterator can be checkpointed (``tf.train.Checkpoint(iterator=iter(ds))``): a
+    restored one goes on after the last batch it delivered.
     """
-    return files_to_dataset(
+    check_positive_int(chunk_rows, "chunk_rows")
+    return native_files_dataset(
         paths, schema,
         check_file=lambda p: check_parquet_file(p, schema),
-        read_file=lambda p: read_parquet_rows(p, schema, chunk_rows=chunk_rows),
+        batch_rows=chunk_rows,
         batch_size=batch_size, num_parallel_reads=num_parallel_reads,
         drop_remainder=drop_remainder, deterministic=deterministic,
         skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)
