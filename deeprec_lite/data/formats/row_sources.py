@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from deeprec_lite.compat import tf
+from deeprec_lite.data.formats.arrow_dataset import CsvOptions
 from deeprec_lite.data.formats.column_batch import ColumnBatch
-from deeprec_lite.data.formats.csv_reader import CsvFormat, check_csv_file, read_csv_rows
+from deeprec_lite.data.formats.csv_reader import (DEFAULT_BLOCK_SIZE, CsvFormat, check_csv_file,
+                                                  read_csv_rows)
 from deeprec_lite.data.formats.libsvm_reader import LibsvmLayout, read_libsvm_rows
 from deeprec_lite.data.formats.line_index import row_offsets
 from deeprec_lite.data.formats.parquet_reader import (DEFAULT_CHUNK_ROWS, check_parquet_file,
@@ -21,11 +23,19 @@ class RowSource:
 
     Subclasses define ``schema``, ``extra_columns`` (columns beyond the schema,
     name -> (tf dtype, ragged)), ``check(path)``, ``num_rows(path)`` and
-    ``read(path, start, stop)``.
+    ``read(path, start, stop)``. Sources the C++ reader op reads (``native``) also
+    define ``native_range(path, start, stop)``: the op's work item for those rows,
+    ``(start, stop, rows)`` (rows -1: not checked), and ``csv_options`` (None: Parquet).
     """
 
     schema: Schema
     extra_columns: Dict = {}
+    native = False
+    csv_options: Optional[CsvOptions] = None
+    batch_rows = DEFAULT_CHUNK_ROWS
+
+    def native_range(self, path: str, start: int, stop: int) -> Tuple[int, int, int]:
+        raise NotImplementedError
 
     def check(self, path: str) -> None:
         """Raises BadFileError when the file cannot be read as the schema says."""
@@ -41,9 +51,11 @@ class RowSource:
 class ParquetSource(RowSource):
     """Parquet files; only the row groups overlapping a range are read."""
 
+    native = True
+
     def __init__(self, schema: Schema, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         self.schema = schema
-        self.chunk_rows = chunk_rows
+        self.chunk_rows = self.batch_rows = chunk_rows
         self._lock = threading.Lock()
         self._footers: Dict[str, object] = {}
 
@@ -65,6 +77,9 @@ class ParquetSource(RowSource):
     def read(self, path, start, stop):
         return read_parquet_rows(path, self.schema, start, stop, chunk_rows=self.chunk_rows,
                                  metadata=self._footer(path))
+
+    def native_range(self, path, start, stop):
+        return start, stop, -1
 
 
 class _LineIndexCache:
@@ -88,11 +103,15 @@ class _LineIndexCache:
 class CsvSource(RowSource):
     """CSV / TSV files (see :class:`CsvFormat`); ranges are found through a line index."""
 
+    native = True
+
     def __init__(self, schema: Schema, delimiter: str = ",", header: bool = True,
                  column_names: Optional[Sequence[str]] = None,
                  missing_values: Sequence[str] = ("",), quote_char="\""):
         self.schema = schema
         self.format = CsvFormat(delimiter, header, column_names, missing_values, quote_char)
+        self.csv_options = CsvOptions(delimiter, header, column_names, missing_values,
+                                      quote_char, DEFAULT_BLOCK_SIZE)
         self._index = _LineIndexCache(self.format.header)
 
     def check(self, path):
@@ -104,6 +123,11 @@ class CsvSource(RowSource):
     def read(self, path, start, stop):
         return read_csv_rows(path, self.schema, self.format, start, stop,
                              offsets=self._index.get(path))
+
+    def native_range(self, path, start, stop):
+        offsets = self._index.get(path)
+        stop = min(stop, len(offsets) - 1)
+        return int(offsets[start]), int(offsets[stop]), stop - start
 
 
 class LibsvmSource(RowSource):

@@ -32,13 +32,14 @@ import numpy as np
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import tf
+from deeprec_lite.data.formats import arrow_dataset
 from deeprec_lite.data.formats.column_batch import num_rows, rebatch_chunks
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
 from deeprec_lite.data.formats.file_dataset import Paths, expand_paths
 from deeprec_lite.data.workqueue.local_data_service import LocalDataService
 from deeprec_lite.data.formats.row_sources import RowSource
-from deeprec_lite.data.formats.tf_conversion import (chunk_batches, flat_signature, flatten_batch,
-                                             make_assemble_fn, split_into_batches)
+from deeprec_lite.data.formats.tf_conversion import (LENGTHS_SUFFIX, chunk_batches, flat_signature,
+                                             flatten_batch, make_assemble_fn, split_into_batches)
 from deeprec_lite.data.workqueue.work_items import WorkItem, epoch_order, plan_work_items, work_list_digest
 from deeprec_lite.data.workqueue.state import WorkQueueState
 
@@ -232,6 +233,28 @@ class WorkQueue(tf.Module):
             chunk[WORK_KEY] = np.full(num_rows(chunk), int(key), dtype=np.int64)
             yield flatten_batch(chunk)
 
+    def _native_range(self, file_index, start, stop):
+        path = self._plan.paths[int(file_index)]
+        return tuple(np.int64(v) for v in self._source.native_range(path, int(start), int(stop)))
+
+    def _native_item(self, key, file_index, start, stop) -> tf.data.Dataset:
+        """The item's batches of flat columns (and the work key) from the C++ reader op."""
+        path = tf.gather(tf.constant(self._plan.paths, tf.string), file_index)
+        begin, end, rows = tf.numpy_function(self._native_range, [file_index, start, stop],
+                                             [tf.int64] * 3, stateful=False)
+        flat = arrow_dataset.items_dataset(
+            self._source.schema, path, begin, end, self._batch_size, row_counts=rows,
+            csv=self._source.csv_options, batch_rows=self._source.batch_rows)
+        first = self._source.schema.fields[0]
+        rows_key = first.name + LENGTHS_SUFFIX if getattr(first, "is_ragged", False) else first.name
+
+        @tf.autograph.experimental.do_not_convert
+        def add_key(columns):
+            return {**columns, WORK_KEY: tf.fill(tf.shape(columns[rows_key], out_type=tf.int64),
+                                                 key)}
+
+        return flat.map(add_key)
+
     def _reading_pipeline(self, items: tf.data.Dataset) -> tf.data.Dataset:
         signature = self._spec.signature
         assemble = self._spec.assemble
@@ -240,10 +263,13 @@ class WorkQueue(tf.Module):
         def read_item(key, file_index, start, stop):
             # Read-ahead stays inside the item: flat_map opens the next item only when
             # the caller has taken every batch of this one.
-            batches = tf.data.Dataset.from_generator(
-                self._generate_item, args=(key, file_index, start, stop),
-                output_signature=signature).map(assemble).flat_map(
-                    split_into_batches(self._batch_size))
+            if self._source.native:
+                batches = self._native_item(key, file_index, start, stop).map(assemble)
+            else:
+                batches = tf.data.Dataset.from_generator(
+                    self._generate_item, args=(key, file_index, start, stop),
+                    output_signature=signature).map(assemble).flat_map(
+                        split_into_batches(self._batch_size))
             return batches.prefetch(self._prefetch) if self._prefetch else batches
 
         @tf.autograph.experimental.do_not_convert

@@ -1,0 +1,151 @@
+"""The C++ reader op behind read_parquet / read_csv: checkpointed position, work-item ranges,
+Arrow column types, and bit-for-bit agreement with the Python (pyarrow + numpy) conversion."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from deeprec_lite.compat import tf
+from deeprec_lite.data import (CategoricalField, LabelField, NumericField, Schema, SyntheticCTR,
+                               read_csv, read_csv_rows, read_parquet, read_parquet_rows,
+                               write_csv, write_parquet)
+from deeprec_lite.data.formats import arrow_dataset
+from deeprec_lite.data.formats.column_batch import RaggedColumn, concat_batches
+from deeprec_lite.data.formats.csv_reader import CsvFormat
+from deeprec_lite.data.formats.line_index import row_offsets
+from tests.data.dataset_rows import dataset_columns
+
+GEN = SyntheticCTR(seed=3, num_categorical=4, num_numeric=3, id_dtype="string",
+                   categorical_missing_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("native")
+    parquet = write_parquet(GEN, str(root / "pq"), 900, rows_per_file=300, row_group_rows=70).paths
+    csv = write_csv(GEN, str(root / "csv"), 900, rows_per_file=300).paths
+    return parquet, csv
+
+
+def _python_columns(batches, schema):
+    """name -> per-row values of numpy column batches (the Python conversion path)."""
+    merged = concat_batches(list(batches))
+    out = {}
+    for field in schema.fields:
+        col = merged[field.name]
+        name = "__label__" if isinstance(field, LabelField) else field.name
+        if isinstance(col, RaggedColumn):
+            out[name] = [[v.decode() if isinstance(v, bytes) else v for v in row]
+                         for row in col.to_lists()]
+        else:
+            out[name] = [v.item() if isinstance(v, np.generic) else v for v in col]
+    return out
+
+
+def _rest(iterator):
+    return dataset_columns(_Remaining(iterator))[0]
+
+
+class _Remaining:
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def __iter__(self):
+        return self.iterator
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_equals_python_conversion_bit_for_bit(files, kind):
+    paths = files[0] if kind == "parquet" else files[1]
+    if kind == "parquet":
+        native = read_parquet(paths, GEN.schema, 128, num_parallel_reads=1)
+        python = [b for p in paths for b in read_parquet_rows(p, GEN.schema)]
+    else:
+        native = read_csv(paths, GEN.schema, 128, num_parallel_reads=1)
+        python = [b for p in paths for b in read_csv_rows(p, GEN.schema, CsvFormat())]
+    got, sizes = dataset_columns(native)
+    want = _python_columns(python, GEN.schema)
+    assert sizes == [128] * 7 + [4]  # 900 rows, batches cross the files
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)
+
+
+@pytest.mark.parametrize("kind,parallel", [("parquet", 1), ("parquet", 2), ("csv", 2)])
+def test_checkpoint_resumes_after_the_last_delivered_batch(files, tmp_path, kind, parallel):
+    def make():
+        if kind == "parquet":
+            return read_parquet(files[0], GEN.schema, 100, num_parallel_reads=parallel,
+                                chunk_rows=64)
+        return read_csv(files[1], GEN.schema, 100, num_parallel_reads=parallel)
+
+    whole = dataset_columns(make())[0]
+    iterator = iter(make())
+    for _ in range(4):  # 400 rows delivered, mid-file and mid-record-batch
+        next(iterator)
+    saved = tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "it"))
+    rest = _rest(iterator)
+    restored = iter(make())
+    tf.train.Checkpoint(iterator=restored).restore(saved).assert_consumed()
+    again = _rest(restored)
+    for name in whole:
+        assert again[name] == rest[name], name
+        assert len(rest[name]) == 500
+    if parallel == 1:
+        for name in whole:
+            assert whole[name][400:] == rest[name], name
+
+
+def test_parquet_row_ranges_read_only_those_rows(files):
+    path = files[0][1]
+    items = [(5, 140), (140, 141), (299, -1), (0, 3)]  # across row groups, one row, to the end
+    ds = arrow_dataset.assembled(arrow_dataset.items_dataset(
+        GEN.schema, [path] * 4, [a for a, _ in items], [b for _, b in items], 1000), GEN.schema)
+    got = dataset_columns(ds)[0]
+    rows = _python_columns(read_parquet_rows(path, GEN.schema), GEN.schema)
+    for name, values in rows.items():
+        assert got[name] == values[5:141] + values[299:] + values[0:3], name
+
+
+def test_csv_byte_ranges_check_their_row_count(files):
+    path = files[1][0]
+    offsets = row_offsets(path, skip_header=True)
+    csv = arrow_dataset.CsvOptions(",", True, None, [""], '"', 1 << 20)
+    ds = arrow_dataset.items_dataset(GEN.schema, [path], [offsets[10]], [offsets[20]], 64,
+                                     row_counts=[10], csv=csv)
+    got = dataset_columns(arrow_dataset.assembled(ds, GEN.schema))[0]
+    rows = _python_columns(read_csv_rows(path, GEN.schema, CsvFormat()), GEN.schema)
+    assert got["C1"] == rows["C1"][10:20]
+    wrong = arrow_dataset.items_dataset(GEN.schema, [path], [offsets[10]], [offsets[20]], 64,
+                                        row_counts=[11], csv=csv)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"parsed into 10 rows instead of 11"):
+        list(wrong)
+
+
+def test_arrow_column_types_are_converted(tmp_path):
+    schema = Schema(
+        labels=[LabelField("y", dtype="int64")],
+        categorical=[CategoricalField("small", default=7),
+                     CategoricalField("word", dtype="string", default="none"),
+                     CategoricalField("joined", kind="multi", separator=";"),
+                     CategoricalField("words", dtype="string", kind="multi", max_len=2,
+                                      keep="last"),
+                     CategoricalField("absent", dtype="string")],
+        numeric=[NumericField("n")])
+    table = pa.table({
+        "y": pa.array([1.0, 0.0, 1.0, 0.0], pa.float32()),
+        "small": pa.array([1, None, -3, 2**31 - 1], pa.int32()),
+        "word": pa.array(["a", None, "a", "bb"]).dictionary_encode(),
+        "joined": pa.array(["1;2", "", None, ";;5;"], pa.large_string()),
+        "words": pa.array([["x", "y", "z"], [], None, ["", "w", None]],
+                          pa.large_list(pa.string())),
+        "absent": pa.nulls(4),
+        "n": pa.array([1, None, 3, 4], pa.int16()),
+    })
+    path = str(tmp_path / "types.parquet")
+    pq.write_table(table, path, row_group_size=3)
+    got = dataset_columns(read_parquet(path, schema, 3))[0]
+    assert got == {"__label__": [1, 0, 1, 0], "small": [1, 7, -3, 2**31 - 1],
+                   "word": ["a", "none", "a", "bb"], "joined": [[1, 2], [], [], [5]],
+                   "words": [["y", "z"], [], [], ["w"]],
+                   "absent": ["__missing__"] * 4, "n": [1.0, 0.0, 3.0, 4.0]}
