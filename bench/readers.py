@@ -1,17 +1,22 @@
-"""Benchmark: deeprec-lite readers vs tf.data.experimental.make_csv_dataset (and pandas).
+"""Benchmark: the C++ file readers against Arrow's own decoding, and model.fit from files.
 
-Rows/s for a full pass over the same Criteo-like CSV (label, 26 string ids,
-13 counts with missing values; written by the synthetic generator into a
-temporary directory), all measured in this run: our CSV reader, our Parquet
-reader on the same rows, ``tf.data.experimental.make_csv_dataset``, and
-``pandas.read_csv`` turned into tensors when pandas is importable (it is not
-a dependency). When the shared Criteo sample is present it is also read (in
-place, several passes) by our TSV reader and by make_csv_dataset.
+All in one run, on the same Criteo-like rows (label, 13 counts with missing values,
+26 ids; written by the synthetic generator into a temporary directory, two files per
+format), batch 4096, every column of every batch materialized:
 
-Last line: ``readers: csv_rows_per_s=<a> make_csv_dataset_rows_per_s=<b>
-csv_vs_make_csv_dataset=<a/b> parquet_rows_per_s=<c> pandas_rows_per_s=<d or n/a>``.
+* ``read_parquet`` with string ids against pyarrow ``read_table`` of the same columns
+  (decode only, the reference), and the same with int64 ids;
+* ``read_csv`` against ``pyarrow.csv.read_csv`` of the same columns with the same
+  column types (decode only), and ``tf.data.experimental.make_csv_dataset``;
+* DeepFM (KV embeddings, string ids) ``model.fit`` examples/s reading the Parquet files
+  against the same model fed the same batches from memory (``Dataset.cache``d tensors).
 
-Usage: python bench/readers.py [--rows 200000] [--batch_size 4096] [--repeats 2]
+When the shared Criteo sample is present it is also read (in place, 10 passes) by
+``read_tsv`` and by make_csv_dataset. Last line:
+``readers: parquet_rows_per_s=<a> parquet_vs_pyarrow_decode=<a/b> csv_rows_per_s=<c>
+csv_vs_pyarrow_csv=<c/d> fit_from_files_vs_memory=<e>`` (a, b with string ids).
+
+Usage: python bench/readers.py [--rows 200000] [--batch_size 4096] [--repeats 3]
 """
 import argparse
 import os
@@ -21,15 +26,22 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deeprec_lite.compat import tf  # noqa: E402  pylint: disable=wrong-import-position
+import pyarrow as pa  # noqa: E402  pylint: disable=wrong-import-position
+import pyarrow.csv as pacsv  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from deeprec_lite.compat import tf  # noqa: E402
 from deeprec_lite.data import (CRITEO_COLUMNS, SyntheticCTR, criteo_schema, read_csv,  # noqa: E402
                                read_parquet, read_tsv, write_csv, write_parquet)
+from deeprec_lite.models import DeepFM  # noqa: E402
+from deeprec_lite.training import optimizers  # noqa: E402
 
-CRITEO_TSV = "/work/shared/data/criteo/criteo_head_10k.tsv"
+CRITEO_TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                          "data", "criteo", "criteo_head_10k.tsv")
 
 
-def rows_per_second(make_dataset, repeats):
-    """Best of ``repeats`` full passes; each batch's tensors are materialized."""
+def dataset_rate(make_dataset, repeats):
+    """Best rows/s of ``repeats`` full passes; every tensor of every batch is materialized."""
     best = 0.0
     for _ in range(repeats):
         ds = make_dataset()
@@ -37,13 +49,34 @@ def rows_per_second(make_dataset, repeats):
         rows = 0
         for features, label in ds:
             rows += int(label.shape[0])
-            for value in features.values():   # touch every column
+            for value in features.values():
                 _ = value.shape
         best = max(best, rows / (time.perf_counter() - start))
-    return best, rows
+    return best
 
 
-def make_csv_dataset_fn(paths, columns, defaults, batch_size, delimiter=",", header=True):
+def decode_rate(decode, paths, rows, repeats):
+    """Best rows/s of decoding every file with ``decode(path)`` (the Arrow reference)."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in paths:
+            decode(path)
+        best = max(best, rows / (time.perf_counter() - start))
+    return best
+
+
+def csv_decoder(schema):
+    types = {f.name: (pa.float64() if f.name == "label" or f.name.startswith("I")
+                      else pa.string()) for f in schema.fields}
+    convert = pacsv.ConvertOptions(column_types=types, include_columns=schema.column_names,
+                                   strings_can_be_null=True)
+    return lambda path: pacsv.read_csv(path, convert_options=convert)
+
+
+def make_csv_dataset_fn(paths, columns, batch_size, delimiter=",", header=True):
+    defaults = [[0.0] if (c == "label" or c.startswith("I")) else [""] for c in columns]
+
     def make():
         return tf.data.experimental.make_csv_dataset(
             paths, batch_size=batch_size, column_names=columns, column_defaults=defaults,
@@ -52,78 +85,83 @@ def make_csv_dataset_fn(paths, columns, defaults, batch_size, delimiter=",", hea
     return make
 
 
-def pandas_fn(paths, batch_size):
-    try:
-        import pandas as pd  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
-
-    def make():
-        frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-        label = frame.pop("label").to_numpy("float32")
-        columns = {}
-        for name in frame.columns:
-            col = frame[name]
-            columns[name] = (col.fillna("").astype(str).to_numpy() if name.startswith("C")
-                             else col.fillna(0).to_numpy("float32"))
-        return tf.data.Dataset.from_tensor_slices((columns, label)).batch(batch_size)
-    return make
+def fit_rate(schema, dataset, rows, repeats):
+    """Best examples/s of one model.fit epoch over ``dataset`` (traced before timing)."""
+    model = DeepFM(schema, table=16, dnn=(256, 128))
+    model.compile(optimizer=optimizers.Adagrad(0.05), loss="binary_crossentropy")
+    model.fit(dataset.take(2), verbose=0)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(dataset, verbose=0)
+        best = max(best, rows / (time.perf_counter() - start))
+    return best
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch_size", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    gen = SyntheticCTR(seed=0, id_dtype="string")
-    schema = gen.schema
-    columns = schema.column_names
-    defaults = [[0.0] if (c == "label" or c.startswith("I")) else [""] for c in columns]
+    rows, batch, repeats = args.rows, args.batch_size, args.repeats
+    strings = SyntheticCTR(seed=0, id_dtype="string")
+    ints = SyntheticCTR(seed=0, id_dtype="int64")
+    schema = strings.schema
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        per_file = (args.rows + 1) // 2
-        csv_paths = write_csv(gen, os.path.join(tmp, "csv"), args.rows, rows_per_file=per_file).paths
-        pq_paths = write_parquet(gen, os.path.join(tmp, "pq"), args.rows, rows_per_file=per_file).paths
+        per_file = (rows + 1) // 2
+        pq_paths = write_parquet(strings, os.path.join(tmp, "pq"), rows, rows_per_file=per_file).paths
+        pq_int_paths = write_parquet(ints, os.path.join(tmp, "pq_int"), rows,
+                                     rows_per_file=per_file).paths
+        csv_paths = write_csv(strings, os.path.join(tmp, "csv"), rows, rows_per_file=per_file).paths
         size_mb = sum(os.path.getsize(p) for p in csv_paths) / 2**20
-        print(f"{args.rows} rows, {len(columns)} columns, CSV {size_mb:.0f} MiB in "
-              f"{len(csv_paths)} files, batch {args.batch_size}, best of {args.repeats}")
-        results["deeprec_lite read_csv"] = rows_per_second(
-            lambda: read_csv(csv_paths, schema, args.batch_size, num_parallel_reads=2), args.repeats)
-        results["deeprec_lite read_parquet"] = rows_per_second(
-            lambda: read_parquet(pq_paths, schema, args.batch_size, num_parallel_reads=2),
-            args.repeats)
-        results["tf make_csv_dataset"] = rows_per_second(
-            make_csv_dataset_fn(csv_paths, columns, defaults, args.batch_size), args.repeats)
-        make_pandas = pandas_fn(csv_paths, args.batch_size)
-        if make_pandas is not None:
-            results["pandas.read_csv -> tensors"] = rows_per_second(make_pandas, args.repeats)
+        print(f"{rows} rows, {len(schema.column_names)} columns, CSV {size_mb:.0f} MiB in "
+              f"{len(csv_paths)} files, batch {batch}, best of {repeats}")
+        columns = schema.column_names
+        results["read_parquet (string ids)"] = dataset_rate(
+            lambda: read_parquet(pq_paths, schema, batch), repeats)
+        results["pyarrow read_table (string ids)"] = decode_rate(
+            lambda p: pq.read_table(p, columns=columns), pq_paths, rows, repeats)
+        results["read_parquet (int64 ids)"] = dataset_rate(
+            lambda: read_parquet(pq_int_paths, ints.schema, batch), repeats)
+        results["pyarrow read_table (int64 ids)"] = decode_rate(
+            lambda p: pq.read_table(p, columns=columns), pq_int_paths, rows, repeats)
+        results["read_csv"] = dataset_rate(lambda: read_csv(csv_paths, schema, batch), repeats)
+        results["pyarrow.csv.read_csv"] = decode_rate(csv_decoder(schema), csv_paths, rows,
+                                                      repeats)
+        results["tf make_csv_dataset"] = dataset_rate(
+            make_csv_dataset_fn(csv_paths, columns, batch), repeats)
+        from_files = read_parquet(pq_paths, schema, batch)
+        in_memory = read_parquet(pq_paths, schema, batch).cache()
+        for _ in in_memory:  # read once, outside the timing
+            pass
+        results["DeepFM fit from Parquet (examples/s)"] = fit_rate(schema, from_files, rows,
+                                                                   repeats)
+        results["DeepFM fit from memory (examples/s)"] = fit_rate(schema, in_memory, rows,
+                                                                  repeats)
     if os.path.exists(CRITEO_TSV):
         passes = [CRITEO_TSV] * 10       # the shared sample, read in place 10 times
-        criteo_defaults = [[0.0] if (c == "label" or c.startswith("I")) else [""]
-                           for c in CRITEO_COLUMNS]
-        results["criteo sample: read_tsv"] = rows_per_second(
-            lambda: read_tsv(passes, criteo_schema(), args.batch_size, header=False,
-                             column_names=CRITEO_COLUMNS), args.repeats)
-        results["criteo sample: make_csv_dataset"] = rows_per_second(
-            make_csv_dataset_fn(passes, CRITEO_COLUMNS, criteo_defaults, args.batch_size,
-                                delimiter="\t", header=False), args.repeats)
-
-    reference = results["tf make_csv_dataset"][0]
-    print(f"{'reader':<36} {'rows':>9} {'rows/s':>12} {'vs make_csv_dataset':>20}")
-    for name, (speed, rows) in results.items():
-        print(f"{name:<36} {rows:>9} {speed:>12,.0f} {speed / reference:>19.2f}x")
-    if "pandas.read_csv -> tensors" not in results:
-        print("pandas.read_csv -> tensors: skipped (pandas is not installed)")
-    csv_speed = results["deeprec_lite read_csv"][0]
-    pandas = results.get("pandas.read_csv -> tensors")
-    print(f"readers: csv_rows_per_s={csv_speed:.0f} make_csv_dataset_rows_per_s={reference:.0f} "
-          f"csv_vs_make_csv_dataset={csv_speed / reference:.2f} "
-          f"parquet_rows_per_s={results['deeprec_lite read_parquet'][0]:.0f} "
-          f"pandas_rows_per_s={pandas[0]:.0f}" if pandas else
-          f"readers: csv_rows_per_s={csv_speed:.0f} make_csv_dataset_rows_per_s={reference:.0f} "
-          f"csv_vs_make_csv_dataset={csv_speed / reference:.2f} "
-          f"parquet_rows_per_s={results['deeprec_lite read_parquet'][0]:.0f} pandas_rows_per_s=n/a")
+        results["criteo sample: read_tsv"] = dataset_rate(
+            lambda: read_tsv(passes, criteo_schema(), batch, header=False,
+                             column_names=CRITEO_COLUMNS), repeats)
+        results["criteo sample: make_csv_dataset"] = dataset_rate(
+            make_csv_dataset_fn(passes, CRITEO_COLUMNS, batch, delimiter="\t", header=False),
+            repeats)
+    print(f"{'reader':<40} {'rows/s':>12}")
+    for name, speed in results.items():
+        print(f"{name:<40} {speed:>12,.0f}")
+    parquet = results["read_parquet (string ids)"]
+    ratio = parquet / results["pyarrow read_table (string ids)"]
+    int_ratio = results["read_parquet (int64 ids)"] / results["pyarrow read_table (int64 ids)"]
+    csv = results["read_csv"]
+    fit = (results["DeepFM fit from Parquet (examples/s)"]
+           / results["DeepFM fit from memory (examples/s)"])
+    print(f"int64 ids: read_parquet_vs_pyarrow_decode={int_ratio:.2f}; read_csv vs "
+          f"make_csv_dataset {csv / results['tf make_csv_dataset']:.2f}x")
+    print(f"readers: parquet_rows_per_s={parquet:.0f} parquet_vs_pyarrow_decode={ratio:.2f} "
+          f"csv_rows_per_s={csv:.0f} csv_vs_pyarrow_csv={csv / results['pyarrow.csv.read_csv']:.2f} "
+          f"fit_from_files_vs_memory={fit:.2f}")
 
 
 if __name__ == "__main__":
