@@ -173,10 +173,14 @@ bool ConvertStringIds(const ColumnSpec& spec, const ArrayPtr& raw, int64_t rows,
   ArrayPtr cast;
   if (!CastTo(raw, arrow::utf8(), spec.name, &cast, error)) return false;
   const auto& strings = static_cast<const arrow::StringArray&>(*cast);
-  out->strings.resize(rows);
-  const bool nulls = strings.null_count() > 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    out->strings[i] = (nulls && strings.IsNull(i)) ? fallback : strings.GetView(i);
+  if (strings.null_count() == 0) {  // the tensor copies straight from Arrow's buffers
+    out->text_offsets = strings.raw_value_offsets();
+    out->text = reinterpret_cast<const char*>(strings.raw_data());
+  } else {
+    out->strings.resize(rows);
+    for (int64_t i = 0; i < rows; ++i) {
+      out->strings[i] = strings.IsNull(i) ? fallback : strings.GetView(i);
+    }
   }
   keep->arrays.push_back(std::move(cast));
   return true;

@@ -56,11 +56,15 @@ struct FileFormat {
 };
 
 // One converted column of `rows` rows. Exactly one of the value vectors is used: ints,
-// floats or strings; ragged columns also fill `offsets` (rows + 1 entries into the values).
+// floats or strings (or, for single string ids without nulls, Arrow's own layout: id i is
+// text[text_offsets[i], text_offsets[i + 1])); ragged columns also fill `offsets` (rows + 1
+// entries into the values). Strings point into `keep_alive`'s buffers.
 struct ConvertedColumn {
   std::vector<int64_t> ints;
   std::vector<float> floats;
-  std::vector<std::string_view> strings;  // into `keep_alive`'s buffers
+  std::vector<std::string_view> strings;
+  const int32_t* text_offsets = nullptr;
+  const char* text = nullptr;
   std::vector<int64_t> offsets;
 };
 

@@ -327,6 +327,13 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
                          int64_t at) {
     if (dst->dtype() == tensorflow::DT_STRING) {
       auto flat = dst->flat<tensorflow::tstring>();
+      if (col.text != nullptr) {
+        const int32_t* offsets = col.text_offsets + lo;
+        for (int64_t i = 0; i < n; ++i) {
+          flat(at + i).assign(col.text + offsets[i], offsets[i + 1] - offsets[i]);
+        }
+        return;
+      }
       for (int64_t i = 0; i < n; ++i) {
         flat(at + i).assign(col.strings[lo + i].data(), col.strings[lo + i].size());
       }

@@ -13,7 +13,7 @@ import ctypes
 import itertools
 import os
 import threading
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, NumericField, Schema
@@ -128,9 +128,12 @@ class CsvOptions:
 def items_dataset(schema: Schema, paths, starts, stops, batch_size: int, *, row_counts=None,
                   csv: Optional[CsvOptions] = None, batch_rows: int = 65536,
                   drop_remainder: bool = False,
-                  bad_file_log: Optional[NativeBadFileLog] = None) -> tf.data.Dataset:
-    """A dataset of flat dicts (the names of ``tf_conversion.flat_signature``) read from the
-    work items ``(paths[i], starts[i], stops[i])`` in order (lists or 1-D tensors).
+                  bad_file_log: Optional[NativeBadFileLog] = None,
+                  element_fn: Optional[Callable] = None) -> tf.data.Dataset:
+    """A dataset of batches read from the work items ``(paths[i], starts[i], stops[i])`` in
+    order (lists or 1-D tensors): ``(features, label)`` as the readers give them, or, with
+    ``element_fn``, ``element_fn(flat)`` of the flat dict of columns (the names of
+    ``tf_conversion.flat_signature``).
 
     Parquet items are row ranges, CSV items (``csv`` given) byte ranges; a stop of -1 means
     the end of the file. ``row_counts``: rows each item must hold (-1: not checked).
@@ -156,9 +159,6 @@ def items_dataset(schema: Schema, paths, starts, stops, batch_size: int, *, row_
         output_types=types, output_shapes=[[None]] * len(types), **attrs)
     spec = tuple(tf.TensorSpec([None], t) for t in types)
     ds = tf.data.experimental.from_variant(variant, spec)
-    return ds.map(lambda *tensors: dict(zip(names, tensors)))
-
-
-def assembled(ds: tf.data.Dataset, schema: Schema) -> tf.data.Dataset:
-    """Flat dicts -> ``(features, label)`` elements (see ``tf_conversion.make_assemble_fn``)."""
-    return ds.map(make_assemble_fn(schema))
+    finish = element_fn or make_assemble_fn(schema)
+    return ds.map(tf.autograph.experimental.do_not_convert(
+        lambda *tensors: finish(dict(zip(names, tensors)))))

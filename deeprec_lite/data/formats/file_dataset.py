@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import tf
@@ -48,10 +48,10 @@ def expand_paths(paths: Paths) -> List[str]:
     return out
 
 
-def _checked_shards(paths: Paths, schema: Schema, check_file: Callable[[str], None],
-                    batch_size: int, num_parallel_reads: int, skip_bad_files: bool,
-                    bad_files: Optional[BadFileCounter]) -> List[List[str]]:
-    """The good files, split round robin into at most ``num_parallel_reads`` shards."""
+def _good_files(paths: Paths, schema: Schema, check_file: Callable[[str], None],
+                batch_size: int, num_parallel_reads: int, skip_bad_files: bool,
+                bad_files: Optional[BadFileCounter]) -> List[str]:
+    """The files that pass ``check_file`` (bad ones raise, or are counted and left out)."""
     check_positive_int(batch_size, "batch_size")
     check_positive_int(num_parallel_reads, "num_parallel_reads")
     if not isinstance(schema, Schema):
@@ -66,8 +66,12 @@ def _checked_shards(paths: Paths, schema: Schema, check_file: Callable[[str], No
                 raise
             if bad_files is not None:
                 bad_files.add(path, str(e))
-    num_shards = max(1, min(num_parallel_reads, len(good)))
-    return [good[i::num_shards] for i in range(num_shards)]
+    return good
+
+
+def _round_robin(things: list, count: int) -> List[list]:
+    count = max(1, min(count, len(things)))
+    return [things[i::count] for i in range(count)]
 
 
 def native_files_dataset(paths: Paths, schema: Schema, *, check_file: Callable[[str], None],
@@ -75,34 +79,50 @@ def native_files_dataset(paths: Paths, schema: Schema, *, check_file: Callable[[
                          batch_rows: int = 65536, num_parallel_reads: int = 1,
                          drop_remainder: bool = False, deterministic: bool = True,
                          skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
-                         prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
+                         prefetch: Optional[int] = tf.data.AUTOTUNE,
+                         worker_shard: Optional[Tuple[int, int]] = None,
+                         row_groups: Optional[Callable[[str], List[Tuple[int, int]]]] = None
+                         ) -> tf.data.Dataset:
     """Like :func:`files_to_dataset`, the files read by the C++ reader op: Parquet, or CSV /
     TSV when ``csv`` is given. The shards' batches interleave in the same order as there
-    (``chunk_batches(batch_size)`` batches of a shard at a time)."""
-    shards = _checked_shards(paths, schema, check_file, batch_size, num_parallel_reads,
-                             skip_bad_files, bad_files)
+    (``chunk_batches(batch_size)`` batches of a shard at a time). The op decodes, converts
+    and copies a file's columns in parallel itself, so tf.data tunes how many threads read
+    the shards (a fixed thread per shard halved the rate on 2 cores).
+
+    ``worker_shard=(index, count)`` with ``row_groups(path)`` (the row ranges of a file's
+    row groups): this reader takes every ``count``-th row group of the files, starting at
+    ``index``, so ``count`` workers read each row exactly once.
+    """
+    good = _good_files(paths, schema, check_file, batch_size, num_parallel_reads,
+                       skip_bad_files, bad_files)
+    items = [(path, 0, -1) for path in good]
+    if worker_shard is not None:
+        index, count = worker_shard
+        groups = [(path, start, stop) for path in good for start, stop in row_groups(path)]
+        items = groups[index::count]
+    shards = _round_robin(items, num_parallel_reads)
     log = None
     if skip_bad_files:
         log = arrow_dataset.NativeBadFileLog()
         if bad_files is not None:
             bad_files.attach(log)
 
-    def read_shard(shard_paths):
-        count = tf.size(shard_paths, out_type=tf.int64)
+    def read_shard(shard_paths, starts, stops):
         return arrow_dataset.items_dataset(
-            schema, shard_paths, tf.zeros([count], tf.int64), -tf.ones([count], tf.int64),
-            batch_size, csv=csv, batch_rows=batch_rows, drop_remainder=drop_remainder,
-            bad_file_log=log)
+            schema, shard_paths, starts, stops, batch_size, csv=csv, batch_rows=batch_rows,
+            drop_remainder=drop_remainder, bad_file_log=log)
 
+    dtypes = (tf.string, tf.int64, tf.int64)  # the items' paths, starts and stops
     if len(shards) == 1:
-        ds = read_shard(tf.constant(shards[0], tf.string, shape=[len(shards[0])]))
+        ds = read_shard(*(tf.constant([item[k] for item in shards[0]], dtype,
+                                      shape=[len(shards[0])]) for k, dtype in enumerate(dtypes)))
     else:
-        table = tf.ragged.constant(shards, dtype=tf.string)
+        tables = [tf.ragged.constant([[item[k] for item in shard] for shard in shards],
+                                     dtype=dtype) for k, dtype in enumerate(dtypes)]
         ds = tf.data.Dataset.range(len(shards)).interleave(
-            lambda i: read_shard(table[i]), cycle_length=len(shards),
-            block_length=chunk_batches(batch_size), num_parallel_calls=len(shards),
+            lambda i: read_shard(*(table[i] for table in tables)), cycle_length=len(shards),
+            block_length=chunk_batches(batch_size), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic)
-    ds = arrow_dataset.assembled(ds, schema)
     return ds.prefetch(prefetch) if prefetch else ds
 
 
@@ -126,8 +146,8 @@ def files_to_dataset(paths: Paths, schema: Schema, *,
     and column). ``extra_columns`` (name -> (dtype, ragged)) are columns that
     ``read_file`` yields beyond the schema; they end up in the features dict.
     """
-    shards = _checked_shards(paths, schema, check_file, batch_size, num_parallel_reads,
-                             skip_bad_files, bad_files)
+    shards = _round_robin(_good_files(paths, schema, check_file, batch_size, num_parallel_reads,
+                                      skip_bad_files, bad_files), num_parallel_reads)
     counter = bad_files if bad_files is not None else BadFileCounter()
     num_shards = len(shards)
 

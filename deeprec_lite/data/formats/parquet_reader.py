@@ -7,13 +7,13 @@ record batch by record batch (memory stays bounded by ``chunk_rows``).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_positive_int, is_int
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns, check_arrow_schema
 from deeprec_lite.data.formats.column_batch import ColumnBatch
@@ -43,6 +43,14 @@ def check_parquet_file(path: str, schema: Schema) -> None:
 def parquet_num_rows(path: str) -> int:
     """Row count from the footer."""
     return open_parquet(path).metadata.num_rows
+
+
+def row_group_ranges(path: str) -> List[Tuple[int, int]]:
+    """The ``[start, stop)`` rows of each row group of a file (from the footer)."""
+    meta = open_parquet(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    stops = np.cumsum(sizes, dtype=np.int64)
+    return [(int(stop - size), int(stop)) for size, stop in zip(sizes, stops)]
 
 
 def read_parquet_rows(path: str, schema: Schema, start: int = 0, stop: Optional[int] = None,
@@ -84,7 +92,8 @@ def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
                  num_parallel_reads: int = 2, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  drop_remainder: bool = False, deterministic: bool = True,
                  skip_bad_files: bool = False, bad_files: Optional[BadFileCounter] = None,
-                 prefetch: Optional[int] = tf.data.AUTOTUNE) -> tf.data.Dataset:
+                 prefetch: Optional[int] = tf.data.AUTOTUNE,
+                 shard: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
     """A tf.data.Dataset of ``(features, label)`` batches from Parquet files, read in C++.
 
     Args:
@@ -99,6 +108,9 @@ def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
         of raising BadFileError.
       bad_files: a BadFileCounter to record skipped files in.
       prefetch: batches to prefetch (None or 0 for none).
+      shard: ``(index, count)``: read only every ``count``-th row group of the files
+        (in file order), starting at ``index``; ``count`` workers, one per index, read
+        every row exactly once (e.g. ``(task_id, num_workers)``).
 
     A file that turns out unreadable while it is read (a corrupt page, a bad label)
     raises ``tf.errors.InvalidArgumentError`` naming the file and the column. The
@@ -106,10 +118,15 @@ def read_parquet(paths: Paths, schema: Schema, batch_size: int, *,
     restored one goes on after the last batch it delivered.
     """
     check_positive_int(chunk_rows, "chunk_rows")
+    if shard is not None:
+        if (not isinstance(shard, (tuple, list)) or len(shard) != 2 or not all(map(is_int, shard))
+                or not 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
     return native_files_dataset(
         paths, schema,
         check_file=lambda p: check_parquet_file(p, schema),
         batch_rows=chunk_rows,
         batch_size=batch_size, num_parallel_reads=num_parallel_reads,
         drop_remainder=drop_remainder, deterministic=deterministic,
-        skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)
+        skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch,
+        worker_shard=tuple(shard) if shard is not None else None, row_groups=row_group_ranges)

@@ -238,22 +238,21 @@ class WorkQueue(tf.Module):
         return tuple(np.int64(v) for v in self._source.native_range(path, int(start), int(stop)))
 
     def _native_item(self, key, file_index, start, stop) -> tf.data.Dataset:
-        """The item's batches of flat columns (and the work key) from the C++ reader op."""
+        """The item's assembled batches, with the work key, from the C++ reader op."""
         path = tf.gather(tf.constant(self._plan.paths, tf.string), file_index)
         begin, end, rows = tf.numpy_function(self._native_range, [file_index, start, stop],
                                              [tf.int64] * 3, stateful=False)
-        flat = arrow_dataset.items_dataset(
-            self._source.schema, path, begin, end, self._batch_size, row_counts=rows,
-            csv=self._source.csv_options, batch_rows=self._source.batch_rows)
         first = self._source.schema.fields[0]
         rows_key = first.name + LENGTHS_SUFFIX if getattr(first, "is_ragged", False) else first.name
 
-        @tf.autograph.experimental.do_not_convert
-        def add_key(columns):
-            return {**columns, WORK_KEY: tf.fill(tf.shape(columns[rows_key], out_type=tf.int64),
-                                                 key)}
+        def with_key(columns):
+            rows_of_batch = tf.shape(columns[rows_key], out_type=tf.int64)
+            return self._spec.assemble({**columns, WORK_KEY: tf.fill(rows_of_batch, key)})
 
-        return flat.map(add_key)
+        return arrow_dataset.items_dataset(
+            self._source.schema, path, begin, end, self._batch_size, row_counts=rows,
+            csv=self._source.csv_options, batch_rows=self._source.batch_rows,
+            element_fn=with_key)
 
     def _reading_pipeline(self, items: tf.data.Dataset) -> tf.data.Dataset:
         signature = self._spec.signature
@@ -264,7 +263,7 @@ class WorkQueue(tf.Module):
             # Read-ahead stays inside the item: flat_map opens the next item only when
             # the caller has taken every batch of this one.
             if self._source.native:
-                batches = self._native_item(key, file_index, start, stop).map(assemble)
+                batches = self._native_item(key, file_index, start, stop)
             else:
                 batches = tf.data.Dataset.from_generator(
                     self._generate_item, args=(key, file_index, start, stop),

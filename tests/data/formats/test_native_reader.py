@@ -99,8 +99,8 @@ def test_checkpoint_resumes_after_the_last_delivered_batch(files, tmp_path, kind
 def test_parquet_row_ranges_read_only_those_rows(files):
     path = files[0][1]
     items = [(5, 140), (140, 141), (299, -1), (0, 3)]  # across row groups, one row, to the end
-    ds = arrow_dataset.assembled(arrow_dataset.items_dataset(
-        GEN.schema, [path] * 4, [a for a, _ in items], [b for _, b in items], 1000), GEN.schema)
+    ds = arrow_dataset.items_dataset(
+        GEN.schema, [path] * 4, [a for a, _ in items], [b for _, b in items], 1000)
     got = dataset_columns(ds)[0]
     rows = _python_columns(read_parquet_rows(path, GEN.schema), GEN.schema)
     for name, values in rows.items():
@@ -113,7 +113,7 @@ def test_csv_byte_ranges_check_their_row_count(files):
     csv = arrow_dataset.CsvOptions(",", True, None, [""], '"', 1 << 20)
     ds = arrow_dataset.items_dataset(GEN.schema, [path], [offsets[10]], [offsets[20]], 64,
                                      row_counts=[10], csv=csv)
-    got = dataset_columns(arrow_dataset.assembled(ds, GEN.schema))[0]
+    got = dataset_columns(ds)[0]
     rows = _python_columns(read_csv_rows(path, GEN.schema, CsvFormat()), GEN.schema)
     assert got["C1"] == rows["C1"][10:20]
     wrong = arrow_dataset.items_dataset(GEN.schema, [path], [offsets[10]], [offsets[20]], 64,
@@ -149,3 +149,16 @@ def test_arrow_column_types_are_converted(tmp_path):
                    "word": ["a", "none", "a", "bb"], "joined": [[1, 2], [], [], [5]],
                    "words": [["y", "z"], [], [], ["w"]],
                    "absent": ["__missing__"] * 4, "n": [1.0, 0.0, 3.0, 4.0]}
+
+
+def test_workers_share_the_row_groups(files):
+    paths = files[0]  # 3 files of 300 rows in row groups of 70: 5 groups each
+    whole = dataset_columns(read_parquet(paths, GEN.schema, 64, num_parallel_reads=1))[0]["C1"]
+    groups = [whole[f * 300 + g * 70:f * 300 + min(g * 70 + 70, 300)]
+              for f in range(3) for g in range(5)]
+    for index in range(2):
+        got = dataset_columns(read_parquet(paths, GEN.schema, 64, num_parallel_reads=1,
+                                           shard=(index, 2)))[0]["C1"]
+        assert got == [v for group in groups[index::2] for v in group]
+    with pytest.raises(ValueError, match=r"shard must be \(index, count\).*\(2, 2\)"):
+        read_parquet(paths, GEN.schema, 64, shard=(2, 2))
