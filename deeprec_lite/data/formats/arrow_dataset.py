@@ -17,8 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, NumericField, Schema
-from deeprec_lite.data.formats.tf_conversion import (LENGTHS_SUFFIX, VALUES_SUFFIX,
-                                                     field_tf_dtype, make_assemble_fn)
+from deeprec_lite.data.formats.tf_conversion import flat_signature, make_assemble_fn
 from deeprec_lite.kv import op_library
 
 # Column kinds and numeric transforms, as ops/arrow_batch_reader.h numbers them.
@@ -101,19 +100,6 @@ def _column_attrs(schema: Schema):
     return attrs, bounds
 
 
-def _flat_names_and_types(schema: Schema):
-    names, types = [], []
-    for field in schema.fields:
-        dtype = field_tf_dtype(field)
-        if isinstance(field, CategoricalField) and field.is_ragged:
-            names += [field.name + VALUES_SUFFIX, field.name + LENGTHS_SUFFIX]
-            types += [dtype, tf.int64]
-        else:
-            names.append(field.name)
-            types.append(dtype)
-    return names, types
-
-
 class CsvOptions:
     """The CSV / TSV layout the op parses (see :class:`deeprec_lite.data.CsvFormat`)."""
 
@@ -143,7 +129,8 @@ def items_dataset(schema: Schema, paths, starts, stops, batch_size: int, *, row_
     ops, _ = _library()
     attrs, bounds = _column_attrs(schema)
     attrs.update(csv.attrs if csv is not None else dict(file_format="parquet"))
-    names, types = _flat_names_and_types(schema)
+    signature = flat_signature(schema)
+    names, types = list(signature), [spec.dtype for spec in signature.values()]
     paths = tf.reshape(tf.convert_to_tensor(paths, tf.string), [-1])
     if row_counts is None:
         row_counts = tf.fill(tf.shape(paths), tf.constant(-1, tf.int64))
