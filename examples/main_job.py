@@ -121,14 +121,13 @@ def main(argv):
                         help="export keys seen at least this often in the data")
     parser.add_argument("--out-dir", default="main_job_output",
                         help="where the checkpoints, exports and reports go")
-    # max_staleness 150 steps (a day is 98 batches): ids of faded generations are evicted
-    parser.set_defaults(days=3, rows_per_day=100_000, verbose=2, hold_out_fields=1,
-                        max_staleness=150)
+    # max_staleness 300 steps (a day is 196 batches): ids of faded generations are evicted
+    parser.set_defaults(days=3, rows_per_day=200_000, verbose=2, hold_out_fields=1,
+                        max_staleness=300)
     args = parser.parse_args(argv)
     out = args.out_dir
     os.makedirs(out, exist_ok=True)
-    generator = cli.SyntheticCTR(cli.SyntheticConfig(
-        num_categorical=args.categorical_fields, num_numeric=args.numeric_fields, seed=args.seed))
+    generator = cli.demo_generator(args)
     stages = Stages()
 
     print(f"== 1. train: {args.days} days of {args.rows_per_day:,} rows, the last field held out")

@@ -178,7 +178,7 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
   absl::Status SaveInternal(tensorflow::data::SerializationContext* ctx,
                             tensorflow::data::IteratorStateWriter* writer) override {
     std::lock_guard<std::mutex> lock(mu_);
-    int64_t item = next_item_, row = reader_ != nullptr ? reader_rows_ : 0;
+    int64_t item = next_item_, row = reader_ != nullptr ? reader_rows_ : skip_rows_;
     if (!pending_.empty()) {
       item = pending_.front().item;
       row = pending_.front().first_row + pending_.front().consumed;

@@ -87,6 +87,10 @@ def test_checkpoint_resumes_after_the_last_delivered_batch(files, tmp_path, kind
     rest = _rest(iterator)
     restored = iter(make())
     tf.train.Checkpoint(iterator=restored).restore(saved).assert_consumed()
+    # saved again before it reads: the restored position is kept
+    resaved = tf.train.Checkpoint(iterator=restored).save(str(tmp_path / "again"))
+    restored = iter(make())
+    tf.train.Checkpoint(iterator=restored).restore(resaved).assert_consumed()
     again = _rest(restored)
     for name in whole:
         assert again[name] == rest[name], name
