@@ -44,14 +44,22 @@ def test_a_save_during_updates_records_value_and_every_slot_of_one_update(tmp_pa
     kv = KVVariable(dim, initializer="zeros", slots={"a": 0.0, "b": 0.0})
     kv.lookup_or_insert(keys, global_step=0)  # step 0: zeros everywhere
 
-    def writer():
-        for k in range(1, 120):
+    done = threading.Event()
+
+    def writer():  # updates until every save is written, so each save overlaps updates
+        k = 0
+        while not done.is_set():
+            k += 1
             kv.update(keys, np.full((len(keys), dim), k, np.float32),
                       slots=np.full((len(keys), 2, dim), k, np.float32), global_step=k)
 
-    paths = []
-    saves_while(writer, lambda i: paths.append(
-        tf.train.Checkpoint(t=kv).write(str(tmp_path / f"c{i}"))))
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        paths = [tf.train.Checkpoint(t=kv).write(str(tmp_path / f"c{i}")) for i in range(12)]
+    finally:
+        done.set()
+        thread.join()
     mixed_snapshots = 0
     for path in paths:
         records = restored(path, dim=dim)
