@@ -1,5 +1,24 @@
-"""Small files written whole or not at all."""
+"""Files written whole or not at all: small ones through a temporary file, and the
+flush of a directory tree before it is renamed into place. Standard library only (the
+KV core uses it too)."""
 import os
+
+
+def sync_tree(root):
+    """Flushes every file under root, and the directories naming them, to stable storage."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fsync_path(os.path.join(directory, name))
+        fsync_path(directory, directory=True)
+
+
+def fsync_path(path, directory=False):
+    """fsync of a file, or of a directory (its entries) with directory=True."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path, text):

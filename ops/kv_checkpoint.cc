@@ -24,7 +24,9 @@
 //
 // DrlKvShardRecords, DrlKvClear, DrlKvInsert, DrlKvBloomCounts and
 // DrlKvSetBloomCounts move the same records between a live table and Python one
-// shard at a time (deeprec_lite.kv.snapshots, warm start).
+// shard at a time (deeprec_lite.kv.snapshots, warm start); DrlKvChanges,
+// DrlKvChangeState and DrlKvInsert(replace=true) those of deltas
+// (deeprec_lite.kv.deltas).
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -129,10 +131,46 @@ REGISTER_OP("DrlKvInsert")
     .Input("pending_freqs: int64")
     .Input("pending_versions: int64")
     .Attr("key_dtype: {int64, string}")
+    .Attr("replace: bool = false")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::NoOutputs)
     .Doc("Inserts records (the fields of DrlKvShardRecords) into the table; a key already "
-         "there is an error.");
+         "there is an error, or with replace its record is replaced (applying a delta).");
+
+REGISTER_OP("DrlKvChanges")
+    .Input("table: resource")
+    .Input("since: int64")
+    .Input("expired_from: int64")
+    .Input("expired_before: int64")
+    .Output("keys: key_dtype")
+    .Output("values: float")
+    .Output("slots: float")
+    .Output("freqs: int64")
+    .Output("versions: int64")
+    .Output("pending_keys: key_dtype")
+    .Output("pending_freqs: int64")
+    .Output("pending_versions: int64")
+    .Output("removed_keys: key_dtype")
+    .Output("expired_keys: key_dtype")
+    .Attr("key_dtype: {int64, string}")
+    .Attr("with_slots: bool = true")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::UnknownShape)
+    .Doc("The records touched at step >= since (the fields of DrlKvShardRecords; slots "
+         "empty unless with_slots), the keys removed since then and the admitted keys "
+         "untouched since then with a version in [expired_from, expired_before) (see "
+         "KvTableBase::Changes).");
+
+REGISTER_OP("DrlKvChangeState")
+    .Input("table: resource")
+    .Output("timeline: int64")
+    .Output("removals_since: int64")
+    .Output("clock: int64")
+    .SetIsStateful()
+    .SetShapeFn(tensorflow::shape_inference::ScalarShape)
+    .Doc("The table's timeline id (new when it is created, restored or imported), the "
+         "step from which it remembers the keys it removed and the largest step of a "
+         "change so far.");
 
 REGISTER_OP("DrlKvBloomCounts")
     .Input("table: resource")
@@ -324,7 +362,49 @@ class KvInsertOp : public TableKernel {
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     TableRecords records;
     for (int f = 0; f < 8; ++f) *Field(&records, f) = ctx->input(1 + f);
-    OP_REQUIRES_OK(ctx, table->InsertRecords(ctx, records));
+    OP_REQUIRES_OK(ctx, table->InsertRecords(ctx, records, replace_));
+  }
+  explicit KvInsertOp(OpKernelConstruction* ctx) : TableKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("replace", &replace_));
+  }
+
+ private:
+  bool replace_ = false;
+};
+
+class KvChangesOp : public TableKernel {
+ public:
+  explicit KvChangesOp(OpKernelConstruction* ctx) : TableKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_slots", &with_slots_));
+  }
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    OP_REQUIRES_OK(ctx, CheckKeyOutput(*table, output_type(0)));
+    TableRecords records;
+    Tensor removed, expired;
+    OP_REQUIRES_OK(ctx, table->Changes(ctx, ctx->input(1).scalar<int64_t>()(),
+                                       ctx->input(2).scalar<int64_t>()(),
+                                       ctx->input(3).scalar<int64_t>()(), with_slots_, &records,
+                                       &removed, &expired));
+    for (int f = 0; f < 8; ++f) ctx->set_output(f, *Field(&records, f));
+    ctx->set_output(8, removed);
+    ctx->set_output(9, expired);
+  }
+
+ private:
+  bool with_slots_ = true;
+};
+
+class KvChangeStateOp : public TableKernel {
+ public:
+  using TableKernel::TableKernel;
+  void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
+    int64_t state[3];
+    table->ChangeState(&state[0], &state[1], &state[2]);
+    for (int i = 0; i < 3; ++i) {
+      Tensor* out;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, TensorShape({}), &out));
+      out->scalar<int64_t>()() = state[i];
+    }
   }
 };
 
@@ -424,7 +504,7 @@ class KvRestoreOp : public TableKernel {
       Status next_st;
       std::thread reading;
       if (j + 1 < wanted.size()) reading = std::thread([&] { next_st = read(j + 1, &next); });
-      st = table->InsertRecords(ctx, current);
+      st = table->InsertRecords(ctx, current, /*replace=*/false);
       *restored += current.keys.NumElements() + current.pending_keys.NumElements();
       if (reading.joinable()) reading.join();
       if (st.ok()) st = next_st;
@@ -627,6 +707,9 @@ REGISTER_KERNEL_BUILDER(Name("DrlKvShardRecords").Device(tensorflow::DEVICE_CPU)
                         KvShardRecordsOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvClear").Device(tensorflow::DEVICE_CPU), KvClearOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvInsert").Device(tensorflow::DEVICE_CPU), KvInsertOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvChanges").Device(tensorflow::DEVICE_CPU), KvChangesOp);
+REGISTER_KERNEL_BUILDER(Name("DrlKvChangeState").Device(tensorflow::DEVICE_CPU),
+                        KvChangeStateOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvBloomCounts").Device(tensorflow::DEVICE_CPU),
                         KvBloomCountsOp);
 REGISTER_KERNEL_BUILDER(Name("DrlKvSetBloomCounts").Device(tensorflow::DEVICE_CPU),

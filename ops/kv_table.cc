@@ -4,7 +4,10 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <limits>
 #include <new>
+#include <random>
+#include <type_traits>
 
 #include "hash_index.h"
 #include "key_hash.h"
@@ -37,17 +40,23 @@ std::string KvTableBase::DebugString() const {
 namespace {
 
 // Record layout, shared by admitted rows and pending records (which end at the
-// value): [0, 8) freq | [8, 16) version | [16, 24) key word | [24, ...) value,
-// slots. The key word sits next to the value: an inference lookup reads one
-// span, at most two cache lines for a dim-16 row.
+// value): [0, 8) freq | [8, 16) version | [16, 24) touched | [24, 32) key word |
+// [32, ...) value, slots. The key word sits next to the value: an inference
+// lookup reads one span, at most two cache lines for a dim-16 row. `touched` is
+// the step of the record's last change of any kind (see KvTableBase::Changes).
 constexpr size_t kFreqOffset = 0;
 constexpr size_t kVersionOffset = 8;
-constexpr size_t kKeyOffset = 16;
-constexpr size_t kValueOffset = 24;
+constexpr size_t kTouchedOffset = 16;
+constexpr size_t kKeyOffset = 24;
+constexpr size_t kValueOffset = 32;
 constexpr uint32_t kPendingBit = 1u << 31;
+// The touched step of restored and imported records: before every step, so that the
+// changes since a restore are what changed after it.
+constexpr int64_t kUntouched = std::numeric_limits<int64_t>::min();
 
 inline int64_t& Freq(char* rec) { return *reinterpret_cast<int64_t*>(rec + kFreqOffset); }
 inline int64_t& Version(char* rec) { return *reinterpret_cast<int64_t*>(rec + kVersionOffset); }
+inline int64_t& Touched(char* rec) { return *reinterpret_cast<int64_t*>(rec + kTouchedOffset); }
 inline float* Value(char* rec) { return reinterpret_cast<float*>(rec + kValueOffset); }
 inline char* KeyWord(char* rec) { return rec + kKeyOffset; }
 
@@ -173,6 +182,7 @@ class KvTable : public KvTableBase {
         row_stride_(RowStride(config.dim, config.num_slots)),
         bloom_(std::move(bloom)) {
     for (int s = 0; s < kShards; ++s) shards_[s].reset(new Shard(row_stride_));
+    StartTimeline();
   }
 
   ~KvTable() override {
@@ -247,6 +257,7 @@ class KvTable : public KvTableBase {
                       sizeof(float) * dim);
         },
         prefetch_output);
+    AdvanceClock(step);
     if (out_of_memory.load()) {
       return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
                                row_stride_, " bytes each");
@@ -258,14 +269,17 @@ class KvTable : public KvTableBase {
                      const RowFn& fn) override {
     tf_shared_lock table_lock(table_mu_);
     const int64_t dim = config_.dim;
-    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t i) {
+    const int64_t changed = ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t i) {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
       if (!fn(i, RowView{&Freq(rec), &Version(rec), Value(rec), Value(rec) + dim})) return false;
       Version(rec) = step;
+      Touched(rec) = step;
       return true;
     });
+    AdvanceClock(step);
+    return changed;
   }
 
   Status Export(OpKernelContext* ctx) override {
@@ -387,6 +401,7 @@ class KvTable : public KvTableBase {
     const Batch batch = Split(ctx, k, n);
 
     mutex_lock table_lock(table_mu_);  // no batch op runs while the contents change
+    StartTimeline();  // even when the import fails: the table may change (it is emptied)
     // Check for duplicate keys before touching anything.
     Status st;
     {
@@ -439,6 +454,7 @@ class KvTable : public KvTableBase {
           }
           Freq(rec) = f[i];
           Version(rec) = ver[i];
+          Touched(rec) = kUntouched;
           if (a[i]) {
             std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
             std::memcpy(Value(rec) + dim, sl + i * num_slots * dim,
@@ -493,6 +509,7 @@ class KvTable : public KvTableBase {
   Status Clear(int64_t expected_records) override {
     mutex_lock table_lock(table_mu_);
     for (auto& sp : shards_) ClearShard(*sp);
+    StartTimeline();
     if (bloom_) bloom_->Clear();
     // Keys spread evenly over the shards: each index is sized for its share, as the
     // index of a table that grew to this size is (a shard with more keys grows once).
@@ -507,15 +524,17 @@ class KvTable : public KvTableBase {
     return Status();
   }
 
-  Status InsertRecords(OpKernelContext* ctx, const TableRecords& r) override {
+  Status InsertRecords(OpKernelContext* ctx, const TableRecords& r, bool replace) override {
     TF_RETURN_IF_ERROR(CheckRecords(r));
     if (r.pending_keys.NumElements() > 0 && config_.admission != Admission::kCounter) {
       return InvalidArgument("table '", config_.name, "': the records include keys that are not "
                              "admitted, which only a table with counter admission can hold");
     }
     tf_shared_lock table_lock(table_mu_);
-    TF_RETURN_IF_ERROR(InsertArena(ctx, r.keys, r.freqs, r.versions, &r.values, &r.slots));
-    return InsertArena(ctx, r.pending_keys, r.pending_freqs, r.pending_versions, nullptr, nullptr);
+    TF_RETURN_IF_ERROR(
+        InsertArena(ctx, r.keys, r.freqs, r.versions, &r.values, &r.slots, replace));
+    return InsertArena(ctx, r.pending_keys, r.pending_freqs, r.pending_versions, nullptr, nullptr,
+                       replace);
   }
 
   Status SetBloomCounts(const Tensor& counts) override {
@@ -534,9 +553,11 @@ class KvTable : public KvTableBase {
     return Status();
   }
 
-  int64_t Remove(OpKernelContext* ctx, const Tensor& keys) override {
+  int64_t Remove(OpKernelContext* ctx, const Tensor& keys, bool log) override {
     tf_shared_lock table_lock(table_mu_);
+    const int64_t step = clock_.load(std::memory_order_relaxed);
     return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t) {
+      if (log) LogRemoval(s, pos, step);
       EraseAt(s, pos);
       return true;
     });
@@ -545,6 +566,7 @@ class KvTable : public KvTableBase {
   int64_t Evict(OpKernelContext* ctx, int64_t step, int64_t max_staleness,
                 int64_t min_freq) override {
     tf_shared_lock table_lock(table_mu_);
+    AdvanceClock(step);
     // step - version > max_staleness as version < step - max_staleness: with step
     // and max_staleness >= 0 (checked by the op) this cannot overflow, and it is
     // exact for every version.
@@ -568,6 +590,7 @@ class KvTable : public KvTableBase {
           const int64_t pos =
               s.index.Find(KeyCodec<K>::Hash(KeyWord(Record(s, ref))),
                            [&](uint32_t r) { return r == ref; });
+          LogRemoval(s, pos, step);
           EraseAt(s, pos);
         }
         removed[si] = doomed.size();
@@ -636,7 +659,13 @@ class KvTable : public KvTableBase {
     RowArena rows;     // admitted records
     RowArena pending;  // counter admission: keys not admitted yet (no value)
     size_t key_heap_bytes = 0;
+    // Keys removed (Remove, Evict) at removed_steps, oldest first; complete for
+    // steps >= removals_since (see LogRemoval).
+    std::vector<K> removed_keys;
+    std::vector<int64_t> removed_steps;
+    int64_t removals_since = 0;
   };
+  static constexpr size_t kMinRemovalLog = 1 << 14;
 
   static size_t RowStride(int64_t dim, int64_t num_slots) {
     return (kValueOffset + sizeof(float) * dim * (1 + num_slots) + 7) & ~size_t{7};
@@ -853,7 +882,7 @@ class KvTable : public KvTableBase {
     char* old = s.pending.Row(ref & ~kPendingBit);
     const uint32_t r = s.rows.Allocate();
     char* rec = s.rows.Row(r);
-    std::memcpy(rec, old, kValueOffset);  // freq, version, key word
+    std::memcpy(rec, old, kValueOffset);  // freq, version, touched, key word
     InitRow(rec, hash);
     s.pending.Free(ref & ~kPendingBit);
     s.index.Set(pos, hash, r);
@@ -869,8 +898,12 @@ class KvTable : public KvTableBase {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       char* rec = Record(s, ref);
       Freq(rec) += count;
-      if (!(ref & kPendingBit)) return rec;
+      if (!(ref & kPendingBit)) {
+        if (count != 0) Touched(rec) = step;
+        return rec;
+      }
       Version(rec) = step;
+      Touched(rec) = step;
       return Freq(rec) >= config_.min_count ? Promote(s, pos, h, ref) : nullptr;
     }
     int64_t freq = count;
@@ -882,6 +915,7 @@ class KvTable : public KvTableBase {
           char* rec = NewPending(s, ins, h, key);
           Freq(rec) = count;
           Version(rec) = step;
+          Touched(rec) = step;
           return nullptr;
         }
         break;
@@ -893,6 +927,7 @@ class KvTable : public KvTableBase {
     char* rec = NewRow(s, ins, h, key);
     Freq(rec) = freq;
     Version(rec) = step;
+    Touched(rec) = step;
     InitRow(rec, h);
     return rec;
   }
@@ -914,6 +949,9 @@ class KvTable : public KvTableBase {
     s.index.Clear();
     s.rows.Clear();
     s.pending.Clear();
+    s.removed_keys.clear();
+    s.removed_steps.clear();
+    s.removals_since = 0;
   }
 
   Status OutOfMemoryForImport(int64_t n) const {
@@ -1046,8 +1084,10 @@ class KvTable : public KvTableBase {
 
   // Inserts the records of keys (admitted with values and slots unless `values`
   // is null, else pending); see InsertRecords.
+  // With `replace`, a key already there (admitted or pending) is replaced.
   Status InsertArena(OpKernelContext* ctx, const Tensor& keys, const Tensor& freqs,
-                     const Tensor& versions, const Tensor* values, const Tensor* slots) {
+                     const Tensor& versions, const Tensor* values, const Tensor* slots,
+                     bool replace) {
     const K* k = keys.flat<K>().data();
     const int64_t* f = freqs.flat<int64_t>().data();
     const int64_t* ver = versions.flat<int64_t>().data();
@@ -1062,13 +1102,19 @@ class KvTable : public KvTableBase {
       try {
         if (s.index.Full()) s.index.Grow();
         size_t ins;
-        if (s.index.Find(h, SameKey(s, k[i]), &ins) != HashIndex::kNotFound) {
-          duplicate.store(i, std::memory_order_relaxed);
-          return;
+        const int64_t pos = s.index.Find(h, SameKey(s, k[i]), &ins);
+        if (pos != HashIndex::kNotFound) {
+          if (!replace) {
+            duplicate.store(i, std::memory_order_relaxed);
+            return;
+          }
+          EraseAt(s, pos);
+          s.index.Find(h, SameKey(s, k[i]), &ins);
         }
         char* rec = v ? NewRow(s, ins, h, k[i]) : NewPending(s, ins, h, k[i]);
         Freq(rec) = f[i];
         Version(rec) = ver[i];
+        Touched(rec) = kUntouched;
         if (v) {
           std::memcpy(Value(rec), v + i * dim, sizeof(float) * dim);
           std::memcpy(Value(rec) + dim, sl + i * slot_floats, sizeof(float) * slot_floats);
@@ -1089,6 +1135,183 @@ class KvTable : public KvTableBase {
     return Status();
   }
 
+  Status Changes(OpKernelContext* ctx, int64_t since, int64_t expired_from,
+                 int64_t expired_before, bool with_slots, TableRecords* out,
+                 Tensor* removed_keys, Tensor* expired_keys) override {
+    tf_shared_lock table_lock(table_mu_);
+    std::array<ShardChanges, kShards> parts;
+    std::atomic<int> too_old{-1};
+    const int64_t slot_floats = with_slots ? config_.num_slots * config_.dim : 0;
+    auto select = [&](int64_t first, int64_t last) {
+      for (int64_t si = first; si < last; ++si) {
+        Shard& s = *shards_[si];
+        tf_shared_lock lock(s.mu);
+        if (since < s.removals_since) {
+          too_old.store(static_cast<int>(si));
+          continue;
+        }
+        SelectChanges(s, since, expired_from, expired_before, slot_floats, &parts[si]);
+      }
+    };
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(workers->num_threads, workers->workers, kShards, 1 << 20, select);
+    if (too_old.load() >= 0) {
+      return tensorflow::errors::FailedPrecondition(
+          "table '", config_.name, "' remembers the keys it removed since step ",
+          shards_[too_old.load()]->removals_since, " only, not since step ", since,
+          ": a delta since then cannot be computed; write a full one");
+    }
+    return GatherChanges(parts, slot_floats, out, removed_keys, expired_keys);
+  }
+
+  void ChangeState(int64_t* timeline, int64_t* removals_since, int64_t* clock) override {
+    tf_shared_lock table_lock(table_mu_);
+    *timeline = timeline_;
+    *clock = clock_.load();
+    *removals_since = 0;
+    for (auto& sp : shards_) {
+      tf_shared_lock lock(sp->mu);
+      *removals_since = std::max(*removals_since, sp->removals_since);
+    }
+  }
+
+  // What Changes selects from one shard.
+  struct ShardChanges {
+    std::vector<K> keys, pending_keys, removed, expired;
+    std::vector<float> values, slots;
+    std::vector<int64_t> freqs, versions, pending_freqs, pending_versions;
+  };
+
+  // Under shard s's lock: its records touched at or after `since` (admitted ones with
+  // values and slot_floats floats of slots), its admitted keys untouched since then
+  // with a version in [expired_from, expired_before), and its keys removed since then.
+  void SelectChanges(Shard& s, int64_t since, int64_t expired_from, int64_t expired_before,
+                     int64_t slot_floats, ShardChanges* c) const {
+    const int64_t dim = config_.dim;
+    for (int arena = 0; arena < 2; ++arena) {
+      const RowArena& rows = arena == 0 ? s.rows : s.pending;
+      std::vector<uint8_t> freed(rows.high(), 0);
+      for (uint32_t r : rows.free_rows()) freed[r] = 1;
+      for (uint32_t r = 0; r < rows.high(); ++r) {
+        if (freed[r]) continue;
+        char* rec = rows.Row(r);
+        K key;
+        if (Touched(rec) < since) {
+          if (arena == 0 && Version(rec) >= expired_from && Version(rec) < expired_before) {
+            KeyCodec<K>::Output(KeyWord(rec), &key);
+            c->expired.push_back(std::move(key));
+          }
+          continue;
+        }
+        KeyCodec<K>::Output(KeyWord(rec), &key);
+        if (arena == 0) {
+          c->keys.push_back(std::move(key));
+          c->freqs.push_back(Freq(rec));
+          c->versions.push_back(Version(rec));
+          c->values.insert(c->values.end(), Value(rec), Value(rec) + dim);
+          c->slots.insert(c->slots.end(), Value(rec) + dim, Value(rec) + dim + slot_floats);
+        } else {
+          c->pending_keys.push_back(std::move(key));
+          c->pending_freqs.push_back(Freq(rec));
+          c->pending_versions.push_back(Version(rec));
+        }
+      }
+    }
+    for (size_t i = 0; i < s.removed_keys.size(); ++i) {
+      if (s.removed_steps[i] >= since) c->removed.push_back(s.removed_keys[i]);
+    }
+  }
+
+  // The shards' selections, one after another, as the outputs of Changes.
+  Status GatherChanges(const std::array<ShardChanges, kShards>& parts, int64_t slot_floats,
+                       TableRecords* out, Tensor* removed_keys, Tensor* expired_keys) const {
+    const DataType key_dtype = KeyCodec<K>::kDtype;
+    const DataType i64 = tensorflow::DT_INT64;
+    const DataType f32 = tensorflow::DT_FLOAT;
+    int64_t n = 0, m = 0, removed = 0, expired = 0;
+    for (const auto& c : parts) {
+      n += c.keys.size();
+      m += c.pending_keys.size();
+      removed += c.removed.size();
+      expired += c.expired.size();
+    }
+    const int64_t dim = config_.dim;
+    const int64_t slots_per_key = slot_floats / dim;
+    struct Field {
+      Tensor* tensor;
+      DataType dtype;
+      TensorShape shape;
+    };
+    const Field fields[] = {
+        {&out->keys, key_dtype, TensorShape({n})},
+        {&out->values, f32, TensorShape({n, dim})},
+        {&out->slots, f32, TensorShape({n, slots_per_key, dim})},
+        {&out->freqs, i64, TensorShape({n})},
+        {&out->versions, i64, TensorShape({n})},
+        {&out->pending_keys, key_dtype, TensorShape({m})},
+        {&out->pending_freqs, i64, TensorShape({m})},
+        {&out->pending_versions, i64, TensorShape({m})},
+        {removed_keys, key_dtype, TensorShape({removed})},
+        {expired_keys, key_dtype, TensorShape({expired})}};
+    for (const Field& f : fields) {
+      *f.tensor = Tensor(tensorflow::cpu_allocator(), f.dtype, f.shape);
+      if (f.shape.num_elements() > 0 && !f.tensor->IsInitialized()) {
+        return ResourceExhausted("table '", config_.name, "': out of memory for its changes (",
+                                 f.shape.DebugString(), ")");
+      }
+    }
+    auto append = [](const auto& from, Tensor* to, int64_t* at) {
+      using T = typename std::decay_t<decltype(from)>::value_type;
+      std::copy(from.begin(), from.end(), to->flat<T>().data() + *at);
+      *at += from.size();
+    };
+    int64_t at[10] = {};
+    for (const auto& c : parts) {
+      append(c.keys, &out->keys, &at[0]);
+      append(c.values, &out->values, &at[1]);
+      append(c.slots, &out->slots, &at[2]);
+      append(c.freqs, &out->freqs, &at[3]);
+      append(c.versions, &out->versions, &at[4]);
+      append(c.pending_keys, &out->pending_keys, &at[5]);
+      append(c.pending_freqs, &out->pending_freqs, &at[6]);
+      append(c.pending_versions, &out->pending_versions, &at[7]);
+      append(c.removed, removed_keys, &at[8]);
+      append(c.expired, expired_keys, &at[9]);
+    }
+    return Status();
+  }
+
+  // Remembers the key at index position pos as removed at `step` (see Changes). A
+  // shard's log keeps at most max(kMinRemovalLog, half its records) keys: past that
+  // the oldest half is forgotten, and deltas since their steps become impossible.
+  void LogRemoval(Shard& s, int64_t pos, int64_t step) {
+    K key;
+    KeyCodec<K>::Output(KeyWord(Record(s, HashIndex::Ref(s.index.entry(pos)))), &key);
+    s.removed_keys.push_back(std::move(key));
+    s.removed_steps.push_back(step);
+    const size_t limit = std::max<size_t>(kMinRemovalLog, (s.rows.live() + s.pending.live()) / 2);
+    if (s.removed_keys.size() <= limit) return;
+    const size_t drop = s.removed_keys.size() - limit / 2;
+    const int64_t newest_dropped =
+        *std::max_element(s.removed_steps.begin(), s.removed_steps.begin() + drop);
+    s.removals_since = std::max(s.removals_since, newest_dropped + 1);
+    s.removed_keys.erase(s.removed_keys.begin(), s.removed_keys.begin() + drop);
+    s.removed_steps.erase(s.removed_steps.begin(), s.removed_steps.begin() + drop);
+  }
+
+  void AdvanceClock(int64_t step) {
+    int64_t seen = clock_.load(std::memory_order_relaxed);
+    while (step > seen && !clock_.compare_exchange_weak(seen, step)) {
+    }
+  }
+
+  // A restore or import replaces the records: changes are counted from scratch.
+  void StartTimeline() {
+    std::random_device device;
+    timeline_ = (static_cast<int64_t>(device()) << 31) ^ device();
+    clock_.store(0);
+  }
+
   void ReleaseAllKeys(Shard& s) {
     for (size_t pos = 0; pos < s.index.capacity(); ++pos) {
       const uint64_t e = s.index.entry(pos);
@@ -1103,6 +1326,8 @@ class KvTable : public KvTableBase {
   mutex table_mu_;
   std::array<std::unique_ptr<Shard>, kShards> shards_;
   std::unique_ptr<CountingBloomFilter> bloom_;
+  std::atomic<int64_t> clock_{0};  // the largest step of a change so far
+  int64_t timeline_ = 0;           // set by StartTimeline
 };
 
 }  // namespace

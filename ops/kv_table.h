@@ -131,17 +131,45 @@ class KvTableBase : public tensorflow::ResourceBase {
   virtual tensorflow::Status Clear(int64_t expected_records) = 0;
 
   // Inserts records into the table (a restore's part). InvalidArgument for a key
-  // already present, a negative version, pending records in a table without
-  // counter admission or tensors of the wrong shape; ResourceExhausted when memory
-  // runs out. The table may hold part of the records after an error.
+  // already present (unless `replace`: then its record is replaced, admitted or
+  // pending), a negative version, pending records in a table without counter
+  // admission or tensors of the wrong shape; ResourceExhausted when memory runs
+  // out. The table may hold part of the records after an error.
   virtual tensorflow::Status InsertRecords(tensorflow::OpKernelContext* ctx,
-                                           const TableRecords& records) = 0;
+                                           const TableRecords& records, bool replace) = 0;
+
+  // Changes since step `since`, for deltas (incremental checkpoints, delta
+  // exports). Every record carries `touched`, the step of its last change of any
+  // kind (inserted, counted, updated; restored and imported records count as
+  // untouched, older than any step: they are what was restored), and the
+  // table logs the keys it removes (Remove, at the largest step it has seen;
+  // Evict, at its step). Writes to `out` the records touched at step >= since
+  // (admitted ones with values, and slots when with_slots, else none), to
+  // removed_keys the keys removed at step >= since, and to expired_keys the
+  // admitted keys untouched since then whose version lies in
+  // [expired_from, expired_before) (the keys a staleness filter drops between two
+  // steps). Records are copied under their shard's lock. Steps are assumed to
+  // only grow. FailedPrecondition when the log no longer reaches back to `since`.
+  virtual tensorflow::Status Changes(tensorflow::OpKernelContext* ctx, int64_t since,
+                                     int64_t expired_from, int64_t expired_before,
+                                     bool with_slots, TableRecords* out,
+                                     tensorflow::Tensor* removed_keys,
+                                     tensorflow::Tensor* expired_keys) = 0;
+
+  // timeline: a random id, new when the table is created, cleared (a restore)
+  // or imported: deltas are only meaningful between states of one timeline.
+  // removals_since: the step from which the removal log is complete. clock: the
+  // largest step of a change so far in this timeline (a delta since then holds
+  // every later change).
+  virtual void ChangeState(int64_t* timeline, int64_t* removals_since, int64_t* clock) = 0;
 
   // Sets the Bloom filter's counters (int32, clamped to its counter range);
   // InvalidArgument unless there are as many as the filter has (0 without one).
   virtual tensorflow::Status SetBloomCounts(const tensorflow::Tensor& counts) = 0;
 
-  virtual int64_t Remove(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys) = 0;
+  // Removes the keys present; logs them as removed (see Changes) when `log`.
+  virtual int64_t Remove(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
+                         bool log) = 0;
 
   // Removes records with step - version > max_staleness (when max_staleness >= 0)
   // and admitted records with freq < min_freq (when min_freq > 0). step >= 0.

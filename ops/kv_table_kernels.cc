@@ -225,14 +225,19 @@ class KvImportOp : public TableKernel {
 
 class KvRemoveOp : public TableKernel {
  public:
-  using TableKernel::TableKernel;
+  explicit KvRemoveOp(tensorflow::OpKernelConstruction* ctx) : TableKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("log", &log_));
+  }
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
     const Tensor& keys = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckKeys(*table, keys));
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
-    out->scalar<int64_t>()() = table->Remove(ctx, keys);
+    out->scalar<int64_t>()() = table->Remove(ctx, keys, log_);
   }
+
+ private:
+  bool log_ = true;
 };
 
 class KvEvictOp : public TableKernel {

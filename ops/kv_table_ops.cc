@@ -127,9 +127,11 @@ REGISTER_OP("DrlKvRemove")
     .Input("keys: Tkey")
     .Output("removed: int64")
     .Attr("Tkey: {int64, string}")
+    .Attr("log: bool = true")
     .SetIsStateful()
     .SetShapeFn(tensorflow::shape_inference::ScalarShape)
-    .Doc("Removes the given keys with all their slots.");
+    .Doc("Removes the given keys with all their slots; unless log is false, the table "
+         "remembers them as removed (for deltas, DrlKvChanges).");
 
 REGISTER_OP("DrlKvEvict")
     .Input("table: resource")

@@ -15,6 +15,8 @@ import os
 import shutil
 import tempfile
 
+from deeprec_lite._files import fsync_path, sync_tree
+
 
 def _pid_alive(pid):
     try:
@@ -79,28 +81,12 @@ def atomic_directory(target, overwrite=False):
         raise
 
 
-def _fsync(path, directory=False):
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_tree(root):
-    """Flushes every file under root, and the directories naming them, to stable storage."""
-    for directory, _, files in os.walk(root):
-        for name in files:
-            _fsync(os.path.join(directory, name))
-        _fsync(directory, directory=True)
-
-
 def _publish(tmp, target, overwrite):
     parent, base = os.path.split(target)
-    _sync_tree(tmp)
+    sync_tree(tmp)
     if not os.path.exists(target):
         os.rename(tmp, target)
-        _fsync(parent, directory=True)
+        fsync_path(parent, directory=True)
         return
     check_target(target, overwrite)
     old = tempfile.mkdtemp(prefix=f".{base}.old-{os.getpid()}-", dir=parent)
@@ -111,5 +97,5 @@ def _publish(tmp, target, overwrite):
         os.rename(os.path.join(old, "previous"), target)
         os.rmdir(old)
         raise
-    _fsync(parent, directory=True)
+    fsync_path(parent, directory=True)
     shutil.rmtree(old, ignore_errors=True)  # ... and delete the old one

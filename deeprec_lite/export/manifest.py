@@ -4,6 +4,7 @@ anything else."""
 import hashlib
 import json
 import os
+import uuid
 
 FORMAT = "deeprec-lite-embeddings"
 FORMAT_VERSION = 1
@@ -44,6 +45,7 @@ def new_manifest(source, global_step, min_freq, max_staleness, kind):
     from deeprec_lite import __version__
 
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+            "export_id": uuid.uuid4().hex,
             "created_by": f"deeprec-lite {__version__}", "source": source.description,
             "global_step": int(global_step),
             "filters": {"min_freq": min_freq, "max_staleness": max_staleness},

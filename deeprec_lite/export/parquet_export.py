@@ -5,6 +5,7 @@ table) at a time, from a live model or from a checkpoint on disk, with a bounded
 number of files in flight: an export never holds a second copy of a table."""
 import collections
 import concurrent.futures
+import dataclasses
 import os
 import re
 
@@ -13,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeprec_lite._checks import check_positive_int
-from deeprec_lite.export import arrow_tables, atomic, manifest, sources, validation
+from deeprec_lite.export import arrow_tables, atomic, deltas, manifest, sources, validation
 from deeprec_lite.export.filtering import TableFilter
+from deeprec_lite.kv import deltas as kv_deltas
 
 DEFAULT_MAX_FILE_BYTES = 64 << 20
 
@@ -47,7 +49,7 @@ def _row_bytes(table):
 
 def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=None, tables=None,
                       overwrite=False, global_step=None, max_file_bytes=DEFAULT_MAX_FILE_BYTES,
-                      threads=None, compression="snappy"):
+                      threads=None, compression="snappy", since=None):
     """Writes the kept records of KV tables as Parquet datasets with a manifest.
 
     Args:
@@ -69,6 +71,11 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
       threads: file-writing threads (default: min(8, CPUs)).
       compression: Parquet codec of the key, freq and version columns (values are
         stored uncompressed).
+      since: an earlier export directory (full or delta) of the same live tables
+        with the same filters: write a delta against it (export.deltas): per table
+        only the kept records touched since that export, and `tombstones.parquet`
+        with the keys that left. The source must be live tables (a model or KV
+        variables) that were neither restored nor re-created since that export.
 
     Returns the manifest (a dict; also written to out_dir/manifest.json).
     """
@@ -81,6 +88,16 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     step = validation.check_global_step(source.global_step if global_step is None
                                         else global_step)
     out = manifest.new_manifest(source, step, min_freq, max_staleness, kind="parquet")
+    live = {} if source.checkpoint_dir else sources.kv_variables(model_or_checkpoint)
+    if live:  # where a delta of these tables can start (kv.deltas.change_point)
+        out["change_points"] = {}
+    if since is not None:
+        if source.checkpoint_dir:
+            raise ValueError("since: a delta export is computed from live tables (a model or KV "
+                             "variables); a checkpoint does not record what changed")
+        base = manifest.read(since)
+        base_step = deltas.check_base(since, base, names, step, min_freq, max_staleness, live)
+        out["delta"] = {"base_export_id": base["export_id"], "base_step": base_step}
     directories = _directory_names(names)
     threads = threads or min(8, os.cpu_count() or 1)
     with atomic.atomic_directory(target, overwrite) as tmp, \
@@ -96,9 +113,18 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
             for name in names:
                 folder = os.path.join(tmp, "tables", directories[name])
                 os.makedirs(folder)
-                table_filter = TableFilter(source.tables[name], step, min_freq, max_staleness)
+                snapshot = source.tables[name]
+                if name in live:
+                    out["change_points"][name] = kv_deltas.change_point(live[name])
+                if since is not None:
+                    records, tombstones = deltas.table_delta(
+                        live[name], base["change_points"][name]["change_step"], base_step,
+                        step, min_freq, max_staleness)
+                    snapshot = dataclasses.replace(
+                        snapshot, chunks=lambda with_slots=True, r=records: iter([r]))
+                table_filter = TableFilter(snapshot, step, min_freq, max_staleness)
                 files = []
-                for piece in _pieces(source.tables[name], table_filter, max_file_bytes):
+                for piece in _pieces(snapshot, table_filter, max_file_bytes):
                     path = os.path.join(folder, f"part-{len(files) + len(pending):05d}.parquet")
                     # the deque keeps each table's files in order; at most one per thread
                     # waits to be written
@@ -110,6 +136,10 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
                 summary["key_arrow_type"] = str(table_filter.key_type)
                 summary["files"] = files
                 summary["directory"] = os.path.join("tables", directories[name])
+                if since is not None:
+                    path = deltas.write_tombstones(folder, tombstones, table_filter.key_type
+                                                   or _empty_key_type(snapshot))
+                    summary["tombstones"] = manifest.file_entry(tmp, path, rows=len(tombstones))
                 out["tables"][name] = summary
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # no more writes into tmp
@@ -145,10 +175,14 @@ def _pieces(snapshot, table_filter, max_file_bytes):
     if held_rows:
         yield _concat(held)
     elif not written:
-        key_type = table_filter.key_type or arrow_tables.key_array(
-            np.zeros(0, np.int64) if snapshot.key_dtype == "int64"
-            else np.zeros(0, object)).type
+        key_type = table_filter.key_type or _empty_key_type(snapshot)
         yield arrow_tables.schema(key_type, snapshot.dim).empty_table()
+
+
+def _empty_key_type(snapshot):
+    """The Arrow key type of a table that exports no key."""
+    return arrow_tables.key_array(np.zeros(0, np.int64) if snapshot.key_dtype == "int64"
+                                  else np.zeros(0, object)).type
 
 
 def _concat(tables):

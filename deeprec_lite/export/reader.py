@@ -1,20 +1,23 @@
 """read_embeddings: an export directory back as Arrow tables, verified against its manifest."""
 import dataclasses
 import os
+from typing import Dict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deeprec_lite.export import arrow_tables, manifest
+from deeprec_lite.export import arrow_tables, deltas, manifest
 
 
 @dataclasses.dataclass
 class EmbeddingExport:
     """A verified export: `manifest` (dict) and `tables` {name: pyarrow.Table with
-    columns key, value, freq, version}."""
+    columns key, value, freq, version}; a delta export's tables hold its records and
+    `tombstones` {name: pyarrow.Array of the keys to delete} (empty for a full export)."""
 
     manifest: dict
     tables: dict
+    tombstones: Dict[str, pa.Array] = dataclasses.field(default_factory=dict)
 
     def numpy(self, name):
         """(keys, values [N, dim] float32, freqs, versions) of table `name`."""
@@ -38,13 +41,19 @@ def read_embeddings(directory, tables=None, verify=True):
         raise ValueError(f"{directory!r} is a deeprec-lite {meta.get('kind')!r} export, not a "
                          "Parquet embedding export")
     names = list(meta["tables"]) if tables is None else list(tables)
-    out = {}
+    out, tombstones = {}, {}
     for name in names:
         if name not in meta["tables"]:
             raise ValueError(f"tables: unknown table {name!r} in export {directory!r}; "
                              f"available: {', '.join(sorted(meta['tables']))}")
         out[name] = _read_table(directory, name, meta["tables"][name], verify)
-    return EmbeddingExport(meta, out)
+        entry = meta["tables"][name].get("tombstones")
+        if entry is not None:
+            tombstones[name] = deltas.read_tombstones(directory, entry, verify)
+            if len(tombstones[name]) != entry["rows"]:
+                raise ValueError(f"export {directory!r}: {entry['path']!r} holds "
+                                 f"{len(tombstones[name])} keys, the manifest says {entry['rows']}")
+    return EmbeddingExport(meta, out, tombstones)
 
 
 def _read_table(directory, name, summary, verify):

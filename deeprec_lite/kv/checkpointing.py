@@ -85,10 +85,12 @@ def _save(trackables, file_prefix):
     op runs), plus one bundle of the slot layouts. Returns the bundles' prefixes."""
     ops = op_library.load()
     by_device, spec_names, spec_values = {}, [], []
+    leaving = getattr(_LEAVING_TABLES, "active", False)
     for name, table in sorted(trackables.items()):
         parts = _parts(table)
         for i, handle in enumerate(parts):
-            by_device.setdefault(handle.device, []).append((name, i, len(parts), handle))
+            if not leaving:
+                by_device.setdefault(handle.device, []).append((name, i, len(parts), handle))
         names, inits = _slot_layout(table)
         spec_names += [name + TABLE_DIR + "slot_names", name + TABLE_DIR + "slot_inits"]
         spec_values += [tf.constant(names, tf.string, shape=[len(names)]),
@@ -141,9 +143,11 @@ _LEAVING_TABLES = threading.local()
 
 @contextlib.contextmanager
 def tables_left_as_they_are():
-    """Restores in this thread, within the block, leave KV tables as they are (a warm start
+    """Saves and restores in this thread, within the block, leave KV tables out: a save
+    writes only their slot layouts, a restore leaves them as they are (a warm start
     restores an old model's dense weights and reads its tables from the checkpoint as
-    snapshots, chunk by chunk)."""
+    snapshots, chunk by chunk; an incremental checkpoint stores the tables' deltas
+    beside such a save of the rest)."""
     _LEAVING_TABLES.active = True
     try:
         yield

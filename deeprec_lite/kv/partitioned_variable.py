@@ -265,11 +265,11 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return tf.add_n([shard.apply_kernel(kernel, k, g, nonfinite_gradients)
                          for shard, k, g in zip(self._shards, key_parts, grad_parts)])
 
-    def remove(self, keys):
+    def remove(self, keys, log=True):
         """See KVVariable.remove."""
         keys = self._keys(keys)
         _, (key_parts,) = self._split(tf.reshape(keys, [-1]))
-        return tf.add_n([shard.remove(k) for shard, k in zip(self._shards, key_parts)])
+        return tf.add_n([shard.remove(k, log) for shard, k in zip(self._shards, key_parts)])
 
     # ----- eviction ------------------------------------------------------------
 
@@ -330,13 +330,14 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         for shard in self._shards:
             shard.clear(expected_records // self.num_shards)
 
-    def insert_records(self, chunk):
+    def insert_records(self, chunk, replace=False):
         """See KVVariable.insert_records; each key goes to its shard."""
         admitted = self._shard_index(chunk[0])
         pending = self._shard_index(chunk[5])
         for i, shard in enumerate(self._shards):
             a, p = admitted == i, pending == i
-            shard.insert_records(tuple(f[a] for f in chunk[:5]) + tuple(f[p] for f in chunk[5:]))
+            shard.insert_records(tuple(f[a] for f in chunk[:5]) + tuple(f[p] for f in chunk[5:]),
+                                 replace)
 
     def bloom_counts(self):
         """The shards' Bloom filter counters, one filter after another."""

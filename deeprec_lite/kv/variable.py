@@ -345,9 +345,10 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         Inf before it changes anything, and fails ('error') or skips them ('skip')."""
         return kernel(self.resource_handle, keys, grads, nonfinite_gradients)
 
-    def remove(self, keys):
-        """Removes keys with all their slots; returns how many were present."""
-        return self._ops.drl_kv_remove(self.resource_handle, self._keys(keys))
+    def remove(self, keys, log=True):
+        """Removes keys with all their slots; returns how many were present. Unless
+        `log` is False the table remembers them as removed (deltas: kv.deltas)."""
+        return self._ops.drl_kv_remove(self.resource_handle, self._keys(keys), log=log)
 
     # ----- eviction ------------------------------------------------------------
 
@@ -440,18 +441,20 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         `expected_records` records that `insert_records` then adds in parts."""
         self._ops.drl_kv_clear(self.resource_handle, tf.constant(expected_records, tf.int64))
 
-    def insert_records(self, chunk):
+    def insert_records(self, chunk, replace=False):
         """Adds records: a snapshots.RecordChunk of numpy arrays (keys, values [n, dim], slots
         [n, num_slots, dim], freqs, versions of admitted keys; pending_keys,
         pending_freqs, pending_versions of keys not admitted yet). A key already in the
-        table is an error (tf.errors.InvalidArgumentError)."""
+        table is an error (tf.errors.InvalidArgumentError), or with `replace` its
+        record is replaced."""
         keys, values, slots, freqs, versions, pending_keys, pending_freqs, pending_versions = \
             chunk
         self._ops.drl_kv_insert(
             self.resource_handle, tf.constant(keys, self._key_dtype),
             tf.cast(values, tf.float32), tf.cast(slots, tf.float32), tf.cast(freqs, tf.int64),
             tf.cast(versions, tf.int64), tf.constant(pending_keys, self._key_dtype),
-            tf.cast(pending_freqs, tf.int64), tf.cast(pending_versions, tf.int64))
+            tf.cast(pending_freqs, tf.int64), tf.cast(pending_versions, tf.int64),
+            replace=replace)
 
     def bloom_counts(self):
         """int32 [bloom_filter_size]: the counters of the table's counting Bloom filter."""

@@ -9,7 +9,7 @@ import deeprec_lite
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(deeprec_lite.__file__)))
 # what the core may import from the project: itself, the shared checks and the package root
-ALLOWED = ("deeprec_lite.kv", "deeprec_lite._checks")
+ALLOWED = ("deeprec_lite.kv", "deeprec_lite._checks", "deeprec_lite._files")
 KERAS = ("keras", "tf_keras", "tensorflow.keras", "tensorflow.python.keras",
          "tensorflow_recommenders")
 

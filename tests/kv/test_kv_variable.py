@@ -557,7 +557,7 @@ def test_sizes_beyond_memory_fail_clearly_and_never_crash():
                          r"\(2 bytes each\) takes 191701167547350 bytes"),
         "bloom over the cap": ("ResourceExhaustedError", r"table 'bloomy': .*3834023352 bytes"),
         "rows over the cap": ("ResourceExhaustedError",
-                              r"table 'wide': out of memory for new rows of 268435480 bytes"),
+                              r"table 'wide': out of memory for new rows of 268435488 bytes"),
         "slots over the cap": ("ResourceExhaustedError",
                                r"table 'narrow': out of memory giving its rows 2 slot\(s\), "
                                r"50331672 bytes per row"),

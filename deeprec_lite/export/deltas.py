@@ -1,0 +1,146 @@
+"""Delta exports: the records that changed since an earlier export, and tombstones.
+
+`export_embeddings(model, out, since=base_dir)` writes, per table, the records that the
+same filters keep now and that were touched since the base export's step (inserted,
+counted or updated, deeprec_lite.kv.deltas), and the keys that left since then
+(tombstones: removed from the table, dropped by the staleness filter as time went on, or
+touched and no longer kept). The two sets are disjoint. Applying a delta to its base
+(`apply_delta`, `read_chain`) deletes the tombstones and puts the records in, which gives
+exactly the full export those filters would write at the delta's step.
+
+Every export has an `export_id`; a delta's manifest names its base's id and step and the
+table timelines it was computed on, so a chain applied in the wrong order, with a link
+missing or onto the wrong base is refused.
+"""
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from deeprec_lite.export import arrow_tables, manifest
+from deeprec_lite.kv import deltas as kv_deltas
+from deeprec_lite.kv.snapshots import keep_mask
+
+TOMBSTONES = "tombstones.parquet"
+
+
+def check_base(base_dir, base, names, step, min_freq, max_staleness, variables):
+    """Checks that the export `base` (its manifest, read from base_dir) can be the base
+    of a delta of tables `names` (of the live `variables`) at `step` with these filters;
+    returns its step."""
+    where = f"since: the base export {os.fspath(base_dir)!r}"
+    if "export_id" not in base:
+        raise ValueError(f"{where} has no export_id (written by an earlier release); write a "
+                         "full export first")
+    if "change_points" not in base:
+        raise ValueError(f"{where} was exported from a checkpoint, which does not record "
+                         "what changed since: a delta starts from an export of live tables")
+    filters = {"min_freq": min_freq, "max_staleness": max_staleness}
+    if base["filters"] != filters:
+        raise ValueError(f"{where} was filtered with {base['filters']}, this export with "
+                         f"{filters}: a delta keeps the base's filters")
+    base_step = int(base["global_step"])
+    if step < base_step:
+        raise ValueError(f"{where} is of step {base_step}, later than this export's step {step}")
+    if sorted(names) != sorted(base["tables"]):
+        raise ValueError(f"{where} holds tables {sorted(base['tables'])}, this export "
+                         f"{sorted(names)}: a delta covers the tables of its base")
+    for name in names:
+        if base["change_points"][name]["timelines"] != kv_deltas.change_point(variables[name])["timelines"]:
+            raise ValueError(f"{where}: table {name!r} was restored, imported or created anew "
+                             "since that export (its timeline differs), so what changed since "
+                             "then is unknown; write a full export")
+    return base_step
+
+
+def table_delta(kv, since, base_step, step, min_freq, max_staleness):
+    """(records, tombstone keys) of one live table: its records touched at or after
+    step `since` (the base's change_step, kv.deltas.change_point) that pass the filters at
+    `step`, as a RecordChunk without slots, and the keys the base export (filtered at
+    base_step) held that are gone now (possibly also some it never held: deleting an
+    absent key is a no-op)."""
+    expired = None
+    if max_staleness is not None:  # kept at base_step, stale at step, untouched since
+        expired = (base_step - max_staleness, step - max_staleness)
+    changes = kv_deltas.changes(kv, since, expired=expired, with_slots=False)
+    records = changes.records
+    keep = keep_mask(records.freqs, records.versions, step, min_freq=min_freq,
+                     max_staleness=max_staleness)
+    kept = records._replace(**{f: getattr(records, f)[keep]
+                               for f in ("keys", "values", "slots", "freqs", "versions")})
+    # A touched record that is not kept left the base only if it was in it: when its
+    # freq passes now (freq never falls while a key stays; a removed key is logged).
+    stale = ~keep & keep_mask(records.freqs, records.versions, step, min_freq=min_freq)
+    gone = [records.keys[stale], changes.removed_keys, changes.expired_keys]
+    tombstones = np.concatenate(gone) if any(len(g) for g in gone) else records.keys[:0]
+    if len(tombstones):
+        tombstones = np.unique(tombstones)
+        tombstones = tombstones[~np.isin(tombstones, kept.keys)]
+    return kept, tombstones
+
+
+def write_tombstones(folder, keys, key_type):
+    """tombstones.parquet (one column, key) of a table; returns its manifest file entry."""
+    array = arrow_tables.key_array(keys) if len(keys) else pa.array([], key_type)
+    if array.type != key_type and len(keys):
+        array = array.cast(key_type)
+    path = os.path.join(folder, TOMBSTONES)
+    pq.write_table(pa.table({"key": array}), path)
+    return path
+
+
+def read_tombstones(directory, entry, verify):
+    """The tombstone keys (an Arrow array) of a table of a delta export."""
+    path = manifest.verify_file(directory, entry) if verify else os.path.join(directory,
+                                                                             entry["path"])
+    return pq.read_table(path).column("key").combine_chunks()
+
+
+def apply_delta(base, delta):
+    """The EmbeddingExport that `delta` (an EmbeddingExport of a delta) makes of `base`
+    (a full export or an earlier chain applied): tombstones deleted, records put in.
+    ValueError unless delta's base is exactly `base`."""
+    from deeprec_lite.export.reader import EmbeddingExport  # noqa: PLC0415 (reader imports this)
+
+    info = delta.manifest.get("delta")
+    if info is None:
+        raise ValueError("apply_delta: the second export is a full export, not a delta")
+    if info["base_export_id"] != base.manifest["export_id"]:
+        raise ValueError(f"apply_delta: the delta of step {delta.manifest['global_step']} "
+                         f"applies to export {info['base_export_id']} (step {info['base_step']}), "
+                         f"not to export {base.manifest['export_id']} (step "
+                         f"{base.manifest['global_step']}): a link of the chain is missing or "
+                         "out of order")
+    tables = {}
+    for name, table in base.tables.items():
+        records = delta.tables[name]
+        gone = pa.chunked_array([delta.tombstones[name], records.column("key").combine_chunks()])
+        if table.schema.field("key").type != gone.type:
+            table = table.cast(arrow_tables.schema(gone.type, table.schema.field("value")
+                                                   .type.list_size))
+        survivors = table.filter(pc.invert(pc.is_in(table.column("key"), value_set=gone)))
+        tables[name] = pa.concat_tables([survivors, records.cast(survivors.schema)])
+    return EmbeddingExport(dict(delta.manifest), tables)
+
+
+def read_chain(directories, tables=None, verify=True):
+    """Reads a full export and the deltas after it (in order) and applies them: the
+    EmbeddingExport of the last one's step. ValueError naming the broken link."""
+    from deeprec_lite.export.reader import read_embeddings  # noqa: PLC0415 (as above)
+
+    directories = [os.fspath(d) for d in directories]
+    if not directories:
+        raise ValueError("read_chain: no export directories given")
+    state = read_embeddings(directories[0], tables, verify)
+    if "delta" in state.manifest:
+        raise ValueError(f"read_chain: {directories[0]!r} is a delta; a chain starts with a "
+                         "full export")
+    for directory in directories[1:]:
+        delta = read_embeddings(directory, tables, verify)
+        try:
+            state = apply_delta(state, delta)
+        except ValueError as e:
+            raise ValueError(f"read_chain: {directory!r}: {e}") from None
+    return state
