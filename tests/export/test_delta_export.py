@@ -1,0 +1,197 @@
+"""Delta exports (export_embeddings(since=), read_chain, apply_delta): a full export and
+the deltas after it give, record for record, the full export of the last step with the
+same filters; a delta holds the touched records and the keys that left, and nothing
+else the base already has; broken chains are refused with the link named."""
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import deeprec_lite as drl
+from deeprec_lite.export import apply_delta, export_embeddings, read_chain, read_embeddings
+from deeprec_lite.export import parquet_export
+
+FILTERS = dict(min_freq=3, max_staleness=6)
+
+
+class Stream:
+    """A table trained step by step: Zipf-like lookups with counts (counter admission 2),
+    updates, a few removals and staleness eviction; step clock kept by hand."""
+
+    def __init__(self, key_dtype="int64", partitions=1, seed=0):
+        kwargs = dict(key_dtype=key_dtype, admission=drl.CounterFilter(2), name="ids", seed=3)
+        self.kv = (drl.PartitionedKVVariable(3, partitions, **kwargs) if partitions > 1
+                   else drl.KVVariable(3, **kwargs))
+        self.key_dtype = key_dtype
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+
+    def keys(self, ids):
+        return ids if self.key_dtype == "int64" else np.array([b"k%d" % i for i in ids], object)
+
+    def train(self, steps):
+        for _ in range(steps):
+            self.step += 1
+            ids, counts = np.unique(self.rng.zipf(1.3, 250) % 2000, return_counts=True)
+            keys = self.keys(ids)
+            self.kv.lookup_or_insert(keys, counts=counts, global_step=self.step)
+            self.kv.update(keys, self.rng.normal(size=(len(keys), 3)), global_step=self.step)
+            self.last_keys = {k.decode() if isinstance(k, bytes) else k for k in keys.tolist()}
+            if self.step % 4 == 0:
+                self.kv.remove(keys[-5:])
+            if self.step % 5 == 0:
+                self.kv.evict(self.step, max_staleness=10)
+        self.kv.step.assign(self.step)
+
+
+def sorted_table(export, name="ids"):
+    table = export.tables[name]
+    return table.take(pa.compute.sort_indices(table, sort_keys=[("key", "ascending")]))
+
+
+@pytest.mark.parametrize("key_dtype, partitions", [("int64", 1), ("string", 1), ("int64", 3)])
+def test_a_chain_of_deltas_is_the_full_export_of_its_last_step(tmp_path, key_dtype, partitions):
+    stream = Stream(key_dtype, partitions)
+    stream.train(8)
+    chain = [str(tmp_path / "e0")]
+    export_embeddings(stream.kv, chain[0], **FILTERS)
+    for i in range(1, 5):
+        before = sorted_table(read_chain(chain))
+        at_base_step = stream.last_keys
+        stream.train(3)
+        chain.append(str(tmp_path / f"d{i}"))
+        export_embeddings(stream.kv, chain[-1], since=chain[-2], **FILTERS)
+        export_embeddings(stream.kv, tmp_path / f"full{i}", **FILTERS)
+        full = sorted_table(read_embeddings(tmp_path / f"full{i}"))
+        assert sorted_table(read_chain(chain)).equals(full)
+        # The delta holds what differs from its base, the keys that left, nothing more.
+        delta = read_embeddings(chain[-1])
+        old = dict(zip(before.column("key").to_pylist(), before.to_pylist()))
+        new = dict(zip(full.column("key").to_pylist(), full.to_pylist()))
+        upserts = set(delta.tables["ids"].column("key").to_pylist())
+        tombstones = set(delta.tombstones["ids"].to_pylist())
+        changed = {k for k, row in new.items() if old.get(k) != row}
+        assert changed <= upserts <= set(new)
+        # beyond the changed records, only those touched at the base's own step (an
+        # export may overlap the updates of its step)
+        assert upserts - changed <= at_base_step
+        assert set(old) - set(new) <= tombstones and not tombstones & set(new)
+        assert delta.manifest["delta"]["base_step"] == read_embeddings(chain[-2]).manifest[
+            "global_step"]
+
+
+def test_staleness_alone_turns_untouched_keys_into_tombstones(tmp_path):
+    stream = Stream()
+    stream.train(6)
+    export_embeddings(stream.kv, tmp_path / "e0", min_freq=0, max_staleness=3)
+    keys_before = set(read_embeddings(tmp_path / "e0").tables["ids"].column("key").to_pylist())
+    # Time goes on without any lookup: only the staleness window moves.
+    export_embeddings(stream.kv, tmp_path / "d1", since=tmp_path / "e0", min_freq=0,
+                      max_staleness=3, global_step=stream.step + 2)
+    delta = read_embeddings(tmp_path / "d1")
+    # records: only those touched at the base's own step (see above)
+    assert set(delta.tables["ids"].column("key").to_pylist()) <= stream.last_keys
+    export_embeddings(stream.kv, tmp_path / "f1", min_freq=0, max_staleness=3,
+                      global_step=stream.step + 2)
+    keys_after = set(read_embeddings(tmp_path / "f1").tables["ids"].column("key").to_pylist())
+    assert set(delta.tombstones["ids"].to_pylist()) == keys_before - keys_after != set()
+    assert sorted_table(read_chain([tmp_path / "e0", tmp_path / "d1"])).equals(
+        sorted_table(read_embeddings(tmp_path / "f1")))
+
+
+def test_a_broken_chain_is_refused_with_its_link_named(tmp_path):
+    stream = Stream()
+    stream.train(4)
+    export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
+    paths = [tmp_path / "e0"]
+    for i in (1, 2):
+        stream.train(2)
+        paths.append(tmp_path / f"d{i}")
+        export_embeddings(stream.kv, paths[-1], since=paths[-2], **FILTERS)
+    with pytest.raises(ValueError, match=r"d2'.*applies to export .* not to export .*missing or "
+                                         "out of order"):
+        read_chain([paths[0], paths[2]])
+    with pytest.raises(ValueError, match="out of order"):
+        read_chain([paths[0], paths[2], paths[1]])
+    with pytest.raises(ValueError, match="is a delta; a chain starts with a full export"):
+        read_chain(paths[1:])
+    with pytest.raises(ValueError, match="the second export is a full export"):
+        apply_delta(read_embeddings(paths[0]), read_embeddings(paths[0]))
+    # A delta of another stream's export: another export id
+    other = Stream(seed=1)
+    other.train(4)
+    export_embeddings(other.kv, tmp_path / "other", **FILTERS)
+    with pytest.raises(ValueError, match="missing or out of order"):
+        read_chain([tmp_path / "other", paths[1]])
+
+
+def test_a_delta_needs_a_base_of_the_same_live_tables_and_filters(tmp_path):
+    stream = Stream()
+    stream.train(4)
+    export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
+    with pytest.raises(ValueError, match=r"was filtered with .*'min_freq': 3.* this export with "
+                                         r".*'min_freq': 2"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "e0", min_freq=2,
+                          max_staleness=6)
+    with pytest.raises(ValueError, match="later than this export's step"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "e0", global_step=1,
+                          **FILTERS)
+    with pytest.raises(ValueError, match="holds tables"):
+        export_embeddings({"other": stream.kv}, tmp_path / "d", since=tmp_path / "e0", **FILTERS)
+    with pytest.raises(ValueError, match="does not exist"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "nowhere", **FILTERS)
+    # The table restored (a new timeline): what changed since the base is unknown.
+    stream.kv.import_records(stream.kv.export())
+    with pytest.raises(ValueError, match="'ids' was restored, imported or created anew"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "e0", **FILTERS)
+    # From a checkpoint: no change stamps.
+    drl.compat.tf.train.Checkpoint(t=stream.kv).write(str(tmp_path / "ckpt" / "c"))
+    with pytest.raises(ValueError, match="a checkpoint does not record what changed"):
+        export_embeddings(str(tmp_path / "ckpt" / "c"), tmp_path / "d", since=tmp_path / "e0",
+                          **FILTERS)
+    export_embeddings(str(tmp_path / "ckpt" / "c"), tmp_path / "from_ckpt", **FILTERS)
+    with pytest.raises(ValueError, match="was exported from a checkpoint"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "from_ckpt", **FILTERS)
+    # A manifest of an earlier release (no export id)
+    meta = json.load(open(tmp_path / "from_ckpt" / "manifest.json"))
+    del meta["export_id"]
+    json.dump(meta, open(tmp_path / "from_ckpt" / "manifest.json", "w"))
+    with pytest.raises(ValueError, match="has no export_id"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "from_ckpt", **FILTERS)
+    assert not os.path.exists(tmp_path / "d")
+
+
+def test_a_failed_delta_export_leaves_nothing_and_the_chain_intact(tmp_path, monkeypatch):
+    stream = Stream()
+    stream.train(4)
+    export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
+    stream.train(2)
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(parquet_export.deltas.pq, "write_table", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_embeddings(stream.kv, tmp_path / "d1", since=tmp_path / "e0", **FILTERS)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["e0"]
+    export_embeddings(stream.kv, tmp_path / "d1", since=tmp_path / "e0", **FILTERS)
+    export_embeddings(stream.kv, tmp_path / "f1", **FILTERS)
+    assert sorted_table(read_chain([tmp_path / "e0", tmp_path / "d1"])).equals(
+        sorted_table(read_embeddings(tmp_path / "f1")))
+
+
+def test_a_damaged_tombstone_file_is_named(tmp_path):
+    stream = Stream()
+    stream.train(5)
+    export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
+    stream.train(5)
+    manifest = export_embeddings(stream.kv, tmp_path / "d1", since=tmp_path / "e0", **FILTERS)
+    path = tmp_path / "d1" / manifest["tables"]["ids"]["tombstones"]["path"]
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(ValueError, match="checksum mismatch for 'tables/ids/tombstones.parquet'"):
+        read_chain([tmp_path / "e0", tmp_path / "d1"])
