@@ -1,12 +1,15 @@
 """kill -9 trials of everything that writes a model's state: a checkpoint save (into a
-directory that holds one already, at the same step), a Parquet export, a serving export
-and a warm start saved over an earlier one.
+directory that holds one already, at the same step), a Parquet export, a serving export,
+a warm start saved over an earlier one, an incremental checkpoint and a delta export.
 
 A child process prepares two different trained states A and B of one small model and
 their references, then repeats the operation, alternating A and B, until it is killed
 at a random moment. Whatever the moment, the target must then hold A or B exactly:
 "survived"; "lost" when it cannot be read (a clear error), "corrupted" when it reads
 but holds neither (silent corruption). The warm start's sources must stay intact.
+The incremental checkpoint and the delta export go on training instead, one step of
+states after the other: the latest listed save must restore the state it was taken of,
+and the chain of complete deltas must give the full export of its last step.
 Used by tests/test_kill_during_writes.py (one trial each) and bench/faults.py (many).
 
     python kill_trials.py OPERATION DIR      # the child
@@ -21,7 +24,8 @@ import numpy as np
 
 from deeprec_lite.kv import TableConfig
 
-OPERATIONS = ("checkpoint", "export", "serving", "warm_start")
+OPERATIONS = ("checkpoint", "export", "serving", "warm_start", "incremental_checkpoint",
+              "delta_export")
 
 
 def build():
@@ -59,7 +63,11 @@ def records(export_dir):
     """{table: (keys, values, freqs, versions) sorted by key} of a verified export."""
     from deeprec_lite.export import read_embeddings
 
-    export = read_embeddings(export_dir)
+    return sorted_records(read_embeddings(export_dir))
+
+
+def sorted_records(export):
+    """records() of an EmbeddingExport."""
     out = {}
     for name in export.tables:
         keys, *rest = export.numpy(name)
@@ -91,6 +99,8 @@ def child(operation, directory):
         models.append((name, model))
     print("ready", flush=True)
     target = os.path.join(directory, "target")
+    if operation in ("incremental_checkpoint", "delta_export"):
+        train_and_write(operation, models[0][1], x, directory, target)
     for turn in range(10 ** 9):
         name, model = models[turn % 2]
         if operation == "checkpoint":
@@ -105,6 +115,51 @@ def child(operation, directory):
             warm_start(new_model, os.path.join(directory, f"source_{name}"), migrate_slots=True)
             checkpoints.save(new_model, target)
         print("done", flush=True)
+
+
+def train_and_write(operation, model, x, directory, target):
+    """Trains on and on; after each epoch an incremental save of the state (whose
+    predictions were written before), or a full export of it and then a delta export."""
+    from deeprec_lite import export
+    from deeprec_lite.compat import tf
+    from deeprec_lite.kv.incremental_checkpoints import IncrementalCheckpointManager
+
+    if operation == "incremental_checkpoint":
+        manager = IncrementalCheckpointManager(tf.train.Checkpoint(model=model), target,
+                                               full_every=3)
+    else:
+        export.export_embeddings(model, os.path.join(target, "chain-0"))
+    for turn in range(1, 10 ** 9):
+        model.fit(x, (x["b"] % (turn % 4 + 2) == 0).astype(np.float32), batch_size=512,
+                  verbose=0)
+        if operation == "incremental_checkpoint":
+            np.save(os.path.join(directory, f"pred_turn_{turn}.npy"), predict(model, x))
+            manager.save(turn)
+        else:
+            export.export_embeddings(model, os.path.join(target, f"full-{turn}"))
+            export.export_embeddings(model, os.path.join(target, f"chain-{turn}"),
+                                     since=os.path.join(target, f"chain-{turn - 1}"))
+        print("done", flush=True)
+
+
+def verify_trained(operation, x, directory, target):
+    from deeprec_lite.compat import tf
+    from deeprec_lite.export import read_chain
+    from deeprec_lite.kv.incremental_checkpoints import IncrementalCheckpointManager
+
+    if operation == "incremental_checkpoint":
+        model = build()
+        manager = IncrementalCheckpointManager(tf.train.Checkpoint(model=model), target)
+        manager.restore()
+        want = np.load(os.path.join(directory, f"pred_turn_{manager.saves[-1]['step']}.npy"))
+        return "survived" if np.array_equal(predict(model, x), want) else "corrupted"
+    last = max(int(name[len("chain-"):]) for name in os.listdir(target)
+               if name.startswith("chain-"))
+    if last == 0:
+        return "survived"
+    got = sorted_records(read_chain([os.path.join(target, f"chain-{i}") for i in range(last + 1)]))
+    return "survived" if same_records(got, records(os.path.join(target, f"full-{last}"))) else \
+        "corrupted"
 
 
 # ----- the parent ---------------------------------------------------------------------
@@ -123,6 +178,8 @@ def verify(operation, directory):
             if not np.array_equal(got, want):
                 return "corrupted"
     try:
+        if operation in ("incremental_checkpoint", "delta_export"):
+            return verify_trained(operation, x, directory, target)
         if operation == "export":
             got = records(target)
             return "survived" if any(same_records(got, records(os.path.join(directory, f"ref_{n}")))

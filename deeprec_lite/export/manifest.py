@@ -9,6 +9,8 @@ import uuid
 FORMAT = "deeprec-lite-embeddings"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# Where a serving SavedModel (export_saved_model) keeps its manifest.
+SERVING_MANIFEST = os.path.join("assets.extra", "deeprec_lite_export.json")
 _CHUNK = 1 << 22
 
 
@@ -41,11 +43,16 @@ def table_summary(snapshot, keys_before, kept, dropped, key_bytes_before, key_by
             "bytes_after": int(key_bytes_after + row * kept)}
 
 
+def new_export_id():
+    """A random id naming one export (a delta names its base's)."""
+    return uuid.uuid4().hex
+
+
 def new_manifest(source, global_step, min_freq, max_staleness, kind):
     from deeprec_lite import __version__
 
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-            "export_id": uuid.uuid4().hex,
+            "export_id": new_export_id(),
             "created_by": f"deeprec-lite {__version__}", "source": source.description,
             "global_step": int(global_step),
             "filters": {"min_freq": min_freq, "max_staleness": max_staleness},
@@ -58,10 +65,13 @@ def write(directory, manifest):
 
 
 def read(directory):
-    """The manifest of an export directory; ValueError if it is missing or foreign."""
+    """The manifest of an export directory (or of a serving SavedModel); ValueError if it
+    is missing or foreign."""
     path = os.path.join(os.fspath(directory), MANIFEST)
     if not os.path.isdir(os.fspath(directory)):
         raise ValueError(f"export directory {os.fspath(directory)!r} does not exist")
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(directory, SERVING_MANIFEST)):
+        path = os.path.join(os.fspath(directory), SERVING_MANIFEST)
     if not os.path.isfile(path):
         raise ValueError(f"{os.fspath(directory)!r} is not a deeprec-lite export: no {MANIFEST}")
     try:

@@ -17,9 +17,7 @@ from deeprec_lite.compat import tf
 from deeprec_lite.export import atomic, manifest, serving_signature, sources, validation
 from deeprec_lite.export.filtering import TableFilter
 from deeprec_lite.export.serving_table import ServingTable
-from deeprec_lite.kv import snapshots
-
-MANIFEST_PATH = os.path.join("assets.extra", "deeprec_lite_export.json")
+from deeprec_lite.kv import deltas, snapshots
 
 
 class ServingModule(tf.Module):
@@ -93,7 +91,9 @@ def _attached(model, tables_by_kv):
 
 def _serving_tables(kvs, global_step, min_freq, max_staleness, out):
     tables, by_kv = {}, {}
+    out["change_points"] = {}  # a serving delta can start from this model (serving_delta)
     for name, kv in kvs.items():
+        out["change_points"][name] = deltas.change_point(kv)
         snapshot = snapshots.of_variable(kv, name)
         table_filter = TableFilter(snapshot, global_step, min_freq, max_staleness)
         kept = [table_filter.apply(chunk) for chunk in snapshot.chunks(with_slots=False)]
@@ -149,7 +149,12 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.signature})
         out["files"] = [manifest.file_entry(tmp, os.path.join(root, f))
                         for root, _, files in sorted(os.walk(tmp)) for f in sorted(files)]
-        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, MANIFEST_PATH), "w") as f:
-            json.dump(out, f, indent=1, sort_keys=True)
+        write_serving_manifest(tmp, out)
     return out
+
+
+def write_serving_manifest(directory, out):
+    """Writes a serving SavedModel's manifest (manifest.SERVING_MANIFEST)."""
+    os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
+    with open(os.path.join(directory, manifest.SERVING_MANIFEST), "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)

@@ -560,7 +560,7 @@ def test_sizes_beyond_memory_fail_clearly_and_never_crash():
                               r"table 'wide': out of memory for new rows of 268435488 bytes"),
         "slots over the cap": ("ResourceExhaustedError",
                                r"table 'narrow': out of memory giving its rows 2 slot\(s\), "
-                               r"50331672 bytes per row"),
+                               r"50331680 bytes per row"),
         "restore over the cap": ("ResourceExhaustedError",
                                  r"table 'restored': out of memory importing 64 records of "
                                  r"\d+ bytes each; the table is left empty"),
