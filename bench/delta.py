@@ -1,21 +1,24 @@
 """Delta exports and incremental checkpoints of a big table, against full ones measured in
 the same run.
 
-1. A KVVariable of `--keys` keys (dim 16, Adagrad) filled through the training path in
-   100 steps (each step 1% of the keys: lookup with insert, then an Adagrad update), so
-   versions spread over 100 steps. A full export E0 (export_embeddings) and a full save
-   S0 (IncrementalCheckpointManager) of that state.
+1. A model (ids -> KVEmbedding, dim 16 -> Dense) whose table of `--keys` keys (Adagrad)
+   is filled through the training path in 100 steps (each step 1% of the keys: lookup
+   with insert, then an Adagrad update), so versions spread over 100 steps. A full export
+   E0 (export_embeddings), a full save S0 (IncrementalCheckpointManager) and a serving
+   SavedModel V0 (export_saved_model) of that state.
 2. The stream: 5 steps, each looking up and updating `--touched`/5 of the keys (a tenth of
-   them new ids), then staleness eviction of the keys not updated since step 1 (about 1%).
+   them new ids), then staleness eviction of the keys not updated since step 1 (about 1%);
+   the dense layer gets new weights.
 3. In that state, each pair timed in the same run: the delta export D1 (since=E0) against a
    full export E1, and the incremental save S1 (S0's manager) against a full save (a
    manager with full_every=1 into another directory). Every save and export is flushed to
    stable storage (fsync) before it counts as written, the full ones as the deltas.
 4. Checks: read_chain([E0, D1]) equals E1 record for record (chain_exact); S0 + S1 restored
    into a fresh table equals the live table, values, slots, freq and version
-   (incremental_exact); the serving SavedModel rebuilt by apply_serving_delta from the
-   serving model of E0's step and D1 serves what export_saved_model of the live model
-   serves, bit for bit (serving_exact).
+   (incremental_exact); the serving SavedModel rebuilt by apply_serving_delta from V0 and
+   the serving delta (export_serving_delta since V0) serves, on ids that were touched,
+   untouched, evicted and never seen, what export_saved_model V1 of the live model
+   serves, bit for bit (serving_exact); the rebuild's time is printed beside V1's.
 
     python bench/delta.py [--keys 10000000] [--touched 0.05]
 
@@ -33,10 +36,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from deeprec_lite.compat import tf  # noqa: E402
-from deeprec_lite.export import export_embeddings, read_chain, read_embeddings  # noqa: E402
-from deeprec_lite.kv import KVVariable, sparse_optimizers  # noqa: E402
+from deeprec_lite.compat import keras, tf  # noqa: E402
+from deeprec_lite.export import (export_embeddings, export_saved_model, read_chain,  # noqa: E402
+                                 read_embeddings)
+from deeprec_lite.export.serving_delta import apply_serving_delta, export_serving_delta  # noqa: E402,E501
+from deeprec_lite.kv import KVVariable, TableConfig, sparse_optimizers  # noqa: E402
 from deeprec_lite.kv.incremental_checkpoints import IncrementalCheckpointManager  # noqa: E402
+from deeprec_lite.layers import KVEmbedding  # noqa: E402
 
 DIM = 16
 FILL_STEPS = 100
@@ -101,8 +107,27 @@ def same_tables(a, b):
 def sorted_export(export):
     import pyarrow.compute as pc
 
-    table = export.tables["ids"]
+    (table,) = export.tables.values()
     return table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")]))
+
+
+def build_model():
+    ids = keras.Input((), dtype=tf.int64, name="ids")
+    embedding = KVEmbedding(TableConfig(DIM), name="ids_table")
+    out = keras.layers.Dense(1, activation="sigmoid", name="out")(embedding(ids))
+    model = keras.Model({"ids": ids}, out)
+    model({"ids": tf.constant([0], tf.int64)})
+    return model, embedding.kv
+
+
+def serving_check(model, path, base, ids):
+    """(served bit for bit as export_saved_model, rebuild seconds, full seconds)."""
+    export_serving_delta(model, path("sd1"), since=base)
+    rebuild_s, _ = timed(lambda: apply_serving_delta(base, path("sd1"), path("v1_rebuilt")))
+    full_s, _ = timed(lambda: export_saved_model(model, path("v1")))
+    batch = {"ids": tf.constant(ids, tf.int64)}
+    rebuilt, full = tf.saved_model.load(path("v1_rebuilt")), tf.saved_model.load(path("v1"))
+    return np.array_equal(rebuilt.serve(batch), full.serve(batch)), rebuild_s, full_s
 
 
 def main():
@@ -112,7 +137,8 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     optimizer = sparse_optimizers.Adagrad(0.05)
-    kv = KVVariable(DIM, slots=optimizer.slots, name="ids")
+    model, kv = build_model()
+    kv.ensure_slots(optimizer.slots)
     start = time.perf_counter()
     keys = fill(kv, optimizer, args.keys, rng)
     print(f"filled {int(kv.size()):,} keys in {time.perf_counter() - start:.1f} s")
@@ -122,7 +148,10 @@ def main():
         manager = IncrementalCheckpointManager(tf.train.Checkpoint(ids=kv), path("inc"),
                                                full_every=10)
         manager.save(FILL_STEPS)
+        export_saved_model(model, path("v0"))
         touched, evicted = stream(kv, optimizer, keys, args.touched, rng)
+        for weight in model.get_layer("out").weights:
+            weight.assign(rng.normal(size=weight.shape).astype(np.float32))
         size = int(kv.size())
         touched_fraction = len(touched) / size
         print(f"stream: {len(touched):,} keys touched ({touched_fraction:.3f} of {size:,}), "
@@ -143,18 +172,22 @@ def main():
 
         chain_exact = sorted_export(read_chain([path("e0"), path("d1")])).equals(
             sorted_export(read_embeddings(path("e1"))))
-        fresh = KVVariable(DIM, slots=optimizer.slots, name="ids")
+        fresh = KVVariable(DIM, slots=optimizer.slots, name=kv.name)
         restore_s, _ = timed(lambda: IncrementalCheckpointManager(
             tf.train.Checkpoint(ids=fresh), path("inc")).restore())
         incremental_exact = same_tables(fresh, kv)
         print(f"restore of full + increment: {restore_s:.2f} s, incremental_exact="
               f"{int(incremental_exact)}")
-        serving_exact = 0  # see bench/README.md: serving from deltas is not built yet
+        probe = np.concatenate([rng.choice(touched, 50_000), rng.choice(keys, 50_000),
+                                np.arange(1000, dtype=np.int64) * 7919 + 3])  # never seen
+        serving_exact, rebuild_s, full_serving_s = serving_check(model, path, path("v0"), probe)
+        print(f"serving: rebuilt from V0 + delta in {rebuild_s:.1f} s, export_saved_model "
+              f"{full_serving_s:.1f} s, serving_exact={int(serving_exact)}")
     print(f"delta: keys={size} touched_fraction={touched_fraction:.3f} "
           f"delta_export_bytes_vs_full={delta_bytes / full_bytes:.3f} "
           f"delta_export_time_vs_full={delta_export_s / full_export_s:.3f} "
           f"incremental_save_time_vs_full={inc_save_s / full_save_s:.3f} "
-          f"chain_exact={int(chain_exact)} serving_exact={serving_exact}")
+          f"chain_exact={int(chain_exact)} serving_exact={int(serving_exact)}")
 
 
 if __name__ == "__main__":
