@@ -1,10 +1,12 @@
-"""`deeprec-lite` command line: train (and list the model zoo), warm-start, export.
+"""`deeprec-lite` command line: train (and list the model zoo), warm-start, export, and
+rebuild a serving model from a serving delta.
 
     deeprec-lite train --model deepfm --days 2 --rows-per-day 100000 --checkpoint-dir ckpt
     deeprec-lite train --list-models
     deeprec-lite warm-start --from ckpt --model dcnv2 --start-day 2 --days 1
     deeprec-lite export --checkpoint ckpt --out emb --min-freq 2 --max-staleness 1000
     deeprec-lite export --checkpoint ckpt --out serving --format saved_model --model deepfm
+    deeprec-lite serving apply-delta --base serving --delta serving_delta --out serving2
 """
 import argparse
 import dataclasses
@@ -250,6 +252,17 @@ def export(args):
     return manifest
 
 
+def apply_delta(args):
+    """Builds the serving SavedModel of a serving delta's step from its base."""
+    from deeprec_lite.export.serving_delta import apply_serving_delta
+
+    manifest = apply_serving_delta(args.base, args.delta, args.out, overwrite=args.overwrite)
+    print(f"serving SavedModel of step {manifest['global_step']}: {args.out} "
+          f"({sum(t['kept'] for t in manifest['tables'].values()):,} keys changed or added, "
+          f"{sum(t['tombstones']['rows'] for t in manifest['tables'].values()):,} deleted)")
+    return manifest
+
+
 def add_export_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or prefix")
     parser.add_argument("--out", required=True, help="export directory (written atomically)")
@@ -276,6 +289,14 @@ def main(argv=None):
                            "SavedModel")
     add_export_arguments(commands.add_parser(
         "export", help="export a checkpoint's filtered embeddings (Parquet or serving SavedModel)"))
+    serving = commands.add_parser("serving", help="serving models without the training job")
+    apply = serving.add_subparsers(dest="serving_command", required=True).add_parser(
+        "apply-delta", help="build the serving SavedModel of a later step from a serving "
+                            "SavedModel and a serving delta (export_serving_delta)")
+    apply.add_argument("--base", required=True, help="the serving SavedModel the delta is of")
+    apply.add_argument("--delta", required=True, help="the serving delta directory")
+    apply.add_argument("--out", required=True, help="the new SavedModel (written atomically)")
+    apply.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     if args.command == "warm-start":
         args.warm_start_from = args.source
@@ -284,7 +305,7 @@ def main(argv=None):
         print("\n".join(sorted(models.MODELS)))
         return 0
     try:
-        (export if args.command == "export" else train)(args)
+        {"export": export, "serving": apply_delta}.get(args.command, train)(args)
     except ValueError as e:
         print(f"deeprec-lite {args.command}: error: {e}", file=sys.stderr)
         return 2

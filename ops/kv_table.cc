@@ -1184,7 +1184,8 @@ class KvTable : public KvTableBase {
 
   // Under shard s's lock: its records touched at or after `since` (admitted ones with
   // values and slot_floats floats of slots), its admitted keys untouched since then
-  // with a version in [expired_from, expired_before), and its keys removed since then.
+  // with a version in [expired_from, expired_before), and its keys removed since then
+  // that are not back.
   void SelectChanges(Shard& s, int64_t since, int64_t expired_from, int64_t expired_before,
                      int64_t slot_floats, ShardChanges* c) const {
     const int64_t dim = config_.dim;
@@ -1218,8 +1219,14 @@ class KvTable : public KvTableBase {
       }
     }
     for (size_t i = 0; i < s.removed_keys.size(); ++i) {
-      if (s.removed_steps[i] >= since) c->removed.push_back(s.removed_keys[i]);
+      const K& key = s.removed_keys[i];
+      if (s.removed_steps[i] >= since &&
+          s.index.Find(HashKey(key), SameKey(s, key)) == HashIndex::kNotFound) {
+        c->removed.push_back(key);  // gone, not back again
+      }
     }
+    std::sort(c->removed.begin(), c->removed.end());  // each once
+    c->removed.erase(std::unique(c->removed.begin(), c->removed.end()), c->removed.end());
   }
 
   // The shards' selections, one after another, as the outputs of Changes.

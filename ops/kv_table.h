@@ -145,7 +145,8 @@ class KvTableBase : public tensorflow::ResourceBase {
   // table logs the keys it removes (Remove, at the largest step it has seen;
   // Evict, at its step). Writes to `out` the records touched at step >= since
   // (admitted ones with values, and slots when with_slots, else none), to
-  // removed_keys the keys removed at step >= since, and to expired_keys the
+  // removed_keys the keys removed at step >= since that are not in the table now
+  // (each once; a key removed and added again is a record), and to expired_keys the
   // admitted keys untouched since then whose version lies in
   // [expired_from, expired_before) (the keys a staleness filter drops between two
   // steps). Records are copied under their shard's lock. Steps are assumed to

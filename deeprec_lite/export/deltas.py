@@ -73,12 +73,8 @@ def table_delta(kv, since, base_step, step, min_freq, max_staleness):
     # A touched record that is not kept left the base only if it was in it: when its
     # freq passes now (freq never falls while a key stays; a removed key is logged).
     stale = ~keep & keep_mask(records.freqs, records.versions, step, min_freq=min_freq)
-    gone = [records.keys[stale], changes.removed_keys, changes.expired_keys]
-    tombstones = np.concatenate(gone) if any(len(g) for g in gone) else records.keys[:0]
-    if len(tombstones):
-        tombstones = np.unique(tombstones)
-        tombstones = tombstones[~np.isin(tombstones, kept.keys)]
-    return kept, tombstones
+    # distinct keys (kv.deltas.TableChanges), none of them kept
+    return kept, np.concatenate([records.keys[stale], changes.removed_keys, changes.expired_keys])
 
 
 def write_tombstones(folder, keys, key_type):

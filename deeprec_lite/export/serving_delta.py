@@ -9,9 +9,9 @@ SavedModel of an earlier step and a serving delta, without the training job.
 - `apply_serving_delta(base_dir, delta_dir, out_dir)` (serving side): loads the base
   SavedModel (stock TensorFlow, no deeprec_lite op), deletes the tombstones from its
   tables and puts the delta's records in, sets its dense variables, and saves it again
-  as a serving SavedModel of the delta's step. Its tables hold exactly the rows that
-  export_saved_model of the live model would write, and it runs the same traced
-  functions, so it serves the same outputs bit for bit. Its manifest starts a new link:
+  as a serving SavedModel of the delta's step. Its tables map every key to exactly the
+  row that export_saved_model of the live model would write, and it runs the same
+  traced functions, so it serves the same outputs bit for bit. Its manifest starts a new link:
   a later delta can be taken since it.
 
 Both refuse a delta of another base, and write their output atomically.
@@ -20,7 +20,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from deeprec_lite.compat import tf
 from deeprec_lite.export import atomic, manifest, validation
@@ -101,27 +100,35 @@ def apply_serving_delta(base_dir, delta_dir, out_dir, overwrite=False):
 
 
 def _apply_to_table(table, records, tombstones):
-    """Refills a loaded ServingTable: its keys minus the tombstones and the delta's keys,
-    then the delta's records, at rows 1.. (row 0 stays the default)."""
+    """Applies a delta to a loaded ServingTable in place: the tombstones leave its hash
+    table, the delta's keys already there get their rows overwritten, new keys get new
+    rows (row 0 stays the default). Rows nothing points to any more are dropped (the
+    table rebuilt compactly) once they outnumber the live ones."""
     handle = table.index.resource_handle
-    key_dtype = tf.string if pa.types.is_binary(tombstones.type) or pa.types.is_string(
-        tombstones.type) else tf.int64
-    keys, rows = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=key_dtype,
-                                                Tvalues=tf.int64)
-    keys, rows = keys.numpy(), rows.numpy()
-    values = table.values.numpy()
-    new_keys = _as_key_array(records.column("key").combine_chunks(), key_dtype)
-    gone = np.concatenate([_as_key_array(tombstones, key_dtype), new_keys])
-    survivors = ~pc.is_in(pa.array(keys), value_set=pa.array(gone)).to_numpy(
-        zero_copy_only=False)
+    key_dtype = tf.int64 if pa.types.is_integer(tombstones.type) else tf.string
+    keys = _as_key_array(records.column("key").combine_chunks(), key_dtype)
     flat = records.column("value").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    new_values = np.concatenate([values[:1], values[rows[survivors]],
-                                 flat.reshape(len(new_keys), values.shape[1])])
-    all_keys = np.concatenate([keys[survivors], new_keys])
-    tf.raw_ops.LookupTableRemoveV2(table_handle=handle, keys=tf.constant(keys, key_dtype))
-    tf.raw_ops.LookupTableInsertV2(table_handle=handle, keys=tf.constant(all_keys, key_dtype),
-                                   values=tf.range(1, len(all_keys) + 1, dtype=tf.int64))
-    table.values.assign(new_values.astype(np.float32))
+    values = table.values.numpy()
+    new_values = flat.reshape(len(keys), values.shape[1]).astype(np.float32)
+    tf.raw_ops.LookupTableRemoveV2(table_handle=handle,
+                                   keys=tf.constant(_as_key_array(tombstones, key_dtype),
+                                                    key_dtype))
+    rows = tf.raw_ops.LookupTableFindV2(table_handle=handle, keys=tf.constant(keys, key_dtype),
+                                        default_value=tf.constant(0, tf.int64)).numpy()
+    present = rows > 0
+    values[rows[present]] = new_values[present]
+    added = np.arange(len(values), len(values) + np.count_nonzero(~present), dtype=np.int64)
+    tf.raw_ops.LookupTableInsertV2(table_handle=handle,
+                                   keys=tf.constant(keys[~present], key_dtype), values=added)
+    values = np.concatenate([values, new_values[~present]])
+    live = int(tf.raw_ops.LookupTableSizeV2(table_handle=handle))
+    if len(values) - 1 - live > live:
+        all_keys, all_rows = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=key_dtype,
+                                                            Tvalues=tf.int64)
+        values = np.concatenate([values[:1], values[all_rows.numpy()]])
+        tf.raw_ops.LookupTableInsertV2(table_handle=handle, keys=all_keys,
+                                       values=tf.range(1, live + 1, dtype=tf.int64))
+    table.values.assign(values)
 
 
 def _as_key_array(arrow_keys, key_dtype):

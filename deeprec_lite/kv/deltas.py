@@ -29,8 +29,9 @@ _NEVER = np.iinfo(np.int64).min  # an empty [expired_from, expired_before) range
 class TableChanges(NamedTuple):
     """Changes of a table since a step: `records` (a RecordChunk of the records
     touched since then; its slots empty [n, 0, dim] when read without slots),
-    `removed_keys` (removed since then) and `expired_keys` (admitted, untouched since
-    then, with a version in the asked range)."""
+    `removed_keys` (removed since then and not in the table now, each once) and
+    `expired_keys` (admitted, untouched since then, with a version in the asked
+    range). The three hold distinct keys."""
 
     records: RecordChunk
     removed_keys: np.ndarray

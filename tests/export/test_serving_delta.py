@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from deeprec_lite import CounterFilter, StalenessEviction
+from deeprec_lite import CounterFilter, StalenessEviction, cli
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.export import export_saved_model
@@ -56,7 +56,11 @@ def test_a_rebuilt_serving_model_serves_what_a_full_export_serves(tmp_path):
         delta = export_serving_delta(model, tmp_path / f"delta{day}", since=base)
         assert delta["kind"] == "serving_delta"
         rebuilt = tmp_path / f"rebuilt{day}"
-        apply_serving_delta(base, tmp_path / f"delta{day}", rebuilt)
+        if day == 1:
+            apply_serving_delta(base, tmp_path / f"delta{day}", rebuilt)
+        else:  # the shell command
+            assert cli.main(["serving", "apply-delta", "--base", str(base), "--delta",
+                             str(tmp_path / f"delta{day}"), "--out", str(rebuilt)]) == 0
         full = export_saved_model(model, tmp_path / f"full{day}", **FILTERS)
         batch = batch_of(gen, day)
         got, got_rows = served(rebuilt, batch, model)
@@ -83,8 +87,39 @@ def test_a_delta_of_another_base_is_refused(tmp_path):
     export_serving_delta(model, tmp_path / "delta", since=tmp_path / "s1")
     with pytest.raises(ValueError, match=r"is the delta of export .*, not of .*s0"):
         apply_serving_delta(tmp_path / "s0", tmp_path / "delta", tmp_path / "out")
+    assert cli.main(["serving", "apply-delta", "--base", str(tmp_path / "s0"), "--delta",
+                     str(tmp_path / "delta"), "--out", str(tmp_path / "out")]) == 2
     with pytest.raises(ValueError, match="not a serving delta"):
         apply_serving_delta(tmp_path / "s0", tmp_path / "s1", tmp_path / "out")
     with pytest.raises(ValueError, match="not a serving SavedModel"):
         apply_serving_delta(tmp_path / "delta", tmp_path / "delta", tmp_path / "out")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_table_refilled_in_place_keeps_its_rows_and_drops_dead_ones():
+    import pyarrow as pa
+
+    from deeprec_lite.export import arrow_tables
+    from deeprec_lite.export.serving_delta import _apply_to_table
+    from deeprec_lite.export.serving_table import ServingTable
+
+    dim = 2
+    keys = np.arange(1, 11, dtype=np.int64)
+    table = ServingTable(keys, np.arange(20, dtype=np.float32).reshape(10, 2), [-1.0, -1.0])
+
+    def delta(upserts, tombstones):
+        values = np.full((len(upserts), dim), 100.0, np.float32) + upserts[:, None]
+        records = arrow_tables.records_table(pa.array(upserts), values,
+                                             np.ones(len(upserts)), np.ones(len(upserts)))
+        _apply_to_table(table, records, pa.array(tombstones, pa.int64()))
+
+    delta(np.array([2, 11], np.int64), [3])  # 2 overwritten, 11 new, 3 gone: no compaction
+    assert len(table.values.numpy()) == 12
+    want = {1: [0, 1], 2: [102, 102], 3: [-1, -1], 4: [6, 7], 11: [111, 111], 99: [-1, -1]}
+    got = table.lookup(tf.constant(list(want), tf.int64)).numpy()
+    np.testing.assert_array_equal(got, np.array(list(want.values()), np.float32))
+    delta(np.array([12], np.int64), list(range(4, 11)))  # 3 live keys, 9 dead rows: compacted
+    assert len(table.values.numpy()) == 1 + 4
+    want = {1: [0, 1], 2: [102, 102], 5: [-1, -1], 11: [111, 111], 12: [112, 112]}
+    got = table.lookup(tf.constant(list(want), tf.int64)).numpy()
+    np.testing.assert_array_equal(got, np.array(list(want.values()), np.float32))
