@@ -5,6 +5,8 @@ rebuild a serving model from a serving delta.
     deeprec-lite train --list-models
     deeprec-lite warm-start --from ckpt --model dcnv2 --start-day 2 --days 1
     deeprec-lite export --checkpoint ckpt --out emb --min-freq 2 --max-staleness 1000
+    deeprec-lite export --checkpoint ckpt --out emb_delta --since emb --min-freq 2 \
+        --max-staleness 1000
     deeprec-lite export --checkpoint ckpt --out serving --format saved_model --model deepfm
     deeprec-lite serving apply-delta --base serving --delta serving_delta --out serving2
 """
@@ -234,9 +236,12 @@ def export(args):
     if args.format == "parquet":
         manifest = exporter.export_embeddings(
             args.checkpoint, args.out, min_freq=args.min_freq, max_staleness=args.max_staleness,
-            tables=tables, overwrite=args.overwrite)
+            tables=tables, overwrite=args.overwrite, since=args.since)
         files = [f for t in manifest["tables"].values() for f in t["files"]]
     else:
+        if args.since is not None:
+            raise ValueError("--since: from a checkpoint, deltas are Parquet (--format parquet); "
+                             "serving deltas come from the training job (export_serving_delta)")
         if tables is not None:
             raise ValueError(f"--tables {args.tables!r}: a serving SavedModel needs every table")
         validation.check_thresholds(args.min_freq, args.max_staleness)
@@ -249,6 +254,9 @@ def export(args):
     print(exporter.format_report(manifest))
     print(f"{args.format} export: {args.out} ({len(files)} files, "
           f"{sum(f['bytes'] for f in files) / 2 ** 20:.3f} MiB on disk)")
+    if "delta" in manifest:
+        print(f"delta since step {manifest['delta']['base_step']}: "
+              f"{sum(t['tombstones']['rows'] for t in manifest['tables'].values()):,} keys deleted")
     return manifest
 
 
@@ -273,6 +281,9 @@ def add_export_arguments(parser):
     parser.add_argument("--format", choices=("parquet", "saved_model"), default="parquet")
     parser.add_argument("--tables", default=None, help="comma-separated table names (parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    parser.add_argument("--since", nargs="+", default=None, metavar="EXPORT",
+                        help="write a delta since an earlier export of the same filters: its "
+                             "chain, the full export first, then its deltas in order")
     add_model_arguments(parser.add_argument_group(
         "saved_model: the train flags that rebuild the model"))
 

@@ -4,9 +4,12 @@
 same filters keep now and that were touched since the base export's step (inserted,
 counted or updated, deeprec_lite.kv.deltas), and the keys that left since then
 (tombstones: removed from the table, dropped by the staleness filter as time went on, or
-touched and no longer kept). The two sets are disjoint. Applying a delta to its base
-(`apply_delta`, `read_chain`) deletes the tombstones and puts the records in, which gives
-exactly the full export those filters would write at the delta's step.
+touched and no longer kept). A table whose change stamps do not reach back to the base
+(read from a checkpoint, or restored, imported or created anew since) is compared with
+the base's records instead: its kept records that the base does not hold bit for bit,
+and the base's keys it no longer keeps. The two sets are disjoint. Applying a delta to
+its base (`apply_delta`, `read_chain`) deletes the tombstones and puts the records in,
+which gives exactly the full export those filters would write at the delta's step.
 
 Every export has an `export_id`; a delta's manifest names its base's id and step and the
 table timelines it was computed on, so a chain applied in the wrong order, with a link
@@ -20,23 +23,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from deeprec_lite.export import arrow_tables, manifest
+from deeprec_lite.export.filtering import TableFilter
 from deeprec_lite.kv import deltas as kv_deltas
-from deeprec_lite.kv.snapshots import keep_mask
+from deeprec_lite.kv.snapshots import RecordChunk, keep_mask
 
 TOMBSTONES = "tombstones.parquet"
 
 
 def check_base(base_dir, base, names, step, min_freq, max_staleness, variables):
     """Checks that the export `base` (its manifest, read from base_dir) can be the base
-    of a delta of tables `names` (of the live `variables`) at `step` with these filters;
-    returns its step."""
+    of a delta of tables `names` at `step` with these filters; returns (its step, the
+    names of the tables whose change stamps reach back to it: live `variables` on the
+    timelines the base recorded)."""
     where = f"since: the base export {os.fspath(base_dir)!r}"
     if "export_id" not in base:
         raise ValueError(f"{where} has no export_id (written by an earlier release); write a "
                          "full export first")
-    if "change_points" not in base:
-        raise ValueError(f"{where} was exported from a checkpoint, which does not record "
-                         "what changed since: a delta starts from an export of live tables")
     filters = {"min_freq": min_freq, "max_staleness": max_staleness}
     if base["filters"] != filters:
         raise ValueError(f"{where} was filtered with {base['filters']}, this export with "
@@ -47,12 +49,23 @@ def check_base(base_dir, base, names, step, min_freq, max_staleness, variables):
     if sorted(names) != sorted(base["tables"]):
         raise ValueError(f"{where} holds tables {sorted(base['tables'])}, this export "
                          f"{sorted(names)}: a delta covers the tables of its base")
-    for name in names:
-        if base["change_points"][name]["timelines"] != kv_deltas.change_point(variables[name])["timelines"]:
-            raise ValueError(f"{where}: table {name!r} was restored, imported or created anew "
-                             "since that export (its timeline differs), so what changed since "
-                             "then is unknown; write a full export")
-    return base_step
+    points = base.get("change_points", {})
+    return base_step, {name for name in names if name in variables and name in points and
+                       points[name]["timelines"]
+                       == kv_deltas.change_point(variables[name])["timelines"]}
+
+
+def base_records(chain, names):
+    """The base's records of tables `names` (an EmbeddingExport): `chain` (the base's
+    full export, then its deltas in order) applied."""
+    try:
+        return read_chain(chain, sorted(names))
+    except ValueError as e:
+        raise ValueError(
+            f"since: tables {sorted(names)} have no change stamps since the base (read from a "
+            "checkpoint, or restored, imported or created anew since), so their delta compares "
+            "with the base's records, which since must give: the base's full export, then its "
+            f"deltas in order ({e})") from None
 
 
 def table_delta(kv, since, base_step, step, min_freq, max_staleness):
@@ -75,6 +88,45 @@ def table_delta(kv, since, base_step, step, min_freq, max_staleness):
     stale = ~keep & keep_mask(records.freqs, records.versions, step, min_freq=min_freq)
     # distinct keys (kv.deltas.TableChanges), none of them kept
     return kept, np.concatenate([records.keys[stale], changes.removed_keys, changes.expired_keys])
+
+
+def compared_delta(snapshot, base_table, step, min_freq, max_staleness):
+    """(records, tombstone keys) of a table whose change stamps cannot say what changed
+    since the base (a kv.snapshots.TableSnapshot read from a checkpoint, or of a table
+    restored since): the records the filters keep at `step` that the base's records
+    `base_table` (an Arrow table of the export schema) do not hold bit for bit (value,
+    freq and version), as a RecordChunk without slots, and the base's keys that are not
+    kept now. Holds the table's kept records beside the base's."""
+    table_filter = TableFilter(snapshot, step, min_freq, max_staleness)
+    kept = [table_filter.apply(chunk) for chunk in snapshot.chunks(with_slots=False)]
+    dim = snapshot.dim
+    base_keys = base_table.column("key").combine_chunks()
+    string_keys = snapshot.key_dtype != "int64"
+    if string_keys:
+        base_keys = base_keys.cast(pa.binary())
+    keys = np.concatenate([k.keys for k in kept] or [np.zeros(0, object if string_keys
+                                                             else np.int64)])
+    key_array = pa.chunked_array([k.key_array.cast(base_keys.type) for k in kept],
+                                 base_keys.type).combine_chunks()
+    values = np.concatenate([k.values for k in kept] or [np.zeros((0, dim), np.float32)])
+    freqs, versions = (np.concatenate([getattr(k, f) for k in kept] or [np.zeros(0, np.int64)])
+                       for f in ("freqs", "versions"))
+    at = pc.index_in(key_array, value_set=base_keys)
+    found = np.flatnonzero(pc.is_valid(at).to_numpy(zero_copy_only=False))
+    rows = pc.fill_null(at, 0).to_numpy(zero_copy_only=False)[found]
+    base_values = (base_table.column("value").combine_chunks().flatten()
+                   .to_numpy(zero_copy_only=False).reshape(-1, dim))
+    base_freqs, base_versions = (base_table.column(f).to_numpy() for f in ("freq", "version"))
+    same = ((base_freqs[rows] == freqs[found]) & (base_versions[rows] == versions[found])
+            & np.all(np.ascontiguousarray(base_values[rows]).view(np.uint32)
+                     == np.ascontiguousarray(values[found]).view(np.uint32), axis=1))
+    changed = np.ones(len(keys), bool)
+    changed[found[same]] = False
+    gone = base_keys.filter(pc.invert(pc.is_in(base_keys, value_set=key_array)))
+    records = RecordChunk(keys[changed], values[changed],
+                          np.zeros((np.count_nonzero(changed), 0, dim), np.float32),
+                          freqs[changed], versions[changed], keys[:0], freqs[:0], versions[:0])
+    return records, gone.to_numpy(zero_copy_only=False)
 
 
 def write_tombstones(folder, keys, key_type):

@@ -71,12 +71,15 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
       threads: file-writing threads (default: min(8, CPUs)).
       compression: Parquet codec of the key, freq and version columns (values are
         stored uncompressed).
-      since: an earlier export directory (full or delta) of the same live tables
-        with the same filters: write a delta against it (export.deltas): per table
-        only the kept records touched since that export, and `tombstones.parquet`
-        with the keys that left. The source must be live tables (a model or KV
-        variables) that were neither restored nor re-created since that export.
-
+      since: an earlier export directory (full or delta) with the same filters and
+        tables: write a delta against it (export.deltas): per table only the kept
+        records that changed since that export, and `tombstones.parquet` with the keys
+        that left. Live tables (a model or KV variables) on the timeline the base
+        recorded know what they touched since (their change stamps); for the others (a
+        checkpoint source, or tables restored, imported or created anew since) the
+        delta compares their kept records with the base's, which `since` must then give
+        as a list: the base's full export, then its deltas in order (that reads the
+        base's records and holds them beside one table's kept records).
     Returns the manifest (a dict; also written to out_dir/manifest.json).
     """
     validation.check_thresholds(min_freq, max_staleness)
@@ -92,11 +95,12 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     if live:  # where a delta of these tables can start (kv.deltas.change_point)
         out["change_points"] = {}
     if since is not None:
-        if source.checkpoint_dir:
-            raise ValueError("since: a delta export is computed from live tables (a model or KV "
-                             "variables); a checkpoint does not record what changed")
-        base = manifest.read(since)
-        base_step = deltas.check_base(since, base, names, step, min_freq, max_staleness, live)
+        chain = [since] if isinstance(since, (str, os.PathLike)) else list(since)
+        base = manifest.read(chain[-1])
+        base_step, stamped = deltas.check_base(chain[-1], base, names, step, min_freq,
+                                               max_staleness, live)
+        compared = set(names) - stamped
+        base_state = deltas.base_records(chain, compared) if compared else None
         out["delta"] = {"base_export_id": base["export_id"], "base_step": base_step}
     directories = _directory_names(names)
     threads = threads or min(8, os.cpu_count() or 1)
@@ -117,9 +121,13 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
                 if name in live:
                     out["change_points"][name] = kv_deltas.change_point(live[name])
                 if since is not None:
-                    records, tombstones = deltas.table_delta(
-                        live[name], base["change_points"][name]["change_step"], base_step,
-                        step, min_freq, max_staleness)
+                    if name in stamped:
+                        records, tombstones = deltas.table_delta(
+                            live[name], base["change_points"][name]["change_step"], base_step,
+                            step, min_freq, max_staleness)
+                    else:
+                        records, tombstones = deltas.compared_delta(
+                            snapshot, base_state.tables[name], step, min_freq, max_staleness)
                     snapshot = dataclasses.replace(
                         snapshot, chunks=lambda with_slots=True, r=records: iter([r]))
                 table_filter = TableFilter(snapshot, step, min_freq, max_staleness)

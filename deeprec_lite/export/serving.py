@@ -57,14 +57,17 @@ def _serving_call(model, served_batches):
     return serve
 
 
-def predict_as_served(model, inputs):
+def predict_as_served(model, inputs, input_signature=None):
     """The model's outputs on `inputs` (one batch, the model's input structure)
-    computed with its live KV tables in the graph that a serving SavedModel runs, so
-    that on every key the export kept they equal `loaded.serve(inputs)` bit for bit.
+    computed with its live KV tables in the graph that a serving SavedModel runs, traced
+    for the same input signature (export_saved_model's `input_signature`, by default
+    the model's own with any batch size), so that on every key the export kept they
+    equal `loaded.serve(inputs)` bit for bit.
 
-    Use it to check an export: an eager `model(inputs)` or `model.predict` runs other
-    graphs, where grappler and oneDNN may fuse the dense layers into kernels whose
-    float sums differ in the last bit depending on the CPU.
+    Use it to check an export: an eager `model(inputs)`, `model.predict` or a function
+    traced for this batch's shapes run other graphs, where grappler and oneDNN may fuse
+    the dense layers into kernels whose float sums differ in the last bit depending on
+    the CPU.
 
     Example:
         export_saved_model(model, "serving/", min_freq=2)
@@ -72,7 +75,8 @@ def predict_as_served(model, inputs):
         assert np.array_equal(served, predict_as_served(model, batch))  # all keys kept
     """
     counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-    return tf.function(_serving_call(model, counter))(inputs)
+    spec = serving_signature.model_input_spec(model, input_signature)
+    return tf.function(_serving_call(model, counter), input_signature=[spec])(inputs)
 
 
 @contextlib.contextmanager

@@ -127,7 +127,7 @@ def test_a_broken_chain_is_refused_with_its_link_named(tmp_path):
         read_chain([tmp_path / "other", paths[1]])
 
 
-def test_a_delta_needs_a_base_of_the_same_live_tables_and_filters(tmp_path):
+def test_a_delta_needs_a_base_of_the_same_tables_and_filters(tmp_path):
     stream = Stream()
     stream.train(4)
     export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
@@ -142,25 +142,54 @@ def test_a_delta_needs_a_base_of_the_same_live_tables_and_filters(tmp_path):
         export_embeddings({"other": stream.kv}, tmp_path / "d", since=tmp_path / "e0", **FILTERS)
     with pytest.raises(ValueError, match="does not exist"):
         export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "nowhere", **FILTERS)
-    # The table restored (a new timeline): what changed since the base is unknown.
+    export_embeddings(stream.kv, tmp_path / "d1", since=tmp_path / "e0", **FILTERS)
+    # A table restored since the delta d1: comparing with d1's records needs e0 too.
     stream.kv.import_records(stream.kv.export())
-    with pytest.raises(ValueError, match="'ids' was restored, imported or created anew"):
-        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "e0", **FILTERS)
-    # From a checkpoint: no change stamps.
-    drl.compat.tf.train.Checkpoint(t=stream.kv).write(str(tmp_path / "ckpt" / "c"))
-    with pytest.raises(ValueError, match="a checkpoint does not record what changed"):
-        export_embeddings(str(tmp_path / "ckpt" / "c"), tmp_path / "d", since=tmp_path / "e0",
-                          **FILTERS)
-    export_embeddings(str(tmp_path / "ckpt" / "c"), tmp_path / "from_ckpt", **FILTERS)
-    with pytest.raises(ValueError, match="was exported from a checkpoint"):
-        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "from_ckpt", **FILTERS)
+    with pytest.raises(ValueError, match=r"tables \['ids'\] have no change stamps since the "
+                                         "base .* which since must give: the base's full "
+                                         "export.*d1' is a delta"):
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "d1", **FILTERS)
+    export_embeddings(stream.kv, tmp_path / "old_release", **FILTERS)
     # A manifest of an earlier release (no export id)
-    meta = json.load(open(tmp_path / "from_ckpt" / "manifest.json"))
+    meta = json.load(open(tmp_path / "old_release" / "manifest.json"))
     del meta["export_id"]
-    json.dump(meta, open(tmp_path / "from_ckpt" / "manifest.json", "w"))
+    json.dump(meta, open(tmp_path / "old_release" / "manifest.json", "w"))
     with pytest.raises(ValueError, match="has no export_id"):
-        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "from_ckpt", **FILTERS)
+        export_embeddings(stream.kv, tmp_path / "d", since=tmp_path / "old_release", **FILTERS)
     assert not os.path.exists(tmp_path / "d")
+
+
+@pytest.mark.parametrize("key_dtype", ["int64", "string"])
+def test_tables_without_change_stamps_are_compared_with_the_base(tmp_path, key_dtype):
+    """From a checkpoint, or after a restore, a delta holds exactly the kept records that
+    differ from the base's chain and the keys that left it, and the chain stays exact."""
+    stream = Stream(key_dtype)
+    stream.train(6)
+    chain = [str(tmp_path / "e0")]
+    export_embeddings(stream.kv, chain[0], **FILTERS)
+    stream.train(3)
+    chain.append(str(tmp_path / "d1"))
+    export_embeddings(stream.kv, chain[-1], since=chain[-2], **FILTERS)  # change stamps
+    checkpoint = drl.compat.tf.train.Checkpoint(t=stream.kv)
+    for i, source in enumerate(["checkpoint", "restored"], start=2):
+        before = sorted_table(read_chain(chain))
+        stream.train(3)
+        if source == "checkpoint":
+            model_or_checkpoint = checkpoint.write(str(tmp_path / "ckpt" / "c"))
+        else:
+            stream.kv.import_records(stream.kv.export())  # a new timeline
+            model_or_checkpoint = stream.kv
+        chain.append(str(tmp_path / f"d{i}"))
+        export_embeddings(model_or_checkpoint, chain[-1], since=chain[:-1], **FILTERS)
+        export_embeddings(model_or_checkpoint, tmp_path / f"full{i}", **FILTERS)
+        full = sorted_table(read_embeddings(tmp_path / f"full{i}"))
+        assert sorted_table(read_chain(chain)).equals(full)
+        delta = read_embeddings(chain[-1])
+        old = dict(zip(before.column("key").to_pylist(), before.to_pylist()))
+        new = dict(zip(full.column("key").to_pylist(), full.to_pylist()))
+        assert set(delta.tables["ids"].column("key").to_pylist()) == {
+            k for k, row in new.items() if old.get(k) != row} != set()
+        assert set(delta.tombstones["ids"].to_pylist()) == set(old) - set(new) != set()
 
 
 def test_a_failed_delta_export_leaves_nothing_and_the_chain_intact(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from deeprec_lite import cli
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
-from deeprec_lite.export import predict_as_served, read_embeddings
+from deeprec_lite.export import predict_as_served, read_chain, read_embeddings
 
 MODEL_FLAGS = ["--categorical-fields", "2", "--numeric-fields", "1", "--embedding-dim", "4"]
 
@@ -60,6 +60,31 @@ def test_saved_model_export_rebuilds_the_model(checkpoint_dir, tmp_path, capsys)
     np.testing.assert_array_equal(loaded.serve(x).numpy(), predict_as_served(model, x))
 
 
+def test_a_delta_since_an_export_of_an_earlier_checkpoint(checkpoint_dir, tmp_path, capsys):
+    filters = ["--min-freq", "3", "--max-staleness", "20"]
+    e0, d1, full = (str(tmp_path / name) for name in ("e0", "d1", "full"))
+    assert cli.main(["export", "--checkpoint", str(checkpoint_dir), "--out", e0] + filters) == 0
+    later = tmp_path / "later"  # a day more of training, from the first checkpoint
+    assert cli.main(["warm-start", "--from", str(checkpoint_dir), "--start-day", "1", "--days",
+                     "1", "--rows-per-day", "3000", "--batch-size", "500", "--verbose", "0",
+                     "--checkpoint-dir", str(later)] + MODEL_FLAGS) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "--checkpoint", str(later), "--out", d1, "--since", e0]
+                    + filters) == 0
+    printed = capsys.readouterr().out
+    assert cli.main(["export", "--checkpoint", str(later), "--out", full] + filters) == 0
+    delta, base = read_embeddings(d1), read_embeddings(e0)
+    assert delta.manifest["delta"]["base_export_id"] == base.manifest["export_id"]
+    deleted = sum(len(t) for t in delta.tombstones.values())
+    assert f"delta since step {base.manifest['global_step']}: {deleted:,} keys deleted" in printed
+    chain, want = read_chain([e0, d1]), read_embeddings(full)
+    for name, table in want.tables.items():
+        assert chain.tables[name].sort_by("key").equals(table.sort_by("key"))
+    # a delta holds fewer records than the full export: the unchanged ones are left out
+    assert sum(t.num_rows for t in delta.tables.values()) < sum(
+        t.num_rows for t in want.tables.values())
+
+
 def test_bad_input_exits_with_a_clear_error_and_writes_nothing(checkpoint_dir, tmp_path_factory,
                                                                tmp_path, capsys):
     # a plain TF checkpoint (no model config): the model comes from the flags, which must match
@@ -69,6 +94,8 @@ def test_bad_input_exits_with_a_clear_error_and_writes_nothing(checkpoint_dir, t
     cases = [
         (["--checkpoint", str(tmp_path / "missing")], "does not exist"),
         (["--checkpoint", str(checkpoint_dir), "--tables", "nope"], "unknown table 'nope'"),
+        (["--checkpoint", str(checkpoint_dir), "--format", "saved_model", "--since",
+          str(tmp_path)], "--since: from a checkpoint, deltas are Parquet"),
         (["--checkpoint", str(plain), "--format", "saved_model",
           "--categorical-fields", "3", "--numeric-fields", "1", "--embedding-dim", "4"],
          "does not match"),
