@@ -120,6 +120,7 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
                 snapshot = source.tables[name]
                 if name in live:
                     out["change_points"][name] = kv_deltas.change_point(live[name])
+                file_bytes = max_file_bytes
                 if since is not None:
                     if name in stamped:
                         records, tombstones = deltas.table_delta(
@@ -130,9 +131,12 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
                             snapshot, base_state.tables[name], step, min_freq, max_staleness)
                     snapshot = dataclasses.replace(
                         snapshot, chunks=lambda with_slots=True, r=records: iter([r]))
+                    # one chunk: in as many files as there are threads to write them
+                    file_bytes = min(max_file_bytes, max(1 << 20, (
+                        records.values.nbytes + 24 * len(records.keys)) // threads + 1))
                 table_filter = TableFilter(snapshot, step, min_freq, max_staleness)
                 files = []
-                for piece in _pieces(snapshot, table_filter, max_file_bytes):
+                for piece in _pieces(snapshot, table_filter, file_bytes):
                     path = os.path.join(folder, f"part-{len(files) + len(pending):05d}.parquet")
                     # the deque keeps each table's files in order; at most one per thread
                     # waits to be written
