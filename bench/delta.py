@@ -19,6 +19,9 @@ the same run.
    the serving delta (export_serving_delta since V0) serves, on ids that were touched,
    untouched, evicted and never seen, what export_saved_model V1 of the live model
    serves, bit for bit (serving_exact); the rebuild's time is printed beside V1's.
+5. From the full checkpoint of that state (no change stamps), a delta export since E0
+   (compared with E0's records) beside a full export of the same checkpoint, and its
+   chain checked against that full export (printed, not in the last line).
 
     python bench/delta.py [--keys 10000000] [--touched 0.05]
 
@@ -164,7 +167,7 @@ def main():
               f"{delta_export_s:.2f} s {delta_bytes / 2**20:,.1f} MiB")
         full_manager = IncrementalCheckpointManager(tf.train.Checkpoint(ids=kv), path("full"),
                                                     full_every=1)
-        full_save_s, _ = timed(lambda: full_manager.save(FILL_STEPS + STREAM_STEPS))
+        full_save_s, full_path = timed(lambda: full_manager.save(FILL_STEPS + STREAM_STEPS))
         inc_save_s, inc_path = timed(lambda: manager.save(FILL_STEPS + STREAM_STEPS))
         assert manager.saves[-1]["kind"] == "increment"
         print(f"checkpoint: full {full_save_s:.2f} s {directory_bytes(path('full')) / 2**20:,.0f} "
@@ -172,6 +175,16 @@ def main():
 
         chain_exact = sorted_export(read_chain([path("e0"), path("d1")])).equals(
             sorted_export(read_embeddings(path("e1"))))
+        # From that checkpoint (no change stamps): compared with E0's records.
+        prefix = os.path.join(full_path, "ckpt")
+        ckpt_full_s, _ = timed(lambda: export_embeddings(prefix, path("e1c")))
+        ckpt_delta_s, _ = timed(lambda: export_embeddings(prefix, path("d1c"),
+                                                          since=[path("e0")]))
+        compared_exact = sorted_export(read_chain([path("e0"), path("d1c")])).equals(
+            sorted_export(read_embeddings(path("e1c"))))
+        print(f"from the checkpoint: full export {ckpt_full_s:.2f} s, delta compared with E0 "
+              f"{ckpt_delta_s:.2f} s {directory_bytes(path('d1c')) / 2**20:,.1f} MiB, "
+              f"exact={int(compared_exact)}")
         fresh = KVVariable(DIM, slots=optimizer.slots, name=kv.name)
         restore_s, _ = timed(lambda: IncrementalCheckpointManager(
             tf.train.Checkpoint(ids=fresh), path("inc")).restore())

@@ -55,15 +55,15 @@ def check_base(base_dir, base, names, step, min_freq, max_staleness, variables):
                        == kv_deltas.change_point(variables[name])["timelines"]}
 
 
-def base_records(chain, names):
-    """The base's records of tables `names` (an EmbeddingExport): `chain` (the base's
-    full export, then its deltas in order) applied."""
+def base_records(chain, name):
+    """The base's records of table `name` (an Arrow table of the export schema): `chain`
+    (the base's full export, then its deltas in order) applied."""
     try:
-        return read_chain(chain, sorted(names))
+        return read_chain(chain, [name]).tables[name]
     except ValueError as e:
         raise ValueError(
-            f"since: tables {sorted(names)} have no change stamps since the base (read from a "
-            "checkpoint, or restored, imported or created anew since), so their delta compares "
+            f"since: table {name!r} has no change stamps since the base (read from a "
+            "checkpoint, or restored, imported or created anew since), so its delta compares "
             "with the base's records, which since must give: the base's full export, then its "
             f"deltas in order ({e})") from None
 
@@ -111,18 +111,23 @@ def compared_delta(snapshot, base_table, step, min_freq, max_staleness):
     values = np.concatenate([k.values for k in kept] or [np.zeros((0, dim), np.float32)])
     freqs, versions = (np.concatenate([getattr(k, f) for k in kept] or [np.zeros(0, np.int64)])
                        for f in ("freqs", "versions"))
-    at = pc.index_in(key_array, value_set=base_keys)
-    found = np.flatnonzero(pc.is_valid(at).to_numpy(zero_copy_only=False))
-    rows = pc.fill_null(at, 0).to_numpy(zero_copy_only=False)[found]
+    # Each kept key's row in the base (-1: new), by a hash join on Arrow's threads.
+    joined = pa.table({"key": key_array, "row": np.arange(len(keys))}).join(
+        pa.table({"key": base_keys, "base_row": np.arange(len(base_keys))}), "key",
+        join_type="left outer")
+    base_row = pc.fill_null(joined.column("base_row"), -1).to_numpy()
+    found = base_row >= 0
+    at, rows = joined.column("row").to_numpy()[found], base_row[found]
     base_values = (base_table.column("value").combine_chunks().flatten()
                    .to_numpy(zero_copy_only=False).reshape(-1, dim))
     base_freqs, base_versions = (base_table.column(f).to_numpy() for f in ("freq", "version"))
-    same = ((base_freqs[rows] == freqs[found]) & (base_versions[rows] == versions[found])
-            & np.all(np.ascontiguousarray(base_values[rows]).view(np.uint32)
-                     == np.ascontiguousarray(values[found]).view(np.uint32), axis=1))
+    same = ((base_freqs[rows] == freqs[at]) & (base_versions[rows] == versions[at])
+            & np.all(base_values[rows].view(np.uint32) == values[at].view(np.uint32), axis=1))
     changed = np.ones(len(keys), bool)
-    changed[found[same]] = False
-    gone = base_keys.filter(pc.invert(pc.is_in(base_keys, value_set=key_array)))
+    changed[at[same]] = False
+    kept_in_base = np.zeros(len(base_keys), bool)
+    kept_in_base[rows] = True
+    gone = base_keys.filter(~kept_in_base)
     records = RecordChunk(keys[changed], values[changed],
                           np.zeros((np.count_nonzero(changed), 0, dim), np.float32),
                           freqs[changed], versions[changed], keys[:0], freqs[:0], versions[:0])

@@ -80,6 +80,7 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
         delta compares their kept records with the base's, which `since` must then give
         as a list: the base's full export, then its deltas in order (that reads the
         base's records and holds them beside one table's kept records).
+
     Returns the manifest (a dict; also written to out_dir/manifest.json).
     """
     validation.check_thresholds(min_freq, max_staleness)
@@ -99,8 +100,6 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
         base = manifest.read(chain[-1])
         base_step, stamped = deltas.check_base(chain[-1], base, names, step, min_freq,
                                                max_staleness, live)
-        compared = set(names) - stamped
-        base_state = deltas.base_records(chain, compared) if compared else None
         out["delta"] = {"base_export_id": base["export_id"], "base_step": base_step}
     directories = _directory_names(names)
     threads = threads or min(8, os.cpu_count() or 1)
@@ -128,7 +127,8 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
                             step, min_freq, max_staleness)
                     else:
                         records, tombstones = deltas.compared_delta(
-                            snapshot, base_state.tables[name], step, min_freq, max_staleness)
+                            snapshot, deltas.base_records(chain, name), step,
+                            min_freq, max_staleness)
                     snapshot = dataclasses.replace(
                         snapshot, chunks=lambda with_slots=True, r=records: iter([r]))
                     # one chunk: in as many files as there are threads to write them
