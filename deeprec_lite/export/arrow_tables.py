@@ -41,12 +41,17 @@ def records_table(key_arr, values, freqs, versions):
         schema=schema(key_arr.type, dim))
 
 
-def table_numpy(table):
-    """(keys, values [N, dim], freqs, versions) numpy arrays of an export table; string
-    keys come back as an object array of str (binary ones as bytes)."""
+def value_matrix(table):
+    """The values [N, dim] float32 of an export table, as one numpy array."""
     dim = table.schema.field("value").type.list_size
     values = table.column("value").combine_chunks()
     flat = values.flatten().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, np.float32)
+    return flat.reshape(-1, dim)
+
+
+def table_numpy(table):
+    """(keys, values [N, dim], freqs, versions) numpy arrays of an export table; string
+    keys come back as an object array of str (binary ones as bytes)."""
     keys = table.column("key").to_numpy(zero_copy_only=False)
-    return (keys, flat.reshape(-1, dim), table.column("freq").to_numpy(),
+    return (keys, value_matrix(table), table.column("freq").to_numpy(),
             table.column("version").to_numpy())

@@ -118,8 +118,7 @@ def compared_delta(snapshot, base_table, step, min_freq, max_staleness):
     base_row = pc.fill_null(joined.column("base_row"), -1).to_numpy()
     found = base_row >= 0
     at, rows = joined.column("row").to_numpy()[found], base_row[found]
-    base_values = (base_table.column("value").combine_chunks().flatten()
-                   .to_numpy(zero_copy_only=False).reshape(-1, dim))
+    base_values = arrow_tables.value_matrix(base_table)
     base_freqs, base_versions = (base_table.column(f).to_numpy() for f in ("freq", "version"))
     same = ((base_freqs[rows] == freqs[at]) & (base_versions[rows] == versions[at])
             & np.all(base_values[rows].view(np.uint32) == values[at].view(np.uint32), axis=1))

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from deeprec_lite.compat import tf
-from deeprec_lite.export import atomic, manifest, validation
+from deeprec_lite.export import arrow_tables, atomic, manifest, validation
 from deeprec_lite.export.parquet_export import export_embeddings
 from deeprec_lite.export.reader import read_embeddings
 from deeprec_lite.export.serving import write_serving_manifest
@@ -107,9 +107,8 @@ def _apply_to_table(table, records, tombstones):
     handle = table.index.resource_handle
     key_dtype = tf.int64 if pa.types.is_integer(tombstones.type) else tf.string
     keys = _as_key_array(records.column("key").combine_chunks(), key_dtype)
-    flat = records.column("value").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     values = table.values.numpy()
-    new_values = flat.reshape(len(keys), values.shape[1]).astype(np.float32)
+    new_values = arrow_tables.value_matrix(records)
     tf.raw_ops.LookupTableRemoveV2(table_handle=handle,
                                    keys=tf.constant(_as_key_array(tombstones, key_dtype),
                                                     key_dtype))
