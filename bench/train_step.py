@@ -5,10 +5,16 @@
    (fused sparse update) against Hashing(1M bins) + Embedding with the same tf_keras
    optimizer.
 2. model.fit examples/s of a DeepFM on synthetic Criteo-like data (39 fields), KV
-   against Hashing + Embedding, each in a fresh process (what the earlier
-   measurements leave behind in memory and thread pools moved these figures).
+   against Hashing + Embedding, and KV with grouped tables (the default: one
+   lookup op per field set, one fused update for all tables) against the same
+   model with `TableConfig(grouped=False)` (each table its own ops), each in a
+   fresh process (what the earlier measurements leave behind in memory and thread
+   pools moved these figures).
+3. The KV ops (lookups and updates) that one DeepFM training step runs, counted
+   in its traced graph.
 
-Last line: train_step: adam_vs_keras=<x> adagrad_vs_keras=<y> fit_vs_keras=<z>
+Last line: train_step: adam_vs_keras=<a> adagrad_vs_keras=<b> fit_vs_keras=<c>
+fit_grouped_vs_ungrouped=<d> kv_ops_per_step=<n>
 """
 import argparse
 import json
@@ -21,7 +27,8 @@ import numpy as np
 from deeprec_lite.training import optimizers
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
-from deeprec_lite.layers import KVEmbedding
+from deeprec_lite.kv import TableConfig
+from deeprec_lite.layers import KVEmbedding, KVEmbeddingGroup
 from deeprec_lite.models import DeepFM
 
 
@@ -58,15 +65,21 @@ def hashed_embedding(num_bins, dim):
     return keras.Sequential([keras.layers.Hashing(num_bins), keras.layers.Embedding(num_bins, dim)])
 
 
-def fit_throughput(use_kv, generator, rows, batch_size, dim):
+def deepfm(kind, generator, dim):
+    """DeepFM with "kv" (grouped) tables, "kv_ungrouped" ones or Keras "keras" embeddings."""
     def factory(field, width, name):
         return keras.Sequential([keras.layers.Hashing(1 << 20),
                                  keras.layers.Embedding(1 << 20, width)], name=name)
 
-    model = DeepFM(generator.schema, table=dim, dnn=(256, 128),
-                   layer_factory=None if use_kv else factory)
-    model.compile(optimizer=optimizers.Adagrad(0.05) if use_kv else keras.optimizers.Adagrad(0.05),
-                  loss="binary_crossentropy")
+    model = DeepFM(generator.schema, table=TableConfig(dim, grouped=kind != "kv_ungrouped"),
+                   dnn=(256, 128), layer_factory=factory if kind == "keras" else None)
+    model.compile(optimizer=(keras.optimizers.Adagrad(0.05) if kind == "keras"
+                             else optimizers.Adagrad(0.05)), loss="binary_crossentropy")
+    return model
+
+
+def fit_throughput(kind, generator, rows, batch_size, dim):
+    model = deepfm(kind, generator, dim)
     data = generator.dataset(rows, batch_size, day=0).cache()
     for _ in data:  # generate once, outside the timing
         pass
@@ -74,6 +87,16 @@ def fit_throughput(use_kv, generator, rows, batch_size, dim):
     start = time.perf_counter()
     model.fit(data, verbose=0)
     return rows / (time.perf_counter() - start)
+
+
+def kv_ops_per_step(generator, dim):
+    """(KV ops in one traced DeepFM train step, KVEmbeddingGroup layers of the model)."""
+    model = deepfm("kv", generator, dim)
+    batch = next(iter(generator.dataset(256, 256, day=0)))
+    graph = tf.function(model.train_step).get_concrete_function(batch).graph
+    ops = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
+    groups = sum(isinstance(m, KVEmbeddingGroup) for m in model.submodules)
+    return len(ops), groups, sorted(set(ops))
 
 
 def fit_in_fresh_process(kind, args):
@@ -90,12 +113,12 @@ def main():
     parser.add_argument("--batch", type=int, default=65_536)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--fit-rows", type=int, default=200_000)
-    parser.add_argument("--fit-only", choices=["kv", "keras"],
+    parser.add_argument("--fit-only", choices=["kv", "kv_ungrouped", "keras"],
                         help="measure only model.fit of one embedding kind; print JSON")
     args = parser.parse_args()
     if args.fit_only:
         generator = SyntheticCTR(SyntheticConfig(seed=0))  # 13 numeric + 26 categorical fields
-        print(json.dumps(fit_throughput(args.fit_only == "kv", generator, args.fit_rows, 4096,
+        print(json.dumps(fit_throughput(args.fit_only, generator, args.fit_rows, 4096,
                                         args.dim)))
         return
 
@@ -112,12 +135,16 @@ def main():
         print(f"  {name:>8}: kv {kv / 1e6:7.2f}   keras Embedding+Hashing {ref / 1e6:7.2f}   "
               f"ratio {kv / ref:.2f}", flush=True)
 
-    kv, ref = (fit_in_fresh_process(kind, args) for kind in ("kv", "keras"))
+    kv, ungrouped, ref = (fit_in_fresh_process(kind, args)
+                          for kind in ("kv", "kv_ungrouped", "keras"))
     ratios["fit"] = kv / ref
-    print(f"DeepFM model.fit, 39 fields, batch 4096: examples/s kv {kv:,.0f}   "
-          f"keras Embedding+Hashing {ref:,.0f}   ratio {kv / ref:.2f}")
+    print(f"DeepFM model.fit, 39 fields, batch 4096: examples/s kv {kv:,.0f}   kv ungrouped "
+          f"{ungrouped:,.0f}   keras Embedding+Hashing {ref:,.0f}   ratio {kv / ref:.2f}")
+    ops, groups, kinds = kv_ops_per_step(SyntheticCTR(SyntheticConfig(seed=0)), args.dim)
+    print(f"KV ops in one DeepFM train step: {ops} for {groups} table groups ({', '.join(kinds)})")
     print(f"train_step: adam_vs_keras={ratios['adam']:.2f} adagrad_vs_keras={ratios['adagrad']:.2f} "
-          f"fit_vs_keras={ratios['fit']:.2f}")
+          f"fit_vs_keras={ratios['fit']:.2f} fit_grouped_vs_ungrouped={kv / ungrouped:.2f} "
+          f"kv_ops_per_step={ops}")
 
 
 if __name__ == "__main__":

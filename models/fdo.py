@@ -50,7 +50,7 @@ def field_tables(model, prefix="embedding"):
     """{field name: KVVariable} of the model's KVEmbedding layers named `<prefix>_<field>`
     (the zoo's main embeddings; `linear_*` and co-action tables are left out)."""
     tables = {}
-    for layer in model.layers:
+    for layer in model.submodules:
         if isinstance(layer, KVEmbedding) and layer.name.startswith(prefix + "_"):
             tables[layer.name[len(prefix) + 1:]] = layer.kv
     if not tables:

@@ -1,6 +1,6 @@
 """Schema -> Keras inputs and KV embeddings, shared by every model of the zoo."""
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.layers import KVEmbedding
+from deeprec_lite.layers import KVEmbedding, KVEmbeddingGroup
 
 
 def build_inputs(schema):
@@ -20,7 +20,8 @@ def build_inputs(schema):
 
 class FieldEmbeddings:
     """Creates the KV embedding layers of a schema (one table per `field.table`,
-    fields naming the same table share it) and applies them.
+    fields naming the same table share it) and applies them, through one
+    KVEmbeddingGroup (one lookup op for all fields) unless `table.grouped` is False.
 
     Args:
       schema: a deeprec_lite.data.Schema.
@@ -56,9 +57,14 @@ class FieldEmbeddings:
                                 name=f"{prefix}_{field.name}")
             tables.setdefault(field.table, layer)
             self.layers[field.name] = layer
+        self.group = None
+        if layer_factory is None and table.grouped and self.fields:
+            self.group = KVEmbeddingGroup([self.layers[f.name] for f in self.fields])
 
     def stacked(self, inputs):
         """[B, F, table.dim] embeddings of the categorical fields (`fields`), in schema order."""
+        if self.group is not None:
+            return tf.stack(self.group([inputs[f.name] for f in self.fields]), axis=1)
         return tf.stack([self.layers[f.name](inputs[f.name]) for f in self.fields], axis=1)
 
 

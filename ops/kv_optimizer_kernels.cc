@@ -1,9 +1,10 @@
 // CPU kernels of the fused sparse optimizers (definitions in kv_optimizer_ops.cc).
 //
-// Each kernel validates its inputs and scans the gradients for rows holding NaN
-// or Inf before it changes anything: with nonfinite_gradients = 'error' such a
-// row fails the op and nothing is applied; with 'skip' those rows are left out
-// and counted in the table. Then it visits the admitted rows of the batch's keys
+// Each kernel updates a group of tables (see table_group.h). It validates its
+// inputs, sums gradients by index when given, and scans the gradients of every
+// table for rows holding NaN or Inf before it changes anything: with
+// nonfinite_gradients = 'error' such a row fails the op and nothing is applied;
+// with 'skip' those rows are left out and counted in their table. Then it visits the admitted rows of the batch's keys
 // with KvTableBase::ForEachRow, which holds the row's shard lock (so the value
 // and its slots change together), runs shards in parallel and stamps
 // version = global_step on the rows it updates. The per-element arithmetic is
@@ -17,6 +18,7 @@
 
 #include "kernel_checks.h"
 #include "kv_table.h"
+#include "table_group.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -63,7 +65,9 @@ Status CheckHyper(const Hyper& h, double x) {
   return Status();
 }
 
-// Shared input handling: keys, grads, slot count, hyperparameters, global_step.
+// Shared input handling of the ops over a table group: per table its keys,
+// gradients (summed by index when given) and slot count; hyperparameters and
+// global_step. Every table's gradients are checked before any table changes.
 class KvApplyOp : public OpKernel {
  public:
   KvApplyOp(OpKernelConstruction* ctx, const char* optimizer, int num_slots,
@@ -79,49 +83,77 @@ class KvApplyOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    tensorflow::core::RefCountPtr<KvTableBase> table;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &table));
-    const TableConfig& config = table->config();
-    OP_REQUIRES(ctx, config.num_slots == num_slots_,
-                InvalidArgument(optimizer_, " needs a table with ", num_slots_, " slot(s) ",
-                                slot_names_, ", but the table has ", config.num_slots,
-                                " slot(s); create the KVVariable with slots=optimizer.slots"));
-    const Tensor& keys = ctx->input(1);
-    const Tensor& grads = ctx->input(2);
-    OP_REQUIRES_OK(ctx, CheckKeys(*table, keys));
-    TensorShape want = keys.shape();
-    want.AddDim(config.dim);
-    OP_REQUIRES(ctx, grads.shape() == want,
-                InvalidArgument("grads must have shape keys.shape + [dim] = ", want.DebugString(),
-                                ", got ", grads.shape().DebugString()));
+    TableGroup group;
+    OP_REQUIRES_OK(ctx, group.Open(ctx, "tables"));
+    tensorflow::OpInputList keys, index, grads;
+    OP_REQUIRES_OK(ctx, ctx->input_list("keys", &keys));
+    OP_REQUIRES_OK(ctx, ctx->input_list("index", &index));
+    OP_REQUIRES_OK(ctx, ctx->input_list("grads", &grads));
+    const bool indexed = index.size() > 0;
+    OP_REQUIRES(ctx, !indexed || index.size() == group.size(),
+                InvalidArgument("index must be empty or hold one tensor per table (",
+                                group.size(), "), got ", index.size()));
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, CheckInputs(group[i], keys[i], indexed ? &index[i] : nullptr,
+                                      grads[i]));
+    }
     std::vector<double> h(hypers_.size());
     for (size_t j = 0; j < hypers_.size(); ++j) {
-      const Tensor& t = ctx->input(3 + j);
-      OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(t.shape()),
+      const Tensor* t;
+      OP_REQUIRES_OK(ctx, ctx->input(hypers_[j].name, &t));
+      OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(t->shape()),
                   InvalidArgument(hypers_[j].name, " must be a scalar, got shape ",
-                                  t.shape().DebugString()));
-      h[j] = static_cast<double>(t.scalar<float>()());
+                                  t->shape().DebugString()));
+      h[j] = static_cast<double>(t->scalar<float>()());
       OP_REQUIRES_OK(ctx, CheckHyper(hypers_[j], h[j]));
     }
+    int start, stop;
+    OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("global_step", &start, &stop));
     int64_t step;
-    OP_REQUIRES_OK(ctx, ReadStep(ctx, 3 + hypers_.size(), "global_step", &step));
-    const float* g = grads.flat<float>().data();
-    const int64_t dim = config.dim;
-    const int64_t rows = keys.NumElements();
-    const int64_t nonfinite = CountNonfiniteRows(g, rows, dim);
-    OP_REQUIRES(ctx, nonfinite == 0 || skip_nonfinite_,
-                NonfiniteGradientsError(config.name, nonfinite, rows));
-    if (nonfinite > 0) table->CountNonfiniteSkipped(nonfinite);
-    const int64_t updated =
-        table->ForEachRow(ctx, keys, step, [&](int64_t i, const RowView& row) {
-          const float* grad = g + i * dim;
-          if (nonfinite > 0 && !AllFinite(grad, dim)) return false;
-          Apply(h, dim, grad, row.value, row.slots);
-          return true;
-        });
-    Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
-    out->scalar<int64_t>()() = updated;
+    OP_REQUIRES_OK(ctx, ReadStep(ctx, start, "global_step", &step));
+
+    // Each table's gradient rows, one per key, and how many hold NaN or Inf.
+    std::vector<Tensor> summed(group.size());
+    std::vector<const float*> g(group.size());
+    std::vector<int64_t> nonfinite(group.size());
+    OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers&) {
+      const int64_t dim = group[i].config().dim;
+      const int64_t rows = keys[i].NumElements();
+      if (indexed) {
+        TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({rows, dim}),
+                                              &summed[i]));
+        TF_RETURN_IF_ERROR(SumByIndex(index[i], grads[i], dim, rows, &summed[i]));
+        g[i] = summed[i].flat<float>().data();
+      } else {
+        g[i] = grads[i].flat<float>().data();
+      }
+      nonfinite[i] = CountNonfiniteRows(g[i], rows, dim);
+      return Status();
+    }));
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES(ctx, nonfinite[i] == 0 || skip_nonfinite_,
+                  NonfiniteGradientsError(group[i].config().name, nonfinite[i],
+                                          keys[i].NumElements()));
+    }
+    tensorflow::OpOutputList updated;
+    OP_REQUIRES_OK(ctx, ctx->output_list("updated", &updated));
+    std::vector<Tensor*> out(group.size());
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, updated.allocate(i, TensorShape({}), &out[i]));
+    }
+    OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers& workers) {
+      KvTableBase& table = group[i];
+      const int64_t dim = table.config().dim;
+      if (nonfinite[i] > 0) table.CountNonfiniteSkipped(nonfinite[i]);
+      out[i]->scalar<int64_t>()() =
+          table.ForEachRow(workers, keys[i], step, [&](int64_t r, const RowView& row) {
+            const float* grad = g[i] + r * dim;
+            if (nonfinite[i] > 0 && !AllFinite(grad, dim)) return false;
+            Apply(h, dim, grad, row.value, row.slots);
+            return true;
+          });
+      return Status();
+    }));
   }
 
  protected:
@@ -130,6 +162,52 @@ class KvApplyOp : public OpKernel {
                      float* slots) const = 0;
 
  private:
+  Status CheckInputs(const KvTableBase& table, const Tensor& keys, const Tensor* index,
+                     const Tensor& grads) const {
+    const TableConfig& config = table.config();
+    if (config.num_slots != num_slots_) {
+      return InvalidArgument(optimizer_, " needs a table with ", num_slots_, " slot(s) ",
+                             slot_names_, ", but table '", config.name, "' has ",
+                             config.num_slots,
+                             " slot(s); create the KVVariable with slots=optimizer.slots");
+    }
+    TF_RETURN_IF_ERROR(CheckKeys(table, keys));
+    TensorShape want = index == nullptr ? keys.shape() : index->shape();
+    want.AddDim(config.dim);
+    if (grads.shape() != want) {
+      return InvalidArgument("grads of table '", config.name, "' must have shape ",
+                             index == nullptr ? "keys.shape" : "index.shape", " + [dim] = ",
+                             want.DebugString(), ", got ", grads.shape().DebugString());
+    }
+    if (index != nullptr && (keys.dims() != 1 || index->dims() != 1)) {
+      return InvalidArgument("with index, keys and index of table '", config.name,
+                             "' must be vectors, got shapes ", keys.shape().DebugString(),
+                             " and ", index->shape().DebugString());
+    }
+    return Status();
+  }
+
+  // summed [rows, dim] = the sum of grads [n, dim] by index [n], in float32 and in
+  // input order (as tf.math.unsorted_segment_sum); InvalidArgument for an index
+  // outside [0, rows).
+  static Status SumByIndex(const Tensor& index, const Tensor& grads, int64_t dim, int64_t rows,
+                           Tensor* summed) {
+    const int64_t* idx = index.flat<int64_t>().data();
+    const float* g = grads.flat<float>().data();
+    float* out = summed->flat<float>().data();
+    std::fill(out, out + rows * dim, 0.0f);
+    for (int64_t i = 0; i < index.NumElements(); ++i) {
+      if (idx[i] < 0 || idx[i] >= rows) {
+        return InvalidArgument("index[", i, "] = ", idx[i], " is not in [0, ", rows,
+                               ") (one position per key)");
+      }
+      float* __restrict__ dst = out + idx[i] * dim;
+      const float* __restrict__ src = g + i * dim;
+      for (int64_t j = 0; j < dim; ++j) dst[j] += src[j];
+    }
+    return Status();
+  }
+
   const char* optimizer_;
   const int num_slots_;
   const char* slot_names_;

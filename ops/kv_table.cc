@@ -243,7 +243,7 @@ class KvTable : public KvTableBase {
     std::atomic<bool> out_of_memory{false};
     const int64_t weight = counting() ? 1 : 0;
     SplitAndVisit(
-        ctx, k, keys.NumElements(),
+        Workers(ctx), k, keys.NumElements(),
         [&](Shard& s, int, int64_t i, uint64_t h) {
           const int64_t count = weight * (counts ? counts[i] : 1);
           char* rec = nullptr;
@@ -265,11 +265,11 @@ class KvTable : public KvTableBase {
     return Status();
   }
 
-  int64_t ForEachRow(OpKernelContext* ctx, const Tensor& keys, int64_t step,
+  int64_t ForEachRow(const CpuWorkers& workers, const Tensor& keys, int64_t step,
                      const RowFn& fn) override {
     tf_shared_lock table_lock(table_mu_);
     const int64_t dim = config_.dim;
-    const int64_t changed = ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t i) {
+    const int64_t changed = ForEachFound(workers, keys, [&](Shard& s, int64_t pos, int64_t i) {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       if (ref & kPendingBit) return false;
       char* rec = s.rows.Row(ref);
@@ -280,6 +280,45 @@ class KvTable : public KvTableBase {
     });
     AdvanceClock(step);
     return changed;
+  }
+
+  Status FindOrInsertUnique(const CpuWorkers& workers, const Tensor& keys, int64_t step,
+                            float* rows, int64_t* index, const AllocateKeys& allocate) override {
+    tf_shared_lock table_lock(table_mu_);
+    const K* k = keys.flat<K>().data();
+    Batch b = StartSplit(workers, keys.NumElements());
+    std::vector<std::vector<BatchKey>> part_keys;
+    std::vector<std::vector<int64_t>> firsts;  // per part: first occurrence of each distinct key
+    std::atomic<bool> out_of_memory{false};
+    const TaskFn hash = [&](int64_t t) { HashBlock(k, t, &b); };
+    const std::function<int64_t()> plan = [&] {
+      const int64_t parts = ChooseParts(&b);
+      part_keys.resize(parts);
+      firsts.resize(parts);
+      return parts;
+    };
+    const TaskFn walk = [&](int64_t p) {
+      part_keys[p] = b.PartKeys(p);
+      if (!DedupAndInsert(k, b, p, part_keys[p], step, rows, index, &firsts[p])) {
+        out_of_memory.store(true, std::memory_order_relaxed);
+      }
+    };
+    ParallelRounds(workers, NumBlocks(b), hash, &plan, &walk);
+    AdvanceClock(step);
+    if (out_of_memory.load()) {
+      return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
+                               row_stride_, " bytes each");
+    }
+    std::vector<int64_t> offset(firsts.size() + 1, 0);
+    for (size_t p = 0; p < firsts.size(); ++p) offset[p + 1] = offset[p] + firsts[p].size();
+    Tensor* unique;
+    TF_RETURN_IF_ERROR(allocate(offset.back(), &unique));
+    K* out = unique->flat<K>().data();
+    ParallelTasks(workers, static_cast<int64_t>(firsts.size()), [&](int64_t p) {
+      for (size_t u = 0; u < firsts[p].size(); ++u) out[offset[p] + u] = k[firsts[p][u]];
+      for (const BatchKey& a : part_keys[p]) index[a.i] += offset[p];
+    });
+    return Status();
   }
 
   Status Export(OpKernelContext* ctx) override {
@@ -556,7 +595,7 @@ class KvTable : public KvTableBase {
   int64_t Remove(OpKernelContext* ctx, const Tensor& keys, bool log) override {
     tf_shared_lock table_lock(table_mu_);
     const int64_t step = clock_.load(std::memory_order_relaxed);
-    return ForEachFound(ctx, keys, [&](Shard& s, int64_t pos, int64_t) {
+    return ForEachFound(Workers(ctx), keys, [&](Shard& s, int64_t pos, int64_t) {
       if (log) LogRemoval(s, pos, step);
       EraseAt(s, pos);
       return true;
@@ -709,7 +748,7 @@ class KvTable : public KvTableBase {
 
   // Hashes the keys and splits them into parts (see Batch).
   Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
-    Batch b = StartSplit(ctx, n);
+    Batch b = StartSplit(Workers(ctx), n);
     ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b),
                   [&](int64_t t) { HashBlock(keys, t, &b); });
     ChooseParts(&b);
@@ -727,19 +766,18 @@ class KvTable : public KvTableBase {
   // Split and ForEachKey in one dispatch to the pool. ahead(i) is called for
   // key i shortly before it is visited (see VisitPart).
   template <typename Visit, typename Ahead = NothingAhead>
-  void SplitAndVisit(OpKernelContext* ctx, const K* keys, int64_t n, const Visit& visit,
+  void SplitAndVisit(const CpuWorkers& workers, const K* keys, int64_t n, const Visit& visit,
                      const Ahead& ahead = Ahead()) {
-    Batch b = StartSplit(ctx, n);
+    Batch b = StartSplit(workers, n);
     const TaskFn hash = [&](int64_t t) { HashBlock(keys, t, &b); };
     const std::function<int64_t()> plan = [&] { return ChooseParts(&b); };
     const TaskFn walk = [&](int64_t p) { VisitPart(keys, b, p, visit, ahead); };
-    ParallelRounds(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b), hash, &plan,
-                   &walk);
+    ParallelRounds(workers, NumBlocks(b), hash, &plan, &walk);
   }
 
   // A batch of n keys in NumTasks blocks, not hashed yet.
-  static Batch StartSplit(OpKernelContext* ctx, int64_t n) {
-    const int64_t blocks = NumTasks(*ctx->device()->tensorflow_cpu_worker_threads(), n);
+  static Batch StartSplit(const CpuWorkers& workers, int64_t n) {
+    const int64_t blocks = NumTasks(workers, n);
     Batch b;
     b.hashes.reset(new uint64_t[n]);
     b.sorted.reset(new BatchKey[n]);
@@ -826,13 +864,74 @@ class KvTable : public KvTableBase {
     for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
   }
 
+  // FindOrInsertUnique's walk of part p (keys: its keys, see Batch::PartKeys):
+  // finds the distinct keys of the part (their first occurrences go to *first),
+  // looks each up once with its count under the part's shard locks, writes its
+  // value to the row of its first occurrence and copies that to the other
+  // occurrences; index[i] is the key's position among the part's distinct keys.
+  // False when memory for a new row ran out (that key is left out).
+  bool DedupAndInsert(const K* k, const Batch& b, int64_t p, const std::vector<BatchKey>& keys,
+                      int64_t step, float* rows, int64_t* index, std::vector<int64_t>* first) {
+    const int64_t m = static_cast<int64_t>(keys.size());
+    const int64_t dim = config_.dim;
+    const int64_t weight = counting() ? 1 : 0;
+    // Open addressing on the low bits of the key hash (shards take the top bits).
+    size_t capacity = 16;
+    while (capacity < 2 * static_cast<size_t>(m)) capacity <<= 1;
+    std::vector<int32_t> slot(capacity, -1);
+    std::vector<uint64_t> hashes;
+    std::vector<int64_t> counts;
+    for (const BatchKey& a : keys) {
+      size_t pos = a.hash & (capacity - 1);
+      int32_t u;
+      while ((u = slot[pos]) >= 0 && (hashes[u] != a.hash || !(k[(*first)[u]] == k[a.i]))) {
+        pos = (pos + 1) & (capacity - 1);
+      }
+      if (u < 0) {
+        u = slot[pos] = static_cast<int32_t>(first->size());
+        first->push_back(a.i);
+        hashes.push_back(a.hash);
+        counts.push_back(0);
+      }
+      ++counts[u];
+      index[a.i] = u;
+    }
+    const int lo = b.first_shard[p];
+    const int hi = b.first_shard[p + 1];
+    for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
+    bool complete = true;
+    constexpr int64_t kAhead = 16;
+    const int64_t distinct = static_cast<int64_t>(first->size());
+    for (int64_t u = 0; u < distinct; ++u) {
+      if (u + kAhead < distinct) ShardOf(hashes[u + kAhead]).index.Prefetch(hashes[u + kAhead]);
+      if (u + kAhead / 2 < distinct) PrefetchRecord(ShardOf(hashes[u + kAhead / 2]),
+                                                    hashes[u + kAhead / 2], 0);
+      Shard& s = *shards_[ShardIndex(hashes[u])];
+      const int64_t i = (*first)[u];
+      char* rec = nullptr;
+      try {  // an allocation that fails leaves the shard as it was
+        rec = FindOrInsertLocked(s, hashes[u], k[i], weight * counts[u], step);
+      } catch (const std::bad_alloc&) {
+        complete = false;
+      }
+      std::memcpy(rows + i * dim, rec ? Value(rec) : config_.default_value.data(),
+                  sizeof(float) * dim);
+    }
+    for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
+    for (const BatchKey& a : keys) {
+      const int64_t i0 = (*first)[index[a.i]];
+      if (i0 != a.i) std::memcpy(rows + a.i * dim, rows + i0 * dim, sizeof(float) * dim);
+    }
+    return complete;
+  }
+
   // Calls fn(shard, index position, i) for each keys[i] present in the table, under
   // its shard's exclusive lock; returns how many calls returned true.
   template <typename Fn>
-  int64_t ForEachFound(OpKernelContext* ctx, const Tensor& keys, const Fn& fn) {
+  int64_t ForEachFound(const CpuWorkers& workers, const Tensor& keys, const Fn& fn) {
     const K* k = keys.flat<K>().data();
     std::array<int64_t, kShards> counted{};
-    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int si, int64_t i, uint64_t h) {
+    SplitAndVisit(workers, k, keys.NumElements(), [&](Shard& s, int si, int64_t i, uint64_t h) {
       const int64_t pos = s.index.Find(h, SameKey(s, k[i]));
       if (pos != HashIndex::kNotFound && fn(s, pos, i)) ++counted[si];
     });
@@ -1097,7 +1196,7 @@ class KvTable : public KvTableBase {
     const int64_t slot_floats = config_.num_slots * dim;
     std::atomic<int64_t> duplicate{-1};
     std::atomic<bool> out_of_memory{false};
-    SplitAndVisit(ctx, k, keys.NumElements(), [&](Shard& s, int, int64_t i, uint64_t h) {
+    SplitAndVisit(Workers(ctx), k, keys.NumElements(), [&](Shard& s, int, int64_t i, uint64_t h) {
       if (out_of_memory.load(std::memory_order_relaxed)) return;
       try {
         if (s.index.Full()) s.index.Grow();

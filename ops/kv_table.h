@@ -45,6 +45,13 @@ struct TableConfig {
   int bloom_hashes = 0;
 };
 
+// The threads a table op may use: the op's intra-op pool, or one thread (an op
+// over many tables runs each on its own thread, see kv_group_kernels.cc).
+using CpuWorkers = tensorflow::DeviceBase::CpuWorkerThreads;
+inline const CpuWorkers& Workers(tensorflow::OpKernelContext* ctx) {
+  return *ctx->device()->tensorflow_cpu_worker_threads();
+}
+
 // Pointers into one record, valid while its shard's lock is held.
 struct RowView {
   int64_t* freq;
@@ -86,12 +93,25 @@ class KvTableBase : public tensorflow::ResourceBase {
                                           const tensorflow::Tensor& keys, const int64_t* counts,
                                           int64_t step, float* values, bool* admitted) = 0;
 
+  // Training lookup of a batch in which keys repeat (the ids of one feature):
+  // counts each distinct key once with its number of occurrences (as FindOrInsert
+  // with counts), and writes rows [n, dim] (each occurrence's value, the default
+  // for keys not admitted) and index [n] (the position of each occurrence's key
+  // among the distinct keys). The distinct keys go to the tensor that
+  // allocate(count, &tensor) returns, in a deterministic order: by shard, and in
+  // order of first occurrence within a shard.
+  using AllocateKeys = std::function<tensorflow::Status(int64_t, tensorflow::Tensor**)>;
+  virtual tensorflow::Status FindOrInsertUnique(const CpuWorkers& workers,
+                                                const tensorflow::Tensor& keys, int64_t step,
+                                                float* rows, int64_t* index,
+                                                const AllocateKeys& allocate) = 0;
+
   // Calls fn(i, row) for each keys[i] that has an admitted record, under its
   // shard's exclusive lock, and stamps version = step when fn returns true (it
   // changed the row). Other keys are skipped. Occurrences of the same key are
   // visited in input order. Returns the number of calls that returned true.
   using RowFn = std::function<bool(int64_t i, const RowView& row)>;
-  virtual int64_t ForEachRow(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& keys,
+  virtual int64_t ForEachRow(const CpuWorkers& workers, const tensorflow::Tensor& keys,
                              int64_t step, const RowFn& fn) = 0;
 
   // Writes outputs 0..6 (keys, values, freqs, versions, slots, admitted,

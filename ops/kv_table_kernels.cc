@@ -5,6 +5,7 @@
 
 #include "kernel_checks.h"
 #include "kv_table.h"
+#include "table_group.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -166,6 +167,50 @@ class KvFindOrInsertOp : public TableKernel {
   }
 };
 
+class KvGroupFindOrInsertOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    TableGroup group;
+    OP_REQUIRES_OK(ctx, group.Open(ctx, "tables"));
+    tensorflow::OpInputList ids;
+    OP_REQUIRES_OK(ctx, ctx->input_list("ids", &ids));
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, CheckKeys(group[i], ids[i]));
+      OP_REQUIRES(ctx, ids[i].dims() == 1,
+                  InvalidArgument("ids[", i, "] (table '", group[i].config().name,
+                                  "') must be a vector, got shape ",
+                                  ids[i].shape().DebugString()));
+    }
+    int start, stop;
+    OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("global_steps", &start, &stop));
+    std::vector<int64_t> steps(group.size());
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, ReadStep(ctx, start + i, "global_steps", &steps[i]));
+    }
+    tensorflow::OpOutputList rows, unique, index;
+    OP_REQUIRES_OK(ctx, ctx->output_list("rows", &rows));
+    OP_REQUIRES_OK(ctx, ctx->output_list("unique_keys", &unique));
+    OP_REQUIRES_OK(ctx, ctx->output_list("index", &index));
+    std::vector<Tensor*> row_out(group.size()), index_out(group.size());
+    for (int i = 0; i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, rows.allocate(i, KeysByDim(ids[i], group[i].config().dim),
+                                        &row_out[i]));
+      OP_REQUIRES_OK(ctx, index.allocate(i, ids[i].shape(), &index_out[i]));
+    }
+    tensorflow::mutex allocation;  // outputs are allocated one at a time
+    OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers& workers) {
+      return group[i].FindOrInsertUnique(
+          workers, ids[i], steps[i], row_out[i]->flat<float>().data(),
+          index_out[i]->flat<int64_t>().data(), [&](int64_t count, Tensor** out) {
+            tensorflow::mutex_lock lock(allocation);
+            return unique.allocate(i, TensorShape({count}), out);
+          });
+    }));
+  }
+};
+
 class KvUpdateOp : public TableKernel {
  public:
   using TableKernel::TableKernel;
@@ -189,7 +234,7 @@ class KvUpdateOp : public TableKernel {
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 4, "global_step", &step));
     const float* v = values.flat<float>().data();
     const float* s = slots.flat<float>().data();
-    const int64_t updated = table->ForEachRow(ctx, keys, step, [&](int64_t i, const RowView& row) {
+    const int64_t updated = table->ForEachRow(Workers(ctx), keys, step, [&](int64_t i, const RowView& row) {
       std::memcpy(row.value, v + i * dim, sizeof(float) * dim);
       if (with_slots) {
         std::memcpy(row.slots, s + i * num_slots * dim, sizeof(float) * num_slots * dim);
@@ -303,6 +348,7 @@ class KvSetCountingOp : public TableKernel {
 DRL_CPU_KERNEL("DrlKvTable", KvTableOp);
 DRL_CPU_KERNEL("DrlKvFind", KvFindOp);
 DRL_CPU_KERNEL("DrlKvFindOrInsert", KvFindOrInsertOp);
+DRL_CPU_KERNEL("DrlKvGroupFindOrInsert", KvGroupFindOrInsertOp);
 DRL_CPU_KERNEL("DrlKvUpdate", KvUpdateOp);
 DRL_CPU_KERNEL("DrlKvExport", KvExportOp);
 DRL_CPU_KERNEL("DrlKvImport", KvImportOp);

@@ -70,6 +70,37 @@ REGISTER_OP("DrlKvFindOrInsert")
     .Doc("Training lookup: counts freq (counts, or 1 per key when counts is empty), admits and "
          "creates keys with version = global_step (>= 0).");
 
+REGISTER_OP("DrlKvGroupFindOrInsert")
+    .Input("tables: N * resource")
+    .Input("ids: N * Tkey")
+    .Input("global_steps: N * int64")
+    .Output("rows: N * float")
+    .Output("unique_keys: N * Tkey")
+    .Output("index: N * int64")
+    .Attr("N: int >= 1")
+    .Attr("Tkey: {int64, string}")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      int n;
+      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      for (int i = 0; i < n; ++i) {
+        ShapeHandle ids;
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(n + i), 1, &ids));
+        ShapeHandle rows;
+        TF_RETURN_IF_ERROR(c->Concatenate(ids, c->Vector(InferenceContext::kUnknownDim), &rows));
+        c->set_output(i, rows);
+        c->set_output(n + i, c->Vector(InferenceContext::kUnknownDim));
+        c->set_output(2 * n + i, ids);
+      }
+      return Status();
+    })
+    .Doc("Training lookup of the ids [n_i] of N features in one op, tables[i] for ids[i]: "
+         "each distinct id of a feature is counted once with its number of occurrences, "
+         "admitted and created (version = global_steps[i]) as by DrlKvFindOrInsert with counts. rows[i] [n_i, dim_i]: "
+         "each id's value; unique_keys[i]: the feature's distinct ids; index[i] [n_i]: each "
+         "id's position in unique_keys[i]. Distinct tables run in parallel; a table named "
+         "twice is looked up in list order.");
+
 REGISTER_OP("DrlKvUpdate")
     .Input("table: resource")
     .Input("keys: Tkey")

@@ -254,15 +254,17 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         return tf.add_n([shard.update(k, v, s, step) for shard, k, v, s in
                          zip(self._shards, parts[0], parts[1], slot_parts)])
 
-    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
-        """See KVVariable.apply_kernel; runs the kernel on every shard's keys. With
-        "error", the whole batch is checked first (the error names this variable), so
-        a row holding NaN or Inf leaves every shard unchanged; with "skip" each shard
-        skips and counts its own."""
+    def apply_kernel(self, kernel, keys, grads, index=None, nonfinite_gradients="error"):
+        """See KVVariable.apply_kernel; runs the kernel on every shard's keys (rows with an
+        index are summed first). With "error", the whole batch is checked first (the
+        error names this variable), so a row holding NaN or Inf leaves every shard
+        unchanged; with "skip" each shard skips and counts its own."""
+        if index is not None:
+            grads = tf.math.unsorted_segment_sum(grads, index, tf.size(keys, out_type=tf.int64))
         if nonfinite_gradients == "error":
             grads = self._ops.drl_check_finite_gradients(grads, table_name=self._name)
         _, (key_parts, grad_parts) = self._split(keys, grads)
-        return tf.add_n([shard.apply_kernel(kernel, k, g, nonfinite_gradients)
+        return tf.add_n([shard.apply_kernel(kernel, k, g, None, nonfinite_gradients)
                          for shard, k, g in zip(self._shards, key_parts, grad_parts)])
 
     def remove(self, keys, log=True):

@@ -6,11 +6,14 @@ object with
 * ``slots``: the ``{name: initial value}`` mapping its KVVariable must be created
   with (``KVVariable(dim, slots=opt.slots)``); the state lives in each key's slot
   rows, so it is checkpointed, exported and evicted with the key;
-* ``apply(kv, keys, grads, global_step)``: one update of the rows of ``keys``.
+* ``apply(kv, keys, grads, global_step)``: one update of the rows of ``keys``;
+* ``apply_indexed(tables, keys, indices, grads, global_step)``: one update of
+  several tables (a table group) in one op, as KVOptimizer does each step.
 
-``apply`` sums the gradients of duplicate keys first (``tf.unique`` +
-``tf.math.unsorted_segment_sum``), so every key gets exactly ONE update per call,
-then runs the optimizer's kernel, which updates the value and slots of each
+``apply`` sums the gradients of duplicate keys first (``tf.unique``, then the
+kernel sums each key's rows in float32 and in input order, as
+``tf.math.unsorted_segment_sum`` does), so every key gets exactly ONE update per
+call, then runs the optimizer's kernel, which updates the value and slots of each
 admitted key present in the table under its shard lock and stamps its version
 with ``global_step``. Keys that are absent or not (yet) admitted are skipped. It
 returns the number of rows updated (int64 scalar).
@@ -48,7 +51,7 @@ import tensorflow as tf
 
 from deeprec_lite._checks import check_number
 from deeprec_lite.kv import op_library
-from deeprec_lite.kv.variable import as_step
+from deeprec_lite.kv.variable import KVVariable, as_step
 
 __all__ = ["SparseOptimizer", "SGD", "Adagrad", "Adam", "Ftrl", "GroupFtrl"]
 
@@ -159,26 +162,75 @@ class SparseOptimizer:
             raise ValueError(f"grads must have shape keys.shape + [dim] = {want}, got "
                              f"{grads.shape}")
         global_step = as_step(global_step)
+        index = None
         if not unique_keys:
             with tf.control_dependencies([tf.debugging.assert_equal(
                     tf.shape(grads, out_type=tf.int64),
                     tf.concat([tf.shape(keys, out_type=tf.int64),
                                tf.constant([kv.dim], tf.int64)], 0),
                     message=f"grads must have shape keys.shape + [{kv.dim}]")]):
-                flat_keys = tf.reshape(keys, [-1])
-                flat_grads = tf.reshape(grads, [-1, kv.dim])
-            unique, index = tf.unique(flat_keys, out_idx=tf.int64)
-            grads = tf.math.unsorted_segment_sum(flat_grads, index,
-                                                 tf.size(unique, out_type=tf.int64))
-            keys = unique
-        ops = op_library.load()
-        return kv.apply_kernel(
-            lambda handle, k, g, nonfinite: self._apply(ops, handle, k, g, global_step,
-                                                        nonfinite_gradients=nonfinite),
-            keys, grads, self.nonfinite_gradients)
+                keys, index = tf.unique(tf.reshape(keys, [-1]), out_idx=tf.int64)
+                grads = tf.reshape(grads, [-1, kv.dim])
+        return kv.apply_kernel(self._kernel(global_step), keys, grads, index,
+                               self.nonfinite_gradients)
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
-        """Runs the optimizer's op (nonfinite_gradients is its attr of that name)."""
+    def apply_indexed(self, tables, keys, indices, grads, global_step):
+        """One update of several tables, with one op for all the unpartitioned ones
+        of a key dtype (a table group; partitioned variables run per shard).
+
+        Args:
+          tables: KVVariables or PartitionedKVVariables created with `slots=self.slots`
+            (a table may appear more than once: its entries are applied in order).
+          keys: per table, its distinct keys [u_i].
+          indices: per table, int64 [n_i]: the position in keys[i] of each gradient row.
+          grads: per table, float [n_i, dim_i]; the rows of each key are summed (float32,
+            in order) and applied once.
+          global_step: as in `apply`.
+
+        Returns:
+          Per table, the number of rows updated (int64 scalars).
+        """
+        if not len(tables) == len(keys) == len(indices) == len(grads):
+            raise ValueError(f"tables, keys, indices and grads must have one entry per table, "
+                             f"got {len(tables)}, {len(keys)}, {len(indices)} and {len(grads)}")
+        global_step = as_step(global_step)
+        kernel = self._kernel(global_step)
+        args = []
+        for kv, k, index, g in zip(tables, keys, indices, grads):
+            self._check_variable(kv)
+            args.append((kv, kv._keys(k), tf.cast(index, tf.int64), tf.cast(g, tf.float32)))
+        updated = [None] * len(tables)
+        plain = {}
+        for position, (kv, k, index, g) in enumerate(args):
+            if not isinstance(kv, KVVariable):  # partitioned: per shard
+                updated[position] = kv.apply_kernel(kernel, k, g, index,
+                                                    self.nonfinite_gradients)
+            else:
+                plain.setdefault(kv.key_dtype, []).append(position)
+        ops = op_library.load()
+        for positions in plain.values():
+            counts = self._apply(ops, [args[p][0].resource_handle for p in positions],
+                                 [args[p][1] for p in positions], [args[p][2] for p in positions],
+                                 [args[p][3] for p in positions], global_step,
+                                 nonfinite_gradients=self.nonfinite_gradients)
+            for p, count in zip(positions, counts):
+                updated[p] = count
+        return updated
+
+    def _kernel(self, global_step):
+        """kernel(handle, keys, grads, index or None, nonfinite_gradients) -> rows updated:
+        the optimizer's op on one table (see KVVariable.apply_kernel)."""
+        ops = op_library.load()
+
+        def kernel(handle, keys, grads, index, nonfinite_gradients):
+            return self._apply(ops, [handle], [keys], [] if index is None else [index], [grads],
+                               global_step, nonfinite_gradients=nonfinite_gradients)[0]
+        return kernel
+
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
+        """Runs the optimizer's op on a group of tables: lists of handles, keys, index
+        (empty, or one per table) and grads; returns the list of rows updated
+        (nonfinite_gradients is the op's attr of that name)."""
         raise NotImplementedError
 
 
@@ -195,8 +247,8 @@ class SGD(SparseOptimizer):
     def get_config(self):
         return {"learning_rate": self.learning_rate, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
-        return ops.drl_kv_apply_sgd(handle, keys, grads,
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
+        return ops.drl_kv_apply_sgd(handles, keys, index, grads,
                                     self._learning_rate(self.learning_rate, global_step),
                                     global_step, nonfinite_gradients=nonfinite_gradients)
 
@@ -232,9 +284,9 @@ class Adagrad(SparseOptimizer):
                 "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_adagrad(
-            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            handles, keys, index, grads, self._learning_rate(self.learning_rate, global_step),
             _scalar(self.epsilon), global_step, nonfinite_gradients=nonfinite_gradients)
 
 
@@ -273,13 +325,13 @@ class Adam(SparseOptimizer):
         return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
                 "beta_2": self.beta_2, "epsilon": self.epsilon, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
         beta_1, beta_2 = _scalar(self.beta_1), _scalar(self.beta_2)
         # float32 powers of the float32 betas, computed as tf_keras does.
         t = tf.cast(global_step + 1, tf.float32)
         beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
         return ops.drl_kv_apply_adam(
-            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            handles, keys, index, grads, self._learning_rate(self.learning_rate, global_step),
             beta_1, beta_2, beta_1_power, beta_2_power, _scalar(self.epsilon), global_step,
             nonfinite_gradients=nonfinite_gradients)
 
@@ -333,9 +385,9 @@ class Ftrl(SparseOptimizer):
                     self.l2_shrinkage_regularization_strength,
                 "beta": self.beta, **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_ftrl(
-            handle, keys, grads, self._learning_rate(self.learning_rate, global_step),
+            handles, keys, index, grads, self._learning_rate(self.learning_rate, global_step),
             _scalar(self.learning_rate_power), _scalar(self.l1_regularization_strength),
             _scalar(self.l2_regularization_strength),
             _scalar(self.l2_shrinkage_regularization_strength), _scalar(self.beta),
@@ -387,8 +439,8 @@ class GroupFtrl(SparseOptimizer):
                 "initial_accumulator_value": self.initial_accumulator_value,
                 **super().get_config()}
 
-    def _apply(self, ops, handle, keys, grads, global_step, nonfinite_gradients):
+    def _apply(self, ops, handles, keys, index, grads, global_step, nonfinite_gradients):
         return ops.drl_kv_apply_group_ftrl(
-            handle, keys, grads, self._learning_rate(self.alpha, global_step),
+            handles, keys, index, grads, self._learning_rate(self.alpha, global_step),
             _scalar(self.beta), _scalar(self.lambda1), _scalar(self.lambda2), global_step,
             nonfinite_gradients=nonfinite_gradients)

@@ -28,6 +28,12 @@ class TableConfig:
         whatever the number of epochs (see `policies.FREQ_COUNTING`).
       num_shards: split the table into this many shards (PartitionedKVVariable); None:
         one shard per parameter server under a ParameterServerStrategy, else one table.
+      grouped: True (default): the table is looked up and updated together with the
+        other grouped tables of its model, one op per step for all of them (a
+        `KVEmbeddingGroup` looks up the fields of a zoo model together; KVOptimizer
+        updates all tables of a sparse optimizer in one fused op). False: the table
+        has its own lookup and update ops every step (the per-table path; results
+        are the same).
 
     Example:
         table = TableConfig(16, admission=CounterFilter(3),   # ids seen 3 times in the data
@@ -47,6 +53,7 @@ class TableConfig:
     eviction: Union[None, policies.Eviction, Sequence[policies.Eviction]] = ()
     num_shards: Optional[int] = None
     freq_counting: str = "every_epoch"
+    grouped: bool = True
 
     def __post_init__(self):
         dim = check_int(self.dim, "dim", minimum=1)
@@ -70,9 +77,15 @@ class TableConfig:
             "admission": policies.check_admission(self.admission),
             "eviction": tuple(policies.normalize_eviction(self.eviction)),
             "freq_counting": policies.check_freq_counting(self.freq_counting),
-            "num_shards": check_int(self.num_shards, "num_shards", minimum=1, none_ok=True)}
+            "num_shards": check_int(self.num_shards, "num_shards", minimum=1, none_ok=True),
+            "grouped": self._check_grouped()}
         for field, value in normalized.items():  # frozen: set through object
             object.__setattr__(self, field, value)
+
+    def _check_grouped(self):
+        if not isinstance(self.grouped, bool):
+            raise ValueError(f"grouped must be True or False, got {self.grouped!r}")
+        return self.grouped
 
     def replace(self, **changes):
         """A copy with `changes` (e.g. another dim or key dtype)."""
@@ -93,7 +106,8 @@ class TableConfig:
                                   if isinstance(self.default_value, tuple) else self.default_value),
                 "admission": policies.serialize(self.admission),
                 "eviction": [policies.serialize(p) for p in self.eviction],
-                "num_shards": self.num_shards, "freq_counting": self.freq_counting}
+                "num_shards": self.num_shards, "freq_counting": self.freq_counting,
+                "grouped": self.grouped}
 
     @classmethod
     def from_config(cls, config):

@@ -338,12 +338,15 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._ops.drl_kv_update(self.resource_handle, keys, tf.cast(values, tf.float32),
                                        slots, step_or_clock(self._step, global_step))
 
-    def apply_kernel(self, kernel, keys, grads, nonfinite_gradients="error"):
-        """kernel(table handle, keys [N], grads [N, dim], nonfinite_gradients) -> int64
-        rows updated: runs a sparse optimizer's kernel on the table (partitioned
-        variables run it per shard). The kernel checks grads for rows holding NaN or
-        Inf before it changes anything, and fails ('error') or skips them ('skip')."""
-        return kernel(self.resource_handle, keys, grads, nonfinite_gradients)
+    def apply_kernel(self, kernel, keys, grads, index=None, nonfinite_gradients="error"):
+        """kernel(table handle, keys, grads, index, nonfinite_gradients) -> int64 rows
+        updated: runs a sparse optimizer's kernel on the table (partitioned variables
+        run it per shard). keys [N] and grads [N, dim], or with index [n] the
+        distinct keys [N] and grads [n, dim] of n rows, index[j] the position of row
+        j's key (the kernel sums each key's rows). The kernel checks the (summed) rows
+        for NaN or Inf before it changes anything, and fails ('error') or skips them
+        ('skip')."""
+        return kernel(self.resource_handle, keys, grads, index, nonfinite_gradients)
 
     def remove(self, keys, log=True):
         """Removes keys with all their slots; returns how many were present. Unless

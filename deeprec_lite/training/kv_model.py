@@ -1,5 +1,6 @@
 """KVModel: a functional tf_keras Model whose `fit` applies its KV tables' freq counting."""
 from deeprec_lite.compat import keras
+from deeprec_lite.layers.embeddings.kv_embedding_group import KVEmbeddingGroup
 from deeprec_lite.training.callbacks import with_freq_counting
 
 
@@ -7,7 +8,9 @@ from deeprec_lite.training.callbacks import with_freq_counting
 class KVModel(keras.Model):
     """A keras.Model (built like one: `KVModel(inputs, outputs, name=...)`) whose `fit`
     adds a callbacks.FreqCounting, so that tables with freq_counting="first_epoch"
-    count epoch 0 only with no extra code. The zoo's models are KVModels; saving,
+    count epoch 0 only with no extra code, and whose `get_layer(name)` also finds the
+    KVEmbedding members of a KVEmbeddingGroup (the zoo looks its fields up in groups,
+    each field keeping its layer name). The zoo's models are KVModels; saving,
     loading and everything else are those of keras.Model.
 
     Example:
@@ -22,6 +25,16 @@ class KVModel(keras.Model):
             **kwargs):
         return super().fit(x, y, batch_size, epochs, verbose, with_freq_counting(callbacks),
                            **kwargs)
+
+    def get_layer(self, name=None, index=None):
+        try:
+            return super().get_layer(name, index)
+        except ValueError:
+            groups = [layer for layer in self.layers if isinstance(layer, KVEmbeddingGroup)]
+            for member in (m for group in groups for m in group.embeddings):
+                if name is not None and member.name == name:
+                    return member
+            raise
 
 
 # Model.to_json names a Model subclass by its bare class name, not its registered

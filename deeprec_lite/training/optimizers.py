@@ -15,6 +15,7 @@ the AutoFIS gates, group "autofis_gates") go to the tf_keras optimizer given for
 group in `groups` (e.g. layers.GRDA), or to `dense` when no optimizer is given for it.
 """
 from deeprec_lite.kv import sparse_optimizers
+from deeprec_lite.layers.embeddings.kv_embedding import apply_gradients as apply_kv_gradients
 from deeprec_lite.compat import keras, tf
 
 
@@ -91,8 +92,8 @@ class KVOptimizer(keras.optimizers.Optimizer):
             else:
                 routed[id(self._optimizer_of(var))].append((grad, var))
         step = tf.cast(self.dense.iterations, tf.int64) + 1
-        updates = [_kv_layer(var).apply_gradient(grad, self.sparse, step)
-                   for grad, var in sparse if grad is not None]
+        updates = apply_kv_gradients([(_kv_layer(var), grad) for grad, var in sparse
+                                      if grad is not None], self.sparse, step)
         for optimizer in self.groups.values():
             pairs = [(g, v) for g, v in routed[id(optimizer)] if g is not None]
             if pairs:

@@ -442,8 +442,9 @@ def test_wrong_slots_are_rejected_with_the_expected_names():
     ops = op_library.load()
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"Adam needs a table with 2 slot\(s\) \['m', 'v'\].*has 1"):
-        ops.drl_kv_apply_adam(kv.resource_handle, tf.constant([1], tf.int64), [[1.0, 1.0]],
-                              0.1, 0.9, 0.999, 0.9, 0.999, 1e-7, tf.constant(0, tf.int64))
+        ops.drl_kv_apply_adam([kv.resource_handle], [tf.constant([1], tf.int64)], [],
+                              [[[1.0, 1.0]]], 0.1, 0.9, 0.999, 0.9, 0.999, 1e-7,
+                              tf.constant(0, tf.int64))
 
 
 def test_bad_grads_and_keys():
@@ -458,9 +459,10 @@ def test_bad_grads_and_keys():
         opt.apply(kv, ["a"], tf.zeros([1, 3]), 0)
     ops = op_library.load()
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"grads must have shape keys.shape \+ \[dim\] = \[2,3\], got \[3,3\]"):
-        ops.drl_kv_apply_adagrad(kv.resource_handle, tf.constant([1, 2], tf.int64),
-                                 tf.zeros([3, 3]), 0.1, 1e-7, tf.constant(0, tf.int64))
+                       match=r"grads of table '.*' must have shape keys.shape \+ \[dim\] = "
+                             r"\[2,3\], got \[3,3\]"):
+        ops.drl_kv_apply_adagrad([kv.resource_handle], [tf.constant([1, 2], tf.int64)], [],
+                                 [tf.zeros([3, 3])], 0.1, 1e-7, tf.constant(0, tf.int64))
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec(None, tf.float32)])
     def apply(keys, grads):
@@ -490,8 +492,8 @@ def test_bad_hyperparameters():
     ops = op_library.load()
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"learning_rate must be a scalar, got shape \[2\]"):
-        ops.drl_kv_apply_sgd(kv.resource_handle, tf.constant([1], tf.int64), [[1.0, 1.0]],
-                             [0.1, 0.2], tf.constant(0, tf.int64))
+        ops.drl_kv_apply_sgd([kv.resource_handle], [tf.constant([1], tf.int64)], [],
+                             [[[1.0, 1.0]]], [0.1, 0.2], tf.constant(0, tf.int64))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"epsilon must be finite, got nan"):
         kv3 = KVVariable(2, slots=so.Adagrad().slots)
         so.Adagrad(epsilon=tf.constant(np.nan, tf.float32)).apply(kv3, [1], [[1.0, 1.0]], 0)

@@ -19,6 +19,7 @@ import deeprec_lite.layers as layers
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXPECTED = {
     "AutoDis", "DHEEmbedding", "DoubleHashingEmbedding", "KVEmbedding",  # embeddings
+    "KVEmbeddingGroup",
     "Bilinear", "CIN", "CoActionUnit", "CrossNet", "CrossNetMix", "CrossNetV2", "DNN",
     "DynInt", "EulerNet", "FM", "GatedCrossNet", "InnerProduct", "OuterProduct", "PIN",
     "RFM",  # interactions

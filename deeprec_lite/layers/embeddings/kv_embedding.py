@@ -1,20 +1,24 @@
 """KVEmbedding: a tf_keras layer over a KVVariable (raw int64 or string ids, no vocabulary).
 
 How gradients reach the table under any train_step (functional, Sequential,
-subclassed and tfrs.Model alike): each call deduplicates the batch's ids once
-(unique), looks the unique keys up, remembers the unique-keys tensor of the
-graph it was traced in (of the call, when eager) and ties the looked-up rows to
-a small trainable "gradient anchor" weight through a custom gradient. The
-anchor's gradient is an IndexedSlices whose rows are the gradients of the
-unique keys (duplicates already summed by the gather's gradient).
-`deeprec_lite.training.optimizers.KVOptimizer` recognizes anchors and applies the sparse
-optimizer to the table in one fused kernel, in the graph of the step; every
-other weight goes to an ordinary tf_keras optimizer.
+subclassed and tfrs.Model alike): each training call looks the batch's ids up
+once (DrlKvGroupFindOrInsert dedups them in the op: one count and one row per
+distinct id), remembers the distinct keys of the graph it was traced in (of the
+call, when eager) and ties the rows to a small trainable "gradient anchor" weight
+through a custom gradient. The anchor's gradient is an IndexedSlices of the rows'
+gradients [n, D] with, for each id, its key's position among the distinct keys.
+`deeprec_lite.training.optimizers.KVOptimizer` recognizes anchors and applies the
+sparse optimizer to the tables in one fused kernel per optimizer (`apply_gradients`
+below), which sums each key's rows and updates it once, in the graph of the step;
+every other weight goes to an ordinary tf_keras optimizer. `KVEmbeddingGroup` looks
+up many layers in one op. Partitioned tables (parameter servers) look up and update
+per shard with the same results.
 """
 import weakref
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import op_library
 from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
                                                   parameter_server_devices)
 from deeprec_lite.kv.table_config import TableConfig, as_table_config
@@ -138,12 +142,15 @@ class KVEmbedding(keras.layers.Layer):
 
     # ----- the lookup ---------------------------------------------------------
 
-    def _rows(self, unique_keys, counts, training):
-        if not training:
-            serving = getattr(self, "_serving_table", None)
-            if serving is not None:
-                return serving.lookup(unique_keys)
-            return self.kv.lookup(unique_keys)
+    def _inference_rows(self, unique_keys):
+        serving = getattr(self, "_serving_table", None)
+        if serving is not None:
+            return serving.lookup(unique_keys)
+        return self.kv.lookup(unique_keys)
+
+    def _begin_training_lookup(self):
+        """Checks that this layer may look up for training now; returns a weak reference
+        to the graph of the call (None when eager)."""
         graph = self._check_one_training_call_per_graph()
         if self.kv.freq_counting == "first_epoch" and not self.kv.counting_driven:
             raise ValueError(
@@ -151,16 +158,23 @@ class KVEmbedding(keras.layers.Layer):
                 "model.fit applies through callbacks.FreqCounting: train a KVModel (every zoo "
                 "model is one), pass FreqCounting() in callbacks, or call "
                 "kv.set_freq_counting(epoch == 0) in your own loop")
-        values, _ = self.kv.lookup_or_insert(unique_keys, counts=counts)
+        return graph
+
+    def _tie(self, graph, rows, unique_keys, index):
+        """rows [n, D] of the step's ids (index [n]: each id's position in unique_keys),
+        tied to the gradient anchor: the anchor's gradient is IndexedSlices(d loss /
+        d rows, index), which KVOptimizer applies to the rows of unique_keys."""
         object.__setattr__(self, "_training_keys", (graph, unique_keys))
+        rows.set_shape([None, self.dim])
         anchor = self.gradient_anchor
 
         @tf.custom_gradient
         def tie_to_anchor(anchor_value):
             def grad(upstream):
-                n = tf.shape(upstream, out_type=tf.int64)
-                return tf.IndexedSlices(upstream, tf.range(n[0]), dense_shape=n)
-            return tf.identity(values), grad
+                shape = tf.stack([tf.size(unique_keys, out_type=tf.int64),
+                                  tf.constant(self.dim, tf.int64)])
+                return tf.IndexedSlices(upstream, index, dense_shape=shape)
+            return tf.identity(rows), grad
 
         return tie_to_anchor(tf.convert_to_tensor(anchor))
 
@@ -193,10 +207,15 @@ class KVEmbedding(keras.layers.Layer):
                          "tf.function) as the layer's training call that produced them")
 
     def _embed_flat(self, ids, training):
-        """Embeddings [N, D] of a flat vector of ids, one lookup of the unique ids."""
+        """Embeddings [N, D] of a flat vector of ids, one lookup of the distinct ids."""
+        if training and isinstance(self.kv, KVVariable):
+            return lookup_for_training([self], [ids])[0]
         unique, index, counts = tf.unique_with_counts(ids, out_idx=tf.int64)
-        rows = self._rows(unique, tf.cast(counts, tf.int64), training)
-        return tf.gather(rows, index)
+        if not training:
+            return tf.gather(self._inference_rows(unique), index)
+        graph = self._begin_training_lookup()
+        values, _ = self.kv.lookup_or_insert(unique, counts=tf.cast(counts, tf.int64))
+        return self._tie(graph, tf.gather(values, index), unique, index)
 
     def _ids(self, ids):
         if isinstance(ids, tf.SparseTensor):
@@ -214,25 +233,33 @@ class KVEmbedding(keras.layers.Layer):
     def call(self, ids, weights=None, training=None):
         training = bool(training) if training is not None else False
         ids = self._ids(ids)
-        if self.sequence:
-            return self._sequence(ids, training)
+        return self._output(ids, weights, self._embed_flat(self._flat_ids(ids), training))
+
+    def _flat_ids(self, ids):
+        """The flat vector [N] of `ids` (checked by _ids) that one lookup embeds."""
         if isinstance(ids, tf.RaggedTensor):
-            return self._pool(ids.flat_values, ids.value_rowids(), ids.nrows(), weights, training)
-        if ids.shape.rank == 1 or (self.combiner is None and ids.shape.rank == 2):
-            if ids.shape.rank == 2 and ids.shape[1] != 1:
+            return ids.flat_values
+        if not self.sequence:
+            if ids.shape.rank not in (1, 2):
+                raise ValueError(f"{self.name}: ids must have rank 1 or 2, got shape {ids.shape}")
+            if self.combiner is None and ids.shape.rank == 2 and ids.shape[1] != 1:
                 raise ValueError(f"{self.name}: ids of shape {ids.shape} need a combiner "
                                  "(or sequence=True)")
-            flat = tf.reshape(ids, [-1])
-            return tf.reshape(self._embed_flat(flat, training), [-1, self.dim])
-        if ids.shape.rank != 2:
-            raise ValueError(f"{self.name}: ids must have rank 1 or 2, got shape {ids.shape}")
+        return tf.reshape(ids, [-1])
+
+    def _output(self, ids, weights, emb):
+        """The layer's output from emb [N, D], the embeddings of _flat_ids(ids)."""
+        if self.sequence:
+            return self._sequence(ids, emb)
+        if isinstance(ids, tf.RaggedTensor):
+            return self._pool(emb, ids.value_rowids(), ids.nrows(), weights)
+        if ids.shape.rank == 1 or self.combiner is None:
+            return tf.reshape(emb, [-1, self.dim])
         batch = tf.shape(ids, out_type=tf.int64)[0]
         width = tf.shape(ids, out_type=tf.int64)[1]
-        rows = tf.repeat(tf.range(batch), width)
-        return self._pool(tf.reshape(ids, [-1]), rows, batch, weights, training)
+        return self._pool(emb, tf.repeat(tf.range(batch), width), batch, weights)
 
-    def _pool(self, flat_ids, row_ids, num_rows, weights, training):
-        emb = self._embed_flat(flat_ids, training)
+    def _pool(self, emb, row_ids, num_rows, weights):
         if weights is None:
             w = tf.ones_like(row_ids, tf.float32)
         else:
@@ -249,13 +276,10 @@ class KVEmbedding(keras.layers.Layer):
             norm = tf.sqrt(tf.math.unsorted_segment_sum(w * w, row_ids, num_rows))
         return tf.math.divide_no_nan(total, norm[:, None])
 
-    def _sequence(self, ids, training):
+    def _sequence(self, ids, emb):
         if isinstance(ids, tf.RaggedTensor):
-            emb = ids.with_flat_values(self._embed_flat(ids.flat_values, training))
-            shape = [None, self.max_length, self.dim]
-            return emb.to_tensor(shape=shape)
-        flat = tf.reshape(ids, [-1])
-        out = tf.reshape(self._embed_flat(flat, training), tf.concat([tf.shape(ids), [self.dim]], 0))
+            return ids.with_flat_values(emb).to_tensor(shape=[None, self.max_length, self.dim])
+        out = tf.reshape(emb, tf.concat([tf.shape(ids), [self.dim]], 0))
         if self.max_length is not None:
             out = out[:, :self.max_length]
             pad = tf.maximum(self.max_length - tf.shape(out)[1], 0)
@@ -279,22 +303,6 @@ class KVEmbedding(keras.layers.Layer):
             m = tf.pad(m, [[0, 0], [0, tf.maximum(self.max_length - tf.shape(m)[1], 0)]])
         return m
 
-    # ----- optimizer side -----------------------------------------------------
-
-    def apply_gradient(self, gradient, sparse_optimizer, global_step):
-        """Applies the anchor's gradient to the table (called by KVOptimizer)."""
-        optimizer = self.sparse_optimizer or sparse_optimizer
-        with tf.init_scope():
-            self.kv.ensure_slots(optimizer.slots)
-        grads = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-        keys = self._keys_of_step()
-        if isinstance(gradient, tf.IndexedSlices):
-            keys = tf.gather(keys, gradient.indices)
-        updated = optimizer.apply(self.kv, keys, grads, global_step)
-        with tf.control_dependencies([updated]):
-            self.kv.step.assign(global_step)
-            return self.kv.maybe_evict(global_step)
-
     def get_config(self):
         config = super().get_config()
         config.update({
@@ -316,3 +324,59 @@ class KVEmbedding(keras.layers.Layer):
             opt = config["optimizer"]
             config["optimizer"] = getattr(sparse_optimizers, opt["class_name"])(**opt["config"])
         return cls(**config)
+
+
+def lookup_for_training(layers, ids):
+    """The training lookup of several KVEmbedding layers with unpartitioned tables, one
+    op per key dtype for all of them (a table group): per layer, the rows [n_i, D] of
+    its flat ids [n_i], tied to its gradient anchor. Each distinct id is counted once
+    with its number of occurrences, as in a layer's own call."""
+    graphs = [layer._begin_training_lookup() for layer in layers]
+    by_dtype = {}
+    for position, layer in enumerate(layers):
+        by_dtype.setdefault(layer.kv.key_dtype, []).append(position)
+    rows = [None] * len(layers)
+    ops = op_library.load()
+    for positions in by_dtype.values():
+        tables = [layers[p].kv for p in positions]
+        out = ops.drl_kv_group_find_or_insert([t.resource_handle for t in tables],
+                                              [ids[p] for p in positions],
+                                              [t.step.value() for t in tables])
+        for p, r, unique, index in zip(positions, out.rows, out.unique_keys, out.index):
+            rows[p] = layers[p]._tie(graphs[p], r, unique, index)
+    return rows
+
+
+def apply_gradients(layer_gradients, sparse_optimizer, global_step):
+    """Applies the gradient anchors' gradients [(KVEmbedding layer, gradient)] to their
+    tables with one fused update per sparse optimizer (a layer's own `optimizer`, else
+    `sparse_optimizer`) for the grouped tables (TableConfig.grouped) and one per
+    ungrouped table, then sets each table's step and runs its eviction policies.
+    Returns the ops to depend on (KVOptimizer calls it in the step's graph)."""
+    groups = {}
+    for layer, gradient in layer_gradients:
+        optimizer = layer.sparse_optimizer or sparse_optimizer
+        group = (id(optimizer), None if layer.table.grouped else id(layer))
+        groups.setdefault(group, (optimizer, []))[1].append((layer, gradient))
+    done = []
+    for optimizer, members in groups.values():
+        with tf.init_scope():
+            for layer, _ in members:
+                layer.kv.ensure_slots(optimizer.slots)
+        keys, indices, grads = [], [], []
+        for layer, gradient in members:
+            unique = layer._keys_of_step()
+            keys.append(unique)
+            if isinstance(gradient, tf.IndexedSlices):
+                indices.append(gradient.indices)
+                grads.append(gradient.values)
+            else:  # a dense gradient [unique keys, D]
+                indices.append(tf.range(tf.size(unique, out_type=tf.int64)))
+                grads.append(gradient)
+        updated = optimizer.apply_indexed([layer.kv for layer, _ in members], keys, indices,
+                                          grads, global_step)
+        with tf.control_dependencies(updated):
+            for layer, _ in members:
+                done.append(layer.kv.step.assign(global_step))
+                done.append(layer.kv.maybe_evict(global_step))
+    return done

@@ -1,0 +1,216 @@
+"""KVEmbeddingGroup and the fused update: one lookup op and one update op for many
+tables, record for record the same as the per-table path of ops.
+
+The reference is the per-table path that does not use the grouped ops at all: a
+one-shard PartitionedKVVariable per feature (tf.unique_with_counts, DrlKvFindOrInsert,
+the gather's gradient summed by TensorFlow, then one DrlKvApply* per table without
+an index).
+"""
+import numpy as np
+import pytest
+
+from deeprec_lite.compat import keras, tf
+from deeprec_lite.kv import CounterFilter, StalenessEviction, TableConfig, sparse_optimizers
+from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
+from deeprec_lite.kv.variable import KVVariable
+from deeprec_lite.layers import KVEmbedding, KVEmbeddingGroup
+from deeprec_lite.training import optimizers
+
+BATCH = 64
+
+
+def member_specs():
+    """(name, dim, key dtype, combiner, sequence) of the group's features."""
+    return [("user", 4, "int64", None, False), ("items", 4, "int64", "mean", False),
+            ("tags", 4, "string", "sqrtn", False), ("clicks", 3, "int64", None, True),
+            ("country", 4, "string", None, False)]
+
+
+def make_group(reference, optimizer):
+    table = dict(admission=CounterFilter(2),
+                 eviction=StalenessEviction(2, every_n_steps=3), seed=5)
+    members = []
+    for name, dim, dtype, combiner, sequence in member_specs():
+        config = TableConfig(dim, key_dtype=dtype, num_shards=1 if reference else None,
+                             grouped=not reference, **table)
+        members.append(KVEmbedding(config, combiner=combiner, sequence=sequence,
+                                   max_length=3 if sequence else None, name=name))
+    # "user_again" shares the user table: the group names that table twice
+    members.append(KVEmbedding(members[0].table, shared_table=members[0].kv, name="user_again"))
+    return members if reference else KVEmbeddingGroup(members, name="group"), optimizer
+
+
+def batches(steps, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(steps):
+        zipf = lambda size: np.minimum(rng.zipf(1.3, size), 200).astype(np.int64)
+        lengths = rng.integers(0, 4, BATCH)
+        items = tf.RaggedTensor.from_row_lengths(zipf(lengths.sum()), lengths)
+        tag_lengths = rng.integers(1, 3, BATCH)
+        tags = tf.RaggedTensor.from_row_lengths(
+            tf.strings.as_string(zipf(tag_lengths.sum())), tag_lengths)
+        click_lengths = rng.integers(0, 5, BATCH)
+        clicks = tf.RaggedTensor.from_row_lengths(zipf(click_lengths.sum()), click_lengths)
+        country = tf.strings.as_string(zipf(BATCH) % 7)
+        out.append([tf.constant(zipf(BATCH)), items, tags, clicks, country,
+                    tf.constant(zipf(BATCH))])
+    return out
+
+
+def loss_of(outputs):
+    """A fixed linear function of every output (each output element its own weight)."""
+    total = 0.0
+    for i, out in enumerate(outputs):
+        flat = tf.reshape(out, [BATCH, -1])
+        weights = tf.sin(tf.range(tf.shape(flat)[1], dtype=tf.float32) + 1.0 + i)
+        total += tf.reduce_sum(flat * weights[None, :] * tf.cos(tf.range(BATCH, dtype=tf.float32)
+                                                                 )[:, None])
+    return total
+
+
+def train(reference, sparse, steps=7):
+    layer, _ = make_group(reference, sparse)
+    optimizer = optimizers.KVOptimizer(sparse, keras.optimizers.SGD(0.1))
+
+    @tf.function
+    def step(ids):
+        with tf.GradientTape() as tape:
+            if reference:
+                outputs = [member(x, training=True) for member, x in zip(layer, ids)]
+            else:
+                outputs = layer(ids, training=True)
+            loss = loss_of(outputs)
+        variables = [w for m in (layer if reference else [layer]) for w in m.trainable_weights]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    for ids in batches(steps):
+        step(ids)
+    members = layer if reference else layer.embeddings
+    return {m.name: m.kv for m in members}, step
+
+
+def sorted_records(kv):
+    records = kv.export()
+    order = np.argsort(records.keys.numpy())
+    return {field: getattr(records, field).numpy()[order]
+            for field in ("keys", "values", "slots", "freqs", "versions", "admitted")}
+
+
+@pytest.mark.parametrize("sparse", [
+    sparse_optimizers.SGD(0.2), sparse_optimizers.Adagrad(0.3), sparse_optimizers.Adam(0.05),
+    sparse_optimizers.Ftrl(0.2, l1_regularization_strength=0.01),
+    sparse_optimizers.GroupFtrl(0.2, lambda1=0.01)], ids=lambda o: type(o).__name__)
+def test_grouped_tables_match_the_per_table_path_record_for_record(sparse):
+    grouped, _ = train(False, sparse)
+    reference, _ = train(True, sparse)
+    assert isinstance(grouped["user"], KVVariable)
+    assert isinstance(reference["user"], PartitionedKVVariable)
+    evicted = pending = 0
+    for name in grouped:
+        got, want = sorted_records(grouped[name]), sorted_records(reference[name])
+        assert len(want["keys"]) > 5
+        for field in want:
+            np.testing.assert_array_equal(got[field], want[field], err_msg=f"{name}.{field}")
+        pending += int(np.sum(~got["admitted"]))
+        evicted += int(grouped[name].evicted.numpy())
+        assert int(grouped[name].evicted.numpy()) == int(reference[name].evicted.numpy())
+        assert int(grouped[name].step.numpy()) == 7
+    assert evicted > 0 and pending > 0  # eviction removed keys, admission kept some pending
+
+
+def test_one_lookup_and_one_update_op_per_step_for_all_tables():
+    _, step = train(False, sparse_optimizers.Adagrad(0.1), steps=1)
+    graph = step.get_concrete_function(batches(1)[0]).graph
+    kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
+    # one lookup per key dtype (int64, string), one update per key dtype
+    assert sorted(kinds) == ["DrlKvApplyAdagrad"] * 2 + ["DrlKvGroupFindOrInsert"] * 2
+    _, step = train(True, sparse_optimizers.Adagrad(0.1), steps=1)
+    graph = step.get_concrete_function(batches(1)[0]).graph
+    kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
+    assert kinds.count("DrlKvFindOrInsert") == 6 and kinds.count("DrlKvApplyAdagrad") == 6
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_a_nonfinite_gradient_in_one_table_of_the_group(mode):
+    sparse = sparse_optimizers.Adagrad(0.1, nonfinite_gradients=mode)
+    tables = [KVVariable(2, slots=sparse.slots, name=f"t{i}") for i in range(3)]
+    for t in tables:
+        t.lookup_or_insert([1, 2, 3])
+    before = [sorted_records(t) for t in tables]
+    keys = [tf.constant([1, 2], tf.int64)] * 3
+    indices = [tf.constant([0, 1, 1], tf.int64)] * 3
+    grads = [tf.ones([3, 2]), tf.constant([[1.0, 1.0], [np.nan, 1.0], [1.0, 1.0]]),
+             tf.ones([3, 2])]
+    if mode == "error":
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"'t1'.*1 of 2"):
+            sparse.apply_indexed(tables, keys, indices, grads, 4)
+        for t, b in zip(tables, before):  # nothing applied to any table
+            for field, value in sorted_records(t).items():
+                np.testing.assert_array_equal(value, b[field])
+        return
+    updated = [int(u) for u in sparse.apply_indexed(tables, keys, indices, grads, 4)]
+    assert updated == [2, 1, 2]
+    assert [t.stats()["nonfinite_skipped"] for t in tables] == [0, 1, 0]
+    versions = sorted_records(tables[1])["versions"]
+    np.testing.assert_array_equal(versions, [4, 0, 0])  # key 2 (NaN) and 3 (absent) unchanged
+
+
+def test_indexed_update_sums_each_keys_rows_in_float32_order():
+    sparse = sparse_optimizers.SGD(1.0)
+    kv = KVVariable(1, initializer="zeros")
+    kv.lookup_or_insert([5, 6])
+    rows = np.array([[1e8], [1.0], [-1e8], [1.0], [3.0]], np.float32)
+    sparse.apply_indexed([kv], [[5, 6]], [[0, 0, 0, 0, 1]], [rows], 1)
+    want = np.float32(0)
+    for r in rows[:4, 0]:
+        want = np.float32(want + r)  # ((1e8 + 1) - 1e8) + 1 = 1 in float32
+    np.testing.assert_array_equal(kv.lookup([5, 6]).numpy()[:, 0], [-want, -3.0])
+
+
+def test_bad_index_and_ids_are_named():
+    sparse = sparse_optimizers.SGD(1.0)
+    kv = KVVariable(2, name="clicks")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"index\[1\] = 2 is not in \[0, 2\)"):
+        sparse.apply_indexed([kv], [[5, 6]], [[0, 2]], [tf.ones([2, 2])], 1)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"grads of table 'clicks' must have shape index.shape"):
+        sparse.apply_indexed([kv], [[5, 6]], [[0, 1]], [tf.ones([3, 2])], 1)
+    with pytest.raises(ValueError, match="one entry per table, got 1, 2, 1 and 1"):
+        sparse.apply_indexed([kv], [[5], [6]], [[0]], [tf.ones([1, 2])], 1)
+    from deeprec_lite.kv import op_library
+    ops = op_library.load()
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"ids\[0\] \(table 'clicks'\) must be a vector"):
+        ops.drl_kv_group_find_or_insert([kv.resource_handle], [tf.constant([[1]], tf.int64)],
+                                        [tf.constant(0, tf.int64)])
+    with pytest.raises(ValueError, match="embeddings must be a non-empty list of KVEmbedding"):
+        KVEmbeddingGroup([keras.layers.Dense(1)])
+    group = KVEmbeddingGroup([KVEmbedding(2, name="a"), KVEmbedding(2, name="b")])
+    with pytest.raises(ValueError, match="ids must be a list of 2 tensors"):
+        group([tf.constant([1], tf.int64)])
+
+
+def test_config_round_trip_keeps_shared_tables():
+    first = KVEmbedding(TableConfig(3, admission=CounterFilter(2)), name="a")
+    group = KVEmbeddingGroup([first, KVEmbedding(first.table, shared_table=first.kv, name="b"),
+                              KVEmbedding(TableConfig(2, key_dtype="string"), combiner="mean",
+                                          name="c")], name="g")
+    config = group.get_config()
+    assert config["shares"] == [None, 0, None]
+    again = KVEmbeddingGroup.from_config(config)
+    assert [m.name for m in again.embeddings] == ["a", "b", "c"]
+    assert again.embeddings[1].kv is again.embeddings[0].kv
+    assert again.embeddings[2].kv is not again.embeddings[0].kv
+    assert again.embeddings[2].combiner == "mean"
+    assert again.embeddings[0].table == first.table
+
+
+def test_inference_outputs_equal_the_members_own_calls():
+    group, _ = make_group(False, None)
+    ids = batches(1)[0]
+    group(ids, training=True)  # insert keys
+    together = group(ids, training=False)
+    for member, x, out in zip(group.embeddings, ids, together):
+        np.testing.assert_array_equal(out.numpy(), member(x, training=False).numpy())
