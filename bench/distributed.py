@@ -11,8 +11,11 @@ job in a single process without a cluster (--single-process).
 All tasks share this machine's cores, so the figures show the cost of the
 distribution (RPCs, routing) and how it scales, not what separate machines give.
 
-Last line: ``distributed: workers=<w> ps=<p> speedup=<x>``: the largest
-configuration's examples/s over 1 worker and 1 ps.
+Last line: ``distributed: workers=<w> ps=<p> speedup=<x> one_ps_vs_local=<y>
+remote_kv_calls_per_step=<m>``: the largest configuration's examples/s over 1
+worker and 1 ps; 1 worker and 1 ps over the single process; and the calls to the
+KV tables (all on the parameter servers) that one training step of the largest
+configuration makes, counted in its traced graph.
 
 Usage: python bench/distributed.py [--steps 60] [--batch-size 512] [--fields 26]
 """
@@ -76,17 +79,20 @@ def main():
           flush=True)
     print("| workers | ps | examples/s | vs single process | loopback bytes / step |")
     print("|---|---|---|---|---|")
-    results = {}
+    results, calls = {}, {}
     for workers, ps in CONFIGS:
         with LocalCluster(num_ps=ps, num_workers=workers) as cluster:
             summary, moved = run_chief(args, ["--cluster", cluster.spec_json])
         rate = summary["examples_per_second"]
         results[(workers, ps)] = rate
+        calls[(workers, ps)] = summary["kv_calls_per_step"]
         print(f"| {workers} | {ps} | {rate:.0f} | {rate / single['examples_per_second']:.2f} | "
               f"{moved / args.steps / 1e6:.2f} MB |", flush=True)
     workers, ps = CONFIGS[-1]
     print(f"distributed: workers={workers} ps={ps} "
-          f"speedup={results[CONFIGS[-1]] / results[CONFIGS[0]]:.2f}")
+          f"speedup={results[CONFIGS[-1]] / results[CONFIGS[0]]:.2f} "
+          f"one_ps_vs_local={results[(1, 1)] / single['examples_per_second']:.2f} "
+          f"remote_kv_calls_per_step={calls[CONFIGS[-1]]}")
 
 
 if __name__ == "__main__":

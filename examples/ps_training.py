@@ -87,6 +87,20 @@ def evaluate(model, features, labels, batch_size):
     return roc_auc(labels, np.concatenate([s.numpy().ravel() for s in scores]))
 
 
+def kv_calls_per_step(model, strategy, features, labels):
+    """Calls to the KV tables (DrlKv ops that take a table: lookups and updates) in one
+    training step, counted in its traced graph; under the cluster every table lives on
+    a parameter server, so each is a remote call."""
+    @tf.function
+    def step(x, y):
+        return strategy.run(model.train_step, args=((x, y),))
+
+    graph = step.get_concrete_function({k: v[:2] for k, v in features.items()},
+                                       labels[:2]).graph
+    return sum(op.type.startswith("DrlKv") and any(t.dtype == tf.resource for t in op.inputs)
+               for op in graph.get_operations())
+
+
 def run(args, cluster_spec=None):
     generator = SyntheticCTR(SyntheticConfig(num_categorical=args.categorical_fields,
                                              num_numeric=args.numeric_fields, seed=args.seed))
@@ -125,6 +139,7 @@ def run(args, cluster_spec=None):
         "table_sizes": {n: int(kv.size().numpy()) for n, kv in tables.items()},
         "shard_devices": {n: [s.resource_handle.device for s in getattr(kv, "shards", [kv])]
                           for n, kv in tables.items()},
+        "kv_calls_per_step": kv_calls_per_step(model, strategy, train_x, train_y),
     }
     print(json.dumps(summary), flush=True)
     return summary

@@ -2,7 +2,8 @@
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv.table_config import as_table_config
 from deeprec_lite.layers import DNN, FM
-from deeprec_lite.models.features import FieldEmbeddings, build_inputs, numeric_matrix
+from deeprec_lite.models.features import (FieldEmbeddings, build_inputs, numeric_matrix,
+                                          stacked_together)
 from deeprec_lite.training.kv_model import KVModel
 
 
@@ -14,14 +15,15 @@ def DeepFM(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
     The linear term uses a 1-wide KV table per categorical field plus a Dense over the
     numeric fields; FM and DNN share the field embeddings of `table` (a TableConfig, or the
     int dim of a default one); the numeric fields also feed the DNN. `layer_factory` and
-    `optimizer`: see FieldEmbeddings.
+    `optimizer`: see FieldEmbeddings. Both sets of tables are looked up in one
+    KVEmbeddingGroup.
     """
     inputs = build_inputs(schema)
     table = as_table_config(table)
-    embeddings = FieldEmbeddings(schema, table, layer_factory=layer_factory,
-                                 optimizer=optimizer).stacked(inputs)
-    linear = FieldEmbeddings(schema, table.replace(dim=1), prefix="linear",
-                             layer_factory=layer_factory, optimizer=optimizer).stacked(inputs)
+    embeddings, linear = stacked_together(
+        [FieldEmbeddings(schema, table, layer_factory=layer_factory, optimizer=optimizer),
+         FieldEmbeddings(schema, table.replace(dim=1), prefix="linear",
+                         layer_factory=layer_factory, optimizer=optimizer)], inputs)
     # A TF op on Keras tensors (not a Lambda) so the model config loads in safe mode.
     logits = [tf.reduce_sum(linear, axis=1), FM(name="fm")(embeddings)]
     dnn_input = keras.layers.Flatten(name="flatten")(embeddings)

@@ -21,7 +21,8 @@ def build_inputs(schema):
 class FieldEmbeddings:
     """Creates the KV embedding layers of a schema (one table per `field.table`,
     fields naming the same table share it) and applies them, through one
-    KVEmbeddingGroup (one lookup op for all fields) unless `table.grouped` is False.
+    KVEmbeddingGroup (one lookup op for all fields; `stacked_together` for several
+    sets) unless `table.grouped` is False.
 
     Args:
       schema: a deeprec_lite.data.Schema.
@@ -57,15 +58,26 @@ class FieldEmbeddings:
                                 name=f"{prefix}_{field.name}")
             tables.setdefault(field.table, layer)
             self.layers[field.name] = layer
-        self.group = None
-        if layer_factory is None and table.grouped and self.fields:
-            self.group = KVEmbeddingGroup([self.layers[f.name] for f in self.fields])
+        self.grouped = layer_factory is None and table.grouped
 
     def stacked(self, inputs):
         """[B, F, table.dim] embeddings of the categorical fields (`fields`), in schema order."""
-        if self.group is not None:
-            return tf.stack(self.group([inputs[f.name] for f in self.fields]), axis=1)
-        return tf.stack([self.layers[f.name](inputs[f.name]) for f in self.fields], axis=1)
+        return stacked_together([self], inputs)[0]
+
+
+def stacked_together(sets, inputs):
+    """`set.stacked(inputs)` of each FieldEmbeddings set, with one KVEmbeddingGroup for
+    all the grouped sets (so a model's tables of several widths are looked up in one op
+    per key dtype and device)."""
+    pairs = [(s, f) for s in sets if s.grouped for f in s.fields]
+    embedded = {}
+    if pairs:
+        group = KVEmbeddingGroup([s.layers[f.name] for s, f in pairs])
+        outputs = group([inputs[f.name] for _, f in pairs])
+        embedded = {(id(s), f.name): out for (s, f), out in zip(pairs, outputs)}
+    return [tf.stack([embedded[(id(s), f.name)] if s.grouped else s.layers[f.name](inputs[f.name])
+                      for f in s.fields], axis=1)
+            for s in sets]
 
 
 def numeric_matrix(schema, inputs):

@@ -176,7 +176,9 @@ class SparseOptimizer:
 
     def apply_indexed(self, tables, keys, indices, grads, global_step):
         """One update of several tables, with one op for all the unpartitioned ones
-        of a key dtype (a table group; partitioned variables run per shard).
+        of a key dtype on a device (a table group; partitioned variables given here run
+        per shard; KVEmbedding layers pass their shards, so that each parameter server
+        gets one op).
 
         Args:
           tables: KVVariables or PartitionedKVVariables created with `slots=self.slots`
@@ -205,8 +207,8 @@ class SparseOptimizer:
             if not isinstance(kv, KVVariable):  # partitioned: per shard
                 updated[position] = kv.apply_kernel(kernel, k, g, index,
                                                     self.nonfinite_gradients)
-            else:
-                plain.setdefault(kv.key_dtype, []).append(position)
+            else:  # one op per key dtype and device (each parameter server)
+                plain.setdefault((kv.key_dtype, kv.device), []).append(position)
         ops = op_library.load()
         for positions in plain.values():
             counts = self._apply(ops, [args[p][0].resource_handle for p in positions],

@@ -179,6 +179,11 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         return self._name
 
     @property
+    def device(self):
+        """The device the table lives on (its ops run there)."""
+        return self._checkpoint_handle.device
+
+    @property
     def dim(self):
         return self._dim
 

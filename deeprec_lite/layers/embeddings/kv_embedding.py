@@ -15,6 +15,7 @@ up many layers in one op. Partitioned tables (parameter servers) look up and upd
 per shard with the same results.
 """
 import weakref
+from typing import List, NamedTuple, Optional
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
@@ -160,23 +161,46 @@ class KVEmbedding(keras.layers.Layer):
                 "kv.set_freq_counting(epoch == 0) in your own loop")
         return graph
 
-    def _tie(self, graph, rows, unique_keys, index):
-        """rows [n, D] of the step's ids (index [n]: each id's position in unique_keys),
-        tied to the gradient anchor: the anchor's gradient is IndexedSlices(d loss /
-        d rows, index), which KVOptimizer applies to the rows of unique_keys."""
-        object.__setattr__(self, "_training_keys", (graph, unique_keys))
+    def _tie(self, graph, rows, keys):
+        """rows [n, D] of the step's ids, tied to the gradient anchor; keys: the _StepKeys
+        of the lookup, which the optimizer reads back. The anchor's gradient is
+        IndexedSlices(d loss / d rows, each id's position among the distinct keys), or
+        for a partitioned table (d loss / d rows, range(n))."""
+        object.__setattr__(self, "_training_keys", (graph, keys))
         rows.set_shape([None, self.dim])
         anchor = self.gradient_anchor
 
         @tf.custom_gradient
         def tie_to_anchor(anchor_value):
             def grad(upstream):
-                shape = tf.stack([tf.size(unique_keys, out_type=tf.int64),
-                                  tf.constant(self.dim, tf.int64)])
-                return tf.IndexedSlices(upstream, index, dense_shape=shape)
+                if keys.shard_of is None:
+                    index, count = keys.index[0], tf.size(keys.unique[0], out_type=tf.int64)
+                else:
+                    count = tf.shape(upstream, out_type=tf.int64)[0]
+                    index = tf.range(count)
+                return tf.IndexedSlices(upstream, index, dense_shape=tf.stack(
+                    [count, tf.constant(self.dim, tf.int64)]))
             return tf.identity(rows), grad
 
         return tie_to_anchor(tf.convert_to_tensor(anchor))
+
+    def _update_entries(self, gradient, check_finite):
+        """[(table or shard, distinct keys, index, gradient rows)] of this step's update
+        from the anchor's gradient (see _tie); check_finite: fail on NaN or Inf before
+        any shard of a partitioned table changes."""
+        keys = self._keys_of_step()
+        values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+        if keys.shard_of is None:
+            if isinstance(gradient, tf.IndexedSlices):
+                index = gradient.indices
+            else:  # a dense gradient [distinct keys, D]
+                index = tf.range(tf.size(keys.unique[0], out_type=tf.int64))
+            return [(self.kv, keys.unique[0], index, values)]
+        if check_finite:
+            values = op_library.load().drl_check_finite_gradients(values,
+                                                                  table_name=self.kv.name)
+        parts = tf.dynamic_partition(values, keys.shard_of, self.kv.num_shards)
+        return list(zip(self.kv.shards, keys.unique, keys.index, parts))
 
     def _check_one_training_call_per_graph(self):
         """A second training call in one traced step would replace the batch's keys
@@ -208,14 +232,10 @@ class KVEmbedding(keras.layers.Layer):
 
     def _embed_flat(self, ids, training):
         """Embeddings [N, D] of a flat vector of ids, one lookup of the distinct ids."""
-        if training and isinstance(self.kv, KVVariable):
+        if training:
             return lookup_for_training([self], [ids])[0]
-        unique, index, counts = tf.unique_with_counts(ids, out_idx=tf.int64)
-        if not training:
-            return tf.gather(self._inference_rows(unique), index)
-        graph = self._begin_training_lookup()
-        values, _ = self.kv.lookup_or_insert(unique, counts=tf.cast(counts, tf.int64))
-        return self._tie(graph, tf.gather(values, index), unique, index)
+        unique, index = tf.unique(ids, out_idx=tf.int64)
+        return tf.gather(self._inference_rows(unique), index)
 
     def _ids(self, ids):
         if isinstance(ids, tf.SparseTensor):
@@ -326,24 +346,51 @@ class KVEmbedding(keras.layers.Layer):
         return cls(**config)
 
 
+class _StepKeys(NamedTuple):
+    """What a training lookup of one layer found, per shard (one for an unpartitioned
+    table): shard_of, each id's shard (None when unpartitioned); unique, the shard's
+    distinct keys; index, the position in them of each of the shard's ids."""
+    shard_of: Optional[tf.Tensor]
+    unique: List[tf.Tensor]
+    index: List[tf.Tensor]
+
+
+def _split_by_shard(kv, ids):
+    """(each id's shard or None, [(table or shard, its ids)])."""
+    if isinstance(kv, KVVariable):
+        return None, [(kv, ids)]
+    shard_of = op_library.load().drl_kv_shard_index(ids, num_shards=kv.num_shards)
+    return shard_of, list(zip(kv.shards, tf.dynamic_partition(ids, shard_of, kv.num_shards)))
+
+
 def lookup_for_training(layers, ids):
-    """The training lookup of several KVEmbedding layers with unpartitioned tables, one
-    op per key dtype for all of them (a table group): per layer, the rows [n_i, D] of
-    its flat ids [n_i], tied to its gradient anchor. Each distinct id is counted once
-    with its number of occurrences, as in a layer's own call."""
+    """The training lookup of several KVEmbedding layers in one op per key dtype and
+    device (a table group; a partitioned table's shards go to their parameter servers'
+    ops): per layer, the rows [n_i, D] of its flat ids [n_i], tied to its gradient
+    anchor. Each distinct id is counted once with its number of occurrences."""
     graphs = [layer._begin_training_lookup() for layer in layers]
-    by_dtype = {}
-    for position, layer in enumerate(layers):
-        by_dtype.setdefault(layer.kv.key_dtype, []).append(position)
-    rows = [None] * len(layers)
+    splits = [_split_by_shard(layer.kv, x) for layer, x in zip(layers, ids)]
+    groups = {}
+    for l, (_, parts) in enumerate(splits):
+        for s, (table, _) in enumerate(parts):
+            groups.setdefault((table.key_dtype, table.device), []).append((l, s))
+    found = {}
     ops = op_library.load()
-    for positions in by_dtype.values():
-        tables = [layers[p].kv for p in positions]
-        out = ops.drl_kv_group_find_or_insert([t.resource_handle for t in tables],
-                                              [ids[p] for p in positions],
-                                              [t.step.value() for t in tables])
-        for p, r, unique, index in zip(positions, out.rows, out.unique_keys, out.index):
-            rows[p] = layers[p]._tie(graphs[p], r, unique, index)
+    for members in groups.values():
+        out = ops.drl_kv_group_find_or_insert(
+            [splits[l][1][s][0].resource_handle for l, s in members],
+            [splits[l][1][s][1] for l, s in members],
+            [layers[l].kv.step.value() for l, _ in members])
+        found.update(zip(members, zip(out.rows, out.unique_keys, out.index)))
+    rows = []
+    for l, (layer, (shard_of, parts)) in enumerate(zip(layers, splits)):
+        rows_, unique, index = zip(*(found[(l, s)] for s in range(len(parts))))
+        if shard_of is None:
+            value = rows_[0]
+        else:
+            positions = tf.dynamic_partition(tf.range(tf.size(ids[l])), shard_of, len(parts))
+            value = tf.dynamic_stitch(positions, rows_)
+        rows.append(layer._tie(graphs[l], value, _StepKeys(shard_of, list(unique), list(index))))
     return rows
 
 
@@ -363,18 +410,11 @@ def apply_gradients(layer_gradients, sparse_optimizer, global_step):
         with tf.init_scope():
             for layer, _ in members:
                 layer.kv.ensure_slots(optimizer.slots)
-        keys, indices, grads = [], [], []
-        for layer, gradient in members:
-            unique = layer._keys_of_step()
-            keys.append(unique)
-            if isinstance(gradient, tf.IndexedSlices):
-                indices.append(gradient.indices)
-                grads.append(gradient.values)
-            else:  # a dense gradient [unique keys, D]
-                indices.append(tf.range(tf.size(unique, out_type=tf.int64)))
-                grads.append(gradient)
-        updated = optimizer.apply_indexed([layer.kv for layer, _ in members], keys, indices,
-                                          grads, global_step)
+        check_finite = optimizer.nonfinite_gradients == "error"
+        entries = [entry for layer, gradient in members
+                   for entry in layer._update_entries(gradient, check_finite)]
+        updated = optimizer.apply_indexed(*(list(column) for column in zip(*entries)),
+                                          global_step)
         with tf.control_dependencies(updated):
             for layer, _ in members:
                 done.append(layer.kv.step.assign(global_step))

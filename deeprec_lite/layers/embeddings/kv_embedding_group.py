@@ -1,6 +1,5 @@
 """KVEmbeddingGroup: the KVEmbedding layers of many features, looked up in one op."""
-from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv.variable import KVVariable
+from deeprec_lite.compat import keras
 from deeprec_lite.layers.embeddings.kv_embedding import KVEmbedding, lookup_for_training
 
 
@@ -12,10 +11,11 @@ class KVEmbeddingGroup(keras.layers.Layer):
     Each member stays a layer and a table of its own: its name, combiner, admission,
     eviction, freq and version, export, checkpoint entries and warm-start mapping are
     those of the member, and its output is exactly what calling the member gives. The
-    group only gathers the training lookups of the members whose table is
-    unpartitioned and grouped (``TableConfig.grouped``) into one
-    ``DrlKvGroupFindOrInsert``, which dedups each feature's ids and runs the tables in
-    parallel; the others (and every inference call) look up as the member would.
+    group only gathers the training lookups of the members whose table is grouped
+    (``TableConfig.grouped``) into one ``DrlKvGroupFindOrInsert`` per key dtype and
+    device (a partitioned table's shards join the op of their parameter server),
+    which dedups each feature's ids and runs the tables in parallel; the others (and
+    every inference call) look up as the member would.
     Members may share a table (``shared_table``): the shared table is looked up once
     per member, in member order. With KVOptimizer the members' tables are also
     updated in one fused op per sparse optimizer.
@@ -71,8 +71,7 @@ class KVEmbeddingGroup(keras.layers.Layer):
         ids = [m._ids(x) for m, x in zip(self.embeddings, self._check_list(ids, "ids"))]
         weights = [None] * len(ids) if weights is None else self._check_list(weights, "weights")
         flat = [m._flat_ids(x) for m, x in zip(self.embeddings, ids)]
-        together = [i for i, m in enumerate(self.embeddings)
-                    if training and m.table.grouped and isinstance(m.kv, KVVariable)]
+        together = [i for i, m in enumerate(self.embeddings) if training and m.table.grouped]
         emb = dict(zip(together, lookup_for_training([self.embeddings[i] for i in together],
                                                      [flat[i] for i in together])))
         return [m._output(ids[i], weights[i],

@@ -1,10 +1,10 @@
 """KVEmbeddingGroup and the fused update: one lookup op and one update op for many
 tables, record for record the same as the per-table path of ops.
 
-The reference is the per-table path that does not use the grouped ops at all: a
-one-shard PartitionedKVVariable per feature (tf.unique_with_counts, DrlKvFindOrInsert,
-the gather's gradient summed by TensorFlow, then one DrlKvApply* per table without
-an index).
+The reference does not use the grouped ops at all: per feature, the core API's
+KVVariable.lookup_or_insert (tf.unique_with_counts, DrlKvFindOrInsert) and
+SparseOptimizer.apply of the gathered rows' gradients, summed by TensorFlow (one
+DrlKvApply* per table, without an index).
 """
 import numpy as np
 import pytest
@@ -26,18 +26,18 @@ def member_specs():
             ("country", 4, "string", None, False)]
 
 
-def make_group(reference, optimizer):
+def make_members(grouped, num_shards=None):
     table = dict(admission=CounterFilter(2),
                  eviction=StalenessEviction(2, every_n_steps=3), seed=5)
     members = []
     for name, dim, dtype, combiner, sequence in member_specs():
-        config = TableConfig(dim, key_dtype=dtype, num_shards=1 if reference else None,
-                             grouped=not reference, **table)
+        config = TableConfig(dim, key_dtype=dtype, num_shards=num_shards, grouped=grouped,
+                             **table)
         members.append(KVEmbedding(config, combiner=combiner, sequence=sequence,
                                    max_length=3 if sequence else None, name=name))
     # "user_again" shares the user table: the group names that table twice
     members.append(KVEmbedding(members[0].table, shared_table=members[0].kv, name="user_again"))
-    return members if reference else KVEmbeddingGroup(members, name="group"), optimizer
+    return members
 
 
 def batches(steps, seed=0):
@@ -69,26 +69,51 @@ def loss_of(outputs):
     return total
 
 
-def train(reference, sparse, steps=7):
-    layer, _ = make_group(reference, sparse)
+def train_grouped(sparse, steps=7, num_shards=None):
+    group = KVEmbeddingGroup(make_members(True, num_shards), name="group")
     optimizer = optimizers.KVOptimizer(sparse, keras.optimizers.SGD(0.1))
 
     @tf.function
     def step(ids):
         with tf.GradientTape() as tape:
-            if reference:
-                outputs = [member(x, training=True) for member, x in zip(layer, ids)]
-            else:
-                outputs = layer(ids, training=True)
-            loss = loss_of(outputs)
-        variables = [w for m in (layer if reference else [layer]) for w in m.trainable_weights]
+            loss = loss_of(group(ids, training=True))
+        variables = group.trainable_weights
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
     for ids in batches(steps):
         step(ids)
-    members = layer if reference else layer.embeddings
-    return {m.name: m.kv for m in members}, step
+    return {m.name: m.kv for m in group.embeddings}, step
+
+
+def train_reference(sparse, steps=7):
+    members = make_members(False)
+
+    @tf.function
+    def step(ids, global_step):
+        with tf.GradientTape() as tape:
+            outputs, lookups = [], []
+            for member, x in zip(members, ids):
+                x = member._ids(x)
+                unique, index, counts = tf.unique_with_counts(member._flat_ids(x),
+                                                              out_idx=tf.int64)
+                values, _ = member.kv.lookup_or_insert(unique, counts)
+                tape.watch(values)
+                lookups.append((unique, values))
+                outputs.append(member._output(x, None, tf.gather(values, index)))
+            loss = loss_of(outputs)
+        grads = tape.gradient(loss, [values for _, values in lookups])
+        for member, (unique, _), grad in zip(members, lookups, grads):
+            member.kv.ensure_slots(sparse.slots)
+            sparse.apply(member.kv, unique, tf.convert_to_tensor(grad), global_step,
+                         unique_keys=True)
+            member.kv.step.assign(global_step)
+            member.kv.maybe_evict(global_step)
+        return loss
+
+    for t, ids in enumerate(batches(steps)):
+        step(ids, tf.constant(t + 1, tf.int64))
+    return {m.name: m.kv for m in members}
 
 
 def sorted_records(kv):
@@ -103,10 +128,12 @@ def sorted_records(kv):
     sparse_optimizers.Ftrl(0.2, l1_regularization_strength=0.01),
     sparse_optimizers.GroupFtrl(0.2, lambda1=0.01)], ids=lambda o: type(o).__name__)
 def test_grouped_tables_match_the_per_table_path_record_for_record(sparse):
-    grouped, _ = train(False, sparse)
-    reference, _ = train(True, sparse)
-    assert isinstance(grouped["user"], KVVariable)
-    assert isinstance(reference["user"], PartitionedKVVariable)
+    grouped, _ = train_grouped(sparse)
+    reference = train_reference(sparse)
+    check_same_records(grouped, reference)
+
+
+def check_same_records(grouped, reference):
     evicted = pending = 0
     for name in grouped:
         got, want = sorted_records(grouped[name]), sorted_records(reference[name])
@@ -120,16 +147,23 @@ def test_grouped_tables_match_the_per_table_path_record_for_record(sparse):
     assert evicted > 0 and pending > 0  # eviction removed keys, admission kept some pending
 
 
+def test_partitioned_tables_in_a_group_match_the_per_table_path():
+    sparse = sparse_optimizers.Adam(0.05)
+    grouped, step = train_grouped(sparse, num_shards=3)
+    assert isinstance(grouped["user"], PartitionedKVVariable)
+    check_same_records(grouped, train_reference(sparse))
+    graph = step.get_concrete_function(batches(1)[0]).graph
+    kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
+    # all shards live on this machine: one lookup and one update per key dtype
+    assert kinds.count("DrlKvGroupFindOrInsert") == 2 and kinds.count("DrlKvApplyAdam") == 2
+
+
 def test_one_lookup_and_one_update_op_per_step_for_all_tables():
-    _, step = train(False, sparse_optimizers.Adagrad(0.1), steps=1)
+    _, step = train_grouped(sparse_optimizers.Adagrad(0.1), steps=1)
     graph = step.get_concrete_function(batches(1)[0]).graph
     kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
     # one lookup per key dtype (int64, string), one update per key dtype
     assert sorted(kinds) == ["DrlKvApplyAdagrad"] * 2 + ["DrlKvGroupFindOrInsert"] * 2
-    _, step = train(True, sparse_optimizers.Adagrad(0.1), steps=1)
-    graph = step.get_concrete_function(batches(1)[0]).graph
-    kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
-    assert kinds.count("DrlKvFindOrInsert") == 6 and kinds.count("DrlKvApplyAdagrad") == 6
 
 
 @pytest.mark.parametrize("mode", ["error", "skip"])
@@ -208,7 +242,7 @@ def test_config_round_trip_keeps_shared_tables():
 
 
 def test_inference_outputs_equal_the_members_own_calls():
-    group, _ = make_group(False, None)
+    group = KVEmbeddingGroup(make_members(True))
     ids = batches(1)[0]
     group(ids, training=True)  # insert keys
     together = group(ids, training=False)
