@@ -94,9 +94,10 @@ def demo_generator(args) -> SyntheticCTR:
 
 
 def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_every,
-                freq_counting="first_epoch"):
+                freq_counting="first_epoch", steps_per_execution=1):
     """A compiled zoo model whose tables admit ids seen `min_count` times (in the data,
-    with the default freq_counting) and evict those not updated for `max_staleness` steps."""
+    with the default freq_counting) and evict those not updated for `max_staleness` steps;
+    `fit` runs `steps_per_execution` steps per call of its function."""
     from deeprec_lite import models  # the zoo, installed as deeprec_lite.models
 
     table = TableConfig(embedding_dim,
@@ -108,7 +109,8 @@ def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_eve
         optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(SPARSE_LEARNING_RATE),
                                          dense=keras.optimizers.Adam(1e-3)),
         loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryCrossentropy(name="logloss")])
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryCrossentropy(name="logloss")],
+        steps_per_execution=steps_per_execution)
     return model
 
 

@@ -110,7 +110,8 @@ def run(args, cluster_spec=None):
     with strategy.scope():
         model = cli.build_model(args.model, generator.schema, args.embedding_dim, min_count=1,
                                 max_staleness=10 ** 9, evict_every=None,
-                                freq_counting="every_epoch")  # freq: every lookup
+                                freq_counting="every_epoch",  # freq: every lookup
+                                steps_per_execution=args.steps_per_execution)
     initial_epoch, restored_step = 0, None
     if args.checkpoint_dir and checkpoints.is_checkpoint(args.checkpoint_dir):
         prefix = tf.train.latest_checkpoint(args.checkpoint_dir)
@@ -161,6 +162,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=cli.int_at_least(1), default=512)
     parser.add_argument("--epochs", type=cli.int_at_least(1), default=2)
     parser.add_argument("--steps-per-epoch", type=cli.int_at_least(1), default=100)
+    parser.add_argument("--steps-per-execution", type=cli.int_at_least(1), default=1,
+                        help="training steps per call of the train function (and per "
+                             "closure a worker runs)")
     parser.add_argument("--embedding-dim", type=cli.int_at_least(1), default=8)
     parser.add_argument("--categorical-fields", type=cli.int_at_least(1), default=26)
     parser.add_argument("--numeric-fields", type=cli.int_at_least(0), default=13)

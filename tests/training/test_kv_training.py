@@ -288,3 +288,28 @@ def test_fit_skipping_nan_gradient_rows_trains_the_others_and_reports_them(tmp_p
     assert written["emb/nonfinite_skipped"] == 1
     config = optimizers.KVOptimizer.from_config(model.optimizer.get_config()).sparse.get_config()
     assert config == sparse.get_config() and config["nonfinite_gradients"] == "skip"
+
+
+def test_steps_per_execution_trains_the_same_records_as_one_step_per_call():
+    from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
+    from deeprec_lite.models import DeepFM
+    from deeprec_lite.training.model_tables import kv_tables
+    generator = SyntheticCTR(SyntheticConfig(num_categorical=3, num_numeric=1, seed=0))
+    data = generator.dataset(6 * 64, 64, day=0).cache()
+
+    def trained(steps_per_execution):
+        keras.utils.set_random_seed(0)
+        model = DeepFM(generator.schema, table=4, dnn=(8,))
+        model.compile(optimizer=optimizers.Adam(0.01), loss="binary_crossentropy",
+                      steps_per_execution=steps_per_execution)
+        model.fit(data, steps_per_epoch=6, verbose=0)
+        assert int(model.optimizer.iterations.numpy()) == 6
+        return {name: records_by_key(kv.export()) for name, kv in kv_tables(model).items()}
+
+    once, thrice = trained(1), trained(3)
+    assert once.keys() == thrice.keys() and len(once) == 6
+    for name in once:
+        assert once[name].keys() == thrice[name].keys()
+        for key, record in once[name].items():
+            for a, b in zip(record, thrice[name][key]):
+                np.testing.assert_array_equal(a, b)
