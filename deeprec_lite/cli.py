@@ -94,16 +94,17 @@ def demo_generator(args) -> SyntheticCTR:
 
 
 def build_model(name, schema, embedding_dim, min_count, max_staleness, evict_every,
-                freq_counting="first_epoch", steps_per_execution=1):
+                freq_counting="first_epoch", steps_per_execution=1, grouped=True):
     """A compiled zoo model whose tables admit ids seen `min_count` times (in the data,
     with the default freq_counting) and evict those not updated for `max_staleness` steps;
-    `fit` runs `steps_per_execution` steps per call of its function."""
+    `fit` runs `steps_per_execution` steps per call of its function; `grouped`: see
+    TableConfig."""
     from deeprec_lite import models  # the zoo, installed as deeprec_lite.models
 
     table = TableConfig(embedding_dim,
                         admission=CounterFilter(min_count) if min_count > 1 else None,
                         eviction=StalenessEviction(max_staleness, every_n_steps=evict_every),
-                        freq_counting=freq_counting)
+                        freq_counting=freq_counting, grouped=grouped)
     model = models.get(name)(schema, table=table)
     model.compile(
         optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(SPARSE_LEARNING_RATE),

@@ -5,7 +5,11 @@ single-process reference (`train_locally`): the same model, data and batches,
 the model's own train_step, so the two can be compared key for key.
 On the cluster every batch is one ClusterCoordinator closure running
 model.train_step on a worker (asynchronous, like model.fit, but no batch is
-repeated or skipped). Prints a JSON line: {table: {key: freq}} and the test AUC.
+repeated or skipped; with --sequential each closure ends before the next is
+scheduled, so the pass is deterministic; --ungrouped gives every table its own
+ops). Prints a JSON line: {table: {key: freq}}
+and the test AUC, and with --sequential every record ({table: {key: [value, slots,
+freq, version]}}).
 """
 import argparse
 import json
@@ -29,9 +33,10 @@ def data():
         list(generator.dataset(TEST_ROWS, BATCH, day=1))
 
 
-def build(schema):
+def build(schema, grouped=True):
+    keras.utils.set_random_seed(0)  # the same dense weights on the cluster and here
     model = cli.build_model("deepfm", schema, 8, min_count=1, max_staleness=10 ** 9,
-                            evict_every=None, freq_counting="every_epoch")
+                            evict_every=None, freq_counting="every_epoch", grouped=grouped)
     # Rates high enough that one pass learns well (AUC ~0.67, the data's best is ~0.82).
     model.compile(optimizer=optimizers.KVOptimizer(sparse=sparse_optimizers.Adagrad(0.2),
                                                    dense=keras.optimizers.Adam(0.005)),
@@ -39,31 +44,36 @@ def build(schema):
     return model
 
 
-def summary(model, test_batches):
+def summary(model, test_batches, records=False):
     scores = np.concatenate([model(x, training=False).numpy().ravel() for x, _ in test_batches])
     labels = np.concatenate([y.numpy() for _, y in test_batches])
-    freqs = {}
+    out = {"auc": roc_auc(labels, scores), "freqs": {}, "records": {}}
     for name, kv in model_tables.kv_tables(model).items():
         r = kv.export()
-        freqs[name] = dict(zip(r.keys.numpy().tolist(), r.freqs.numpy().tolist()))
-    return {"auc": roc_auc(labels, scores), "freqs": freqs}
+        keys = r.keys.numpy().tolist()
+        out["freqs"][name] = dict(zip(keys, r.freqs.numpy().tolist()))
+        if records:
+            out["records"][name] = {k: [v, s, f, ver] for k, v, s, f, ver in zip(
+                keys, r.values.numpy().tolist(), r.slots.numpy().tolist(),
+                r.freqs.numpy().tolist(), r.versions.numpy().tolist())}
+    return out
 
 
-def train_locally():
+def train_locally(grouped=True, records=False):
     generator, train, test = data()
-    model = build(generator.schema)
+    model = build(generator.schema, grouped)
     for x, y in train:
         model.train_on_batch(x, y)
-    return summary(model, test)
+    return summary(model, test, records)
 
 
-def train_on_cluster(cluster):
+def train_on_cluster(cluster, sequential=False, grouped=True):
     from deeprec_lite.distribute import server
 
     generator, train, test = data()
     strategy = server.strategy(cluster)
     with strategy.scope():
-        model = build(generator.schema)
+        model = build(generator.schema, grouped)
     model.make_train_function()  # compiles the metrics under the strategy
     coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
 
@@ -73,11 +83,17 @@ def train_on_cluster(cluster):
 
     for x, y in train:
         coordinator.schedule(step, args=(x, y))
+        if sequential:
+            coordinator.join()
     coordinator.join()
-    return summary(model, test)
+    return summary(model, test, records=sequential)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--cluster", required=True)
-    print(json.dumps(train_on_cluster(parser.parse_args().cluster)), flush=True)
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--ungrouped", action="store_true", help="TableConfig(grouped=False)")
+    args = parser.parse_args()
+    print(json.dumps(train_on_cluster(args.cluster, args.sequential, not args.ungrouped)),
+          flush=True)

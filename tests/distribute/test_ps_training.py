@@ -82,6 +82,24 @@ def test_one_pass_on_the_cluster_has_the_keys_and_counts_of_single_process_train
     assert abs(distributed["auc"] - local["auc"]) < 0.03, (distributed["auc"], local["auc"])
 
 
+def test_grouped_tables_on_the_cluster_train_the_records_of_per_table_training(cluster):
+    # One lookup and one update call per ps for all tables, against every table shard its
+    # own ops: the same batches in the same order (each step done before the next) give
+    # the same records bit for bit.
+    runs = {}
+    for mode in ("grouped", "ungrouped"):
+        chief = Chief([os.path.join(ROOT, "tests", "distribute", "ps_exact_pass.py"),
+                       "--cluster", cluster.spec_json, "--sequential",
+                       *(["--ungrouped"] if mode == "ungrouped" else [])])
+        code, runs[mode] = chief.finish()
+        assert code == 0, chief.output()[-6000:]
+    grouped, ungrouped = runs["grouped"]["records"], runs["ungrouped"]["records"]
+    assert grouped.keys() == ungrouped.keys() and len(grouped) == 12
+    assert sum(len(r) for r in grouped.values()) > 1000
+    for table in grouped:
+        assert grouped[table] == ungrouped[table], table
+
+
 def test_model_fit_goes_on_when_a_worker_is_killed(cluster):
     chief = example(cluster)
     assert chief.wait_for("Epoch 2/"), chief.output()[-6000:]
@@ -93,6 +111,8 @@ def test_model_fit_goes_on_when_a_worker_is_killed(cluster):
     # Every table has one shard on each parameter server.
     for devices in summary["shard_devices"].values():
         assert devices == [f"/job:ps/replica:0/task:{i}/device:CPU:0" for i in range(2)]
+    # A step calls each ps once to look all 16 tables up and once to update them.
+    assert summary["kv_calls_per_step"] == 2 * 2
     # Every step looked each table up once per example; a step cut off by the kill
     # may have counted its lookups before the coordinator ran it again.
     for total in summary["freq_total"].values():
