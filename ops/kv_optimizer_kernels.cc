@@ -4,12 +4,13 @@
 // inputs, sums gradients by index when given, and scans the gradients of every
 // table for rows holding NaN or Inf before it changes anything: with
 // nonfinite_gradients = 'error' such a row fails the op and nothing is applied;
-// with 'skip' those rows are left out and counted in their table. Then it visits the admitted rows of the batch's keys
-// with KvTableBase::ForEachRow, which holds the row's shard lock (so the value
-// and its slots change together), runs shards in parallel and stamps
-// version = global_step on the rows it updates. The per-element arithmetic is
-// done in double from the stored float32 value and slots, and the results are
-// stored as float32, so the only rounding per step is the final store.
+// with 'skip' those rows are left out and counted in their table. Then it visits
+// the admitted rows of the batch's keys with KvTableBase::ForEachRow, which holds
+// the row's shard lock (so the value and its slots change together), runs shards
+// in parallel and stamps version = global_step on the rows it updates. The
+// per-element arithmetic is done in double from the stored float32 value and
+// slots, and the results are stored as float32, so the only rounding per step is
+// the final store.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -114,14 +115,18 @@ class KvApplyOp : public OpKernel {
 
     // Each table's gradient rows, one per key, and how many hold NaN or Inf.
     std::vector<Tensor> summed(group.size());
+    for (int i = 0; indexed && i < group.size(); ++i) {
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(
+                              tensorflow::DT_FLOAT,
+                              TensorShape({keys[i].NumElements(), group[i].config().dim}),
+                              &summed[i]));
+    }
     std::vector<const float*> g(group.size());
     std::vector<int64_t> nonfinite(group.size());
     OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers&) {
       const int64_t dim = group[i].config().dim;
       const int64_t rows = keys[i].NumElements();
       if (indexed) {
-        TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({rows, dim}),
-                                              &summed[i]));
         TF_RETURN_IF_ERROR(SumByIndex(index[i], grads[i], dim, rows, &summed[i]));
         g[i] = summed[i].flat<float>().data();
       } else {

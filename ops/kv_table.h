@@ -46,7 +46,7 @@ struct TableConfig {
 };
 
 // The threads a table op may use: the op's intra-op pool, or one thread (an op
-// over many tables runs each on its own thread, see kv_group_kernels.cc).
+// over many tables runs each on its own thread, see table_group.h).
 using CpuWorkers = tensorflow::DeviceBase::CpuWorkerThreads;
 inline const CpuWorkers& Workers(tensorflow::OpKernelContext* ctx) {
   return *ctx->device()->tensorflow_cpu_worker_threads();

@@ -234,13 +234,14 @@ class KvUpdateOp : public TableKernel {
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 4, "global_step", &step));
     const float* v = values.flat<float>().data();
     const float* s = slots.flat<float>().data();
-    const int64_t updated = table->ForEachRow(Workers(ctx), keys, step, [&](int64_t i, const RowView& row) {
+    const auto write = [&](int64_t i, const RowView& row) {
       std::memcpy(row.value, v + i * dim, sizeof(float) * dim);
       if (with_slots) {
         std::memcpy(row.slots, s + i * num_slots * dim, sizeof(float) * num_slots * dim);
       }
       return true;
-    });
+    };
+    const int64_t updated = table->ForEachRow(Workers(ctx), keys, step, write);
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
     out->scalar<int64_t>()() = updated;

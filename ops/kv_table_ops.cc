@@ -96,10 +96,10 @@ REGISTER_OP("DrlKvGroupFindOrInsert")
     })
     .Doc("Training lookup of the ids [n_i] of N features in one op, tables[i] for ids[i]: "
          "each distinct id of a feature is counted once with its number of occurrences, "
-         "admitted and created (version = global_steps[i]) as by DrlKvFindOrInsert with counts. rows[i] [n_i, dim_i]: "
-         "each id's value; unique_keys[i]: the feature's distinct ids; index[i] [n_i]: each "
-         "id's position in unique_keys[i]. Distinct tables run in parallel; a table named "
-         "twice is looked up in list order.");
+         "admitted and created (version = global_steps[i]) as by DrlKvFindOrInsert with "
+         "counts. rows[i] [n_i, dim_i]: each id's value; unique_keys[i]: the feature's "
+         "distinct ids; index[i] [n_i]: each id's position in unique_keys[i]. Distinct "
+         "tables run in parallel; a table named twice is looked up in list order.");
 
 REGISTER_OP("DrlKvUpdate")
     .Input("table: resource")
