@@ -881,6 +881,9 @@ class KvTable : public KvTableBase {
     std::vector<int32_t> slot(capacity, -1);
     std::vector<uint64_t> hashes;
     std::vector<int64_t> counts;
+    first->reserve(m);
+    hashes.reserve(m);
+    counts.reserve(m);
     for (const BatchKey& a : keys) {
       size_t pos = a.hash & (capacity - 1);
       int32_t u;
