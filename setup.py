@@ -78,6 +78,10 @@ class BuildTensorFlowOps(build_ext):
                   "-fvisibility=hidden", "-fvisibility-inlines-hidden",
                   # initial values must not depend on the machine's FMA contraction
                   "-ffp-contract=off",
+                  # no errno from sqrt / log and no floating-point traps: the optimizer
+                  # loops vectorize; every result stays the same (IEEE operations, no
+                  # reassociation), only errno and exception flags are left out
+                  "-fno-math-errno", "-fno-trapping-math",
                   f'-DDRL_BUILT_FOR_TENSORFLOW="{tf.__version__}"']
         tf_compile = [f for f in tf.sysconfig.get_compile_flags() if not f.startswith("--std")]
         abi = [f for f in tf_compile if "_GLIBCXX_USE_CXX11_ABI" in f]
