@@ -122,7 +122,7 @@ def main():
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--batch", type=int, default=65_536)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--fit-rows", type=int, default=200_000)
+    parser.add_argument("--fit-rows", type=int, default=600_000)
     parser.add_argument("--fit-only", choices=sorted(FIT_KINDS),
                         help="measure only model.fit of one embedding kind; print JSON")
     args = parser.parse_args()
@@ -145,7 +145,12 @@ def main():
         print(f"  {name:>8}: kv {kv / 1e6:7.2f}   keras Embedding+Hashing {ref / 1e6:7.2f}   "
               f"ratio {kv / ref:.2f}", flush=True)
 
-    fit = {kind: fit_in_fresh_process(kind, args) for kind in FIT_KINDS}
+    # Best of 3 fresh processes per kind, interleaved: on this VM a process runs either at
+    # full speed or, now and then, about 0.6x (the Keras reference as much as KV).
+    fit = {kind: 0.0 for kind in FIT_KINDS}
+    for _ in range(3):
+        for kind in FIT_KINDS:
+            fit[kind] = max(fit[kind], fit_in_fresh_process(kind, args))
     kv, ungrouped, ref = fit["kv"], fit["kv_ungrouped"], fit["keras"]
     ratios["fit"] = kv / ref
     print("DeepFM model.fit, 39 fields, batch 4096, examples/s:")
