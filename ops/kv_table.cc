@@ -259,8 +259,7 @@ class KvTable : public KvTableBase {
         prefetch_output);
     AdvanceClock(step);
     if (out_of_memory.load()) {
-      return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
-                               row_stride_, " bytes each");
+      return OutOfMemoryForRows();
     }
     return Status();
   }
@@ -306,8 +305,7 @@ class KvTable : public KvTableBase {
     ParallelRounds(workers, NumBlocks(b), hash, &plan, &walk);
     AdvanceClock(step);
     if (out_of_memory.load()) {
-      return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
-                               row_stride_, " bytes each");
+      return OutOfMemoryForRows();
     }
     std::vector<int64_t> offset(firsts.size() + 1, 0);
     for (size_t p = 0; p < firsts.size(); ++p) offset[p + 1] = offset[p] + firsts[p].size();
@@ -1054,6 +1052,11 @@ class KvTable : public KvTableBase {
     s.removed_keys.clear();
     s.removed_steps.clear();
     s.removals_since = 0;
+  }
+
+  Status OutOfMemoryForRows() const {
+    return ResourceExhausted("table '", config_.name, "': out of memory for new rows of ",
+                             row_stride_, " bytes each");
   }
 
   Status OutOfMemoryForImport(int64_t n) const {
