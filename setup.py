@@ -84,6 +84,9 @@ class BuildTensorFlowOps(build_ext):
                   "-fno-math-errno", "-fno-trapping-math",
                   f'-DDRL_BUILT_FOR_TENSORFLOW="{tf.__version__}"']
         tf_compile = [f for f in tf.sysconfig.get_compile_flags() if not f.startswith("--std")]
+        # tsl/platform/fingerprint.h (the readers' id hashing) includes <farmhash.h>
+        tf_compile += ["-isystem", os.path.join(tf.sysconfig.get_include(), "external",
+                                                "farmhash_archive", "src")]
         abi = [f for f in tf_compile if "_GLIBCXX_USE_CXX11_ABI" in f]
         uses_arrow = any(source in ARROW_SOURCES for source in ext.sources)
         arrow_compile, arrow_link = arrow_flags() if uses_arrow else ([], [])

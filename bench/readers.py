@@ -6,7 +6,8 @@ format, each timed read going over them 5 times), batch 4096, every column of ev
 consumes a dataset; a Python loop over 40 tensors a batch would add its own cost):
 
 * ``read_parquet`` with string ids against pyarrow ``read_table`` of the same columns
-  (decode only, the reference), and the same with int64 ids;
+  (decode only, the reference), the same files with the ids hashed to int64 in the op
+  (``hash_to_int64``), and files with int64 ids;
 * ``read_csv`` against ``pyarrow.csv.read_csv`` of the same columns with the same
   column types (decode only), and ``tf.data.experimental.make_csv_dataset``;
 * DeepFM (KV embeddings, string ids) ``model.fit`` examples/s reading the Parquet files
@@ -20,6 +21,7 @@ csv_vs_pyarrow_csv=<c/d> fit_from_files_vs_memory=<e>`` (a, b with string ids).
 Usage: python bench/readers.py [--rows 200000] [--batch_size 4096] [--repeats 3] [--passes 5]
 """
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -134,6 +136,10 @@ def main():
             lambda: read_parquet(pq_passes, schema, batch), repeats)
         results["pyarrow read_table (string ids)"] = decode_rate(
             lambda p: pq.read_table(p, columns=columns), pq_passes, rows * passes, repeats)
+        hashed = dataclasses.replace(schema, categorical=[
+            dataclasses.replace(f, hash_to_int64=True) for f in schema.categorical])
+        results["read_parquet (string ids hashed)"] = dataset_rate(
+            lambda: read_parquet(pq_passes, hashed, batch), repeats)
         results["read_parquet (int64 ids)"] = dataset_rate(
             lambda: read_parquet(pq_int_passes, ints.schema, batch), repeats)
         results["pyarrow read_table (int64 ids)"] = decode_rate(
@@ -168,7 +174,10 @@ def main():
     csv = results["read_csv"]
     fit = (results["DeepFM fit from Parquet (examples/s)"]
            / results["DeepFM fit from memory (examples/s)"])
-    print(f"int64 ids: read_parquet_vs_pyarrow_decode={int_ratio:.2f}; read_csv vs "
+    hashed_ratio = (results["read_parquet (string ids hashed)"]
+                    / results["pyarrow read_table (string ids)"])
+    print(f"string ids hashed in the op: read_parquet_vs_pyarrow_decode={hashed_ratio:.2f}; "
+          f"int64 ids: read_parquet_vs_pyarrow_decode={int_ratio:.2f}; read_csv vs "
           f"make_csv_dataset {csv / results['tf make_csv_dataset']:.2f}x")
     print(f"readers: parquet_rows_per_s={parquet:.0f} parquet_vs_pyarrow_decode={ratio:.2f} "
           f"csv_rows_per_s={csv:.0f} csv_vs_pyarrow_csv={csv / results['pyarrow.csv.read_csv']:.2f} "

@@ -8,7 +8,7 @@ def build_inputs(schema):
     multi-valued) and float32 numeric values, all batch-major."""
     inputs = {}
     for field in schema.categorical:
-        dtype = tf.int64 if field.dtype == "int64" else tf.string
+        dtype = tf.int64 if field.key_dtype == "int64" else tf.string
         if field.kind == "single":
             inputs[field.name] = keras.Input((), dtype=dtype, name=field.name)
         else:
@@ -53,7 +53,7 @@ class FieldEmbeddings:
                 continue
             combiner = None if field.kind == "single" else "mean"
             shared = tables.get(field.table)
-            layer = KVEmbedding(table.replace(key_dtype=field.dtype), combiner=combiner,
+            layer = KVEmbedding(table.replace(key_dtype=field.key_dtype), combiner=combiner,
                                 shared_table=shared.kv if shared else None, optimizer=optimizer,
                                 name=f"{prefix}_{field.name}")
             tables.setdefault(field.table, layer)

@@ -39,6 +39,8 @@ struct ColumnSpec {
   std::string separator = "|";
   int64_t max_len = -1;  // multi: at most this many ids per row (-1: all)
   bool keep_last = false;
+  // String ids: converted as strings here; the tf.data op hashes them into int64 tensors.
+  bool hash_ids = false;
 };
 
 struct FileFormat {

@@ -22,6 +22,7 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/platform/blocking_counter.h"
+#include "tensorflow/core/platform/fingerprint.h"
 
 namespace deeprec_lite {
 namespace {
@@ -51,8 +52,10 @@ bool IsRagged(ColumnKind kind) {
   return kind == ColumnKind::kMultiInt || kind == ColumnKind::kMultiString;
 }
 
-DataType ValueType(ColumnKind kind) {
-  switch (kind) {
+// The dtype of a column's values tensor: hashed string ids are int64.
+DataType ValueType(const ColumnSpec& column) {
+  if (column.hash_ids) return tensorflow::DT_INT64;
+  switch (column.kind) {
     case ColumnKind::kLabelFloat:
     case ColumnKind::kNumeric:
       return tensorflow::DT_FLOAT;
@@ -93,7 +96,7 @@ class Dataset : public DatasetBase {
         bounds_(std::move(bounds)),
         attrs_(std::move(attrs)) {
     for (const ColumnSpec& column : columns_) {
-      dtypes_.push_back(ValueType(column.kind));
+      dtypes_.push_back(ValueType(column));
       shapes_.push_back(PartialTensorShape({-1}));
       if (IsRagged(column.kind)) {
         dtypes_.push_back(tensorflow::DT_INT64);
@@ -256,13 +259,13 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
     const size_t n = d.columns_.size();
     std::vector<Tensor> values(n), lengths(n);
     auto copy_column = [&](size_t c) {
-      const ColumnKind kind = d.columns_[c].kind;
-      const DataType dtype = ValueType(kind);
-      if (!IsRagged(kind)) {
+      const ColumnSpec& spec = d.columns_[c];
+      const DataType dtype = ValueType(spec);
+      if (!IsRagged(spec.kind)) {
         values[c] = Tensor(allocator, dtype, tensorflow::TensorShape({rows}));
         int64_t at = 0;
         ForEachPiece(c, rows, [&](const ConvertedColumn& col, int64_t lo, int64_t count) {
-          CopyValues(col, lo, count, &values[c], at);
+          CopyValues(spec, col, lo, count, &values[c], at);
           at += count;
         });
         return;
@@ -277,7 +280,7 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
       int64_t at = 0, row = 0;
       ForEachPiece(c, rows, [&](const ConvertedColumn& col, int64_t lo, int64_t count) {
         const int64_t first = col.offsets[lo], size = col.offsets[lo + count] - first;
-        CopyValues(col, first, size, &values[c], at);
+        CopyValues(spec, col, first, size, &values[c], at);
         at += size;
         for (int64_t r = lo; r < lo + count; ++r) {
           length(row++) = col.offsets[r + 1] - col.offsets[r];
@@ -323,9 +326,27 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
     }
   }
 
-  static void CopyValues(const ConvertedColumn& col, int64_t lo, int64_t n, Tensor* dst,
-                         int64_t at) {
-    if (dst->dtype() == tensorflow::DT_STRING) {
+  // Fingerprint64(id) % (2^63 - 1), as tf.strings.to_hash_bucket_fast(ids, 2**63 - 1).
+  static int64_t HashId(const char* data, size_t size) {
+    constexpr uint64_t kBuckets = 9223372036854775807ULL;
+    return static_cast<int64_t>(tsl::Fingerprint64(absl::string_view(data, size)) % kBuckets);
+  }
+
+  static void CopyValues(const ColumnSpec& spec, const ConvertedColumn& col, int64_t lo,
+                         int64_t n, Tensor* dst, int64_t at) {
+    if (spec.hash_ids) {
+      int64_t* out = dst->flat<int64_t>().data() + at;
+      if (col.text != nullptr) {
+        const int32_t* offsets = col.text_offsets + lo;
+        for (int64_t i = 0; i < n; ++i) {
+          out[i] = HashId(col.text + offsets[i], offsets[i + 1] - offsets[i]);
+        }
+        return;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        out[i] = HashId(col.strings[lo + i].data(), col.strings[lo + i].size());
+      }
+    } else if (dst->dtype() == tensorflow::DT_STRING) {
       auto flat = dst->flat<tensorflow::tstring>();
       if (col.text != nullptr) {
         const int32_t* offsets = col.text_offsets + lo;
@@ -373,7 +394,7 @@ class ArrowReaderDatasetOp : public tensorflow::data::DatasetOpKernel {
   explicit ArrowReaderDatasetOp(OpKernelConstruction* ctx) : DatasetOpKernel(ctx) {
     std::vector<std::string> names, defaults, separators;
     std::vector<int64_t> kinds, transforms, default_ints, max_lens;
-    std::vector<bool> binary, keep_last;
+    std::vector<bool> binary, keep_last, hash_ids;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("column_names", &names));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("column_kinds", &kinds));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("transforms", &transforms));
@@ -383,10 +404,11 @@ class ArrowReaderDatasetOp : public tensorflow::data::DatasetOpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("separators", &separators));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_lens", &max_lens));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("keep_last", &keep_last));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("hash_ids", &hash_ids));
     const size_t n = names.size();
     for (const size_t size : {kinds.size(), transforms.size(), binary.size(),
                               default_ints.size(), defaults.size(), separators.size(),
-                              max_lens.size(), keep_last.size()}) {
+                              max_lens.size(), keep_last.size(), hash_ids.size()}) {
       OP_REQUIRES(ctx, size == n, tensorflow::errors::InvalidArgument(
                                       "every column attribute needs ", n, " entries, got ", size));
     }
@@ -403,6 +425,11 @@ class ArrowReaderDatasetOp : public tensorflow::data::DatasetOpKernel {
       spec.separator = separators[c];
       spec.max_len = max_lens[c];
       spec.keep_last = keep_last[c];
+      spec.hash_ids = hash_ids[c];
+      OP_REQUIRES(ctx, !spec.hash_ids || spec.kind == ColumnKind::kIdString ||
+                           spec.kind == ColumnKind::kMultiString,
+                  tensorflow::errors::InvalidArgument("hash_ids: column '", spec.name,
+                                                      "' does not hold string ids"));
       columns_.push_back(std::move(spec));
     }
     std::string file_format, delimiter, quote_char;
@@ -497,6 +524,7 @@ REGISTER_OP("DrlArrowReaderDataset")
     .Attr("separators: list(string)")
     .Attr("max_lens: list(int)")
     .Attr("keep_last: list(bool)")
+    .Attr("hash_ids: list(bool)")
     .Attr("delimiter: string = ','")
     .Attr("header: bool = true")
     .Attr("file_columns: list(string) = []")

@@ -7,6 +7,7 @@ maps each feature field to a ``[B]`` tensor (single ids, numeric values) or a
 from deeprec_lite.data.auc import bayes_auc, roc_auc
 from deeprec_lite.data.formats.csv_reader import CsvFormat, csv_num_rows, read_csv, read_csv_rows, read_tsv
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
+from deeprec_lite.data.formats.id_hashing import hash_string_ids
 from deeprec_lite.data.formats.known_datasets import (CRITEO_COLUMNS, FRAPPE_FIELD_RANGES, criteo_schema,
                                               frappe_schema)
 from deeprec_lite.data.workqueue.local_data_service import LocalDataService
@@ -28,7 +29,8 @@ __all__ = [
     "CsvSource", "FRAPPE_FIELD_RANGES", "LabelField", "LibsvmLayout", "LibsvmSource",
     "LocalDataService", "NumericField", "ParquetSource", "RowSource", "Schema",
     "SyntheticCTR", "SyntheticConfig", "SyntheticFiles", "SyntheticRows", "bayes_auc",
-    "criteo_schema", "csv_num_rows", "frappe_schema", "libsvm_num_rows", "load_schema",
+    "criteo_schema", "csv_num_rows", "frappe_schema", "hash_string_ids", "libsvm_num_rows",
+    "load_schema",
     "parquet_num_rows", "read_csv", "read_csv_rows", "read_libsvm", "read_libsvm_rows",
     "read_parquet", "read_parquet_rows", "read_tsv", "roc_auc", "save_schema",
     "schema_from_dict", "schema_from_json", "schema_from_yaml", "schema_to_dict",

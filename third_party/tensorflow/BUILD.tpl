@@ -3,7 +3,8 @@ package(default_visibility = ["//visibility:public"])
 cc_library(
     name = "tf_header_lib",
     hdrs = glob(["include/**"]),
-    includes = ["include"],
+    # farmhash: tsl/platform/fingerprint.h includes <farmhash.h>
+    includes = ["include", "include/external/farmhash_archive/src"],
     defines = ["_GLIBCXX_USE_CXX11_ABI=1", "EIGEN_MAX_ALIGN_BYTES=64"],
 )
 

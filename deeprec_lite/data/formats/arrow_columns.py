@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from deeprec_lite.data.formats.column_batch import ColumnBatch, RaggedColumn
 from deeprec_lite.data.formats.errors import BadFileError
+from deeprec_lite.data.formats.id_hashing import hash_string_array
 from deeprec_lite.data.formats.numeric_transforms import transform_numeric
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, NumericField, Schema
 
@@ -174,12 +175,18 @@ def _multi_ids(arr: pa.Array, field: CategoricalField, path: str) -> RaggedColum
     return RaggedColumn(values, lengths)
 
 
+def _hashed(column):
+    if isinstance(column, RaggedColumn):
+        return RaggedColumn(hash_string_array(column.values), column.row_lengths)
+    return hash_string_array(column)
+
+
 def arrow_to_columns(data: ArrowData, schema: Schema, path: str,
                      schema_checked: bool = False) -> ColumnBatch:
     """Converts an arrow batch or table holding the schema's columns into a column batch.
 
     Labels come out as float32/int64 arrays, single ids as int64 / object (str)
-    arrays, multi-valued ids as RaggedColumn, numeric fields transformed float32.
+    arrays (int64 for ``hash_to_int64`` fields), multi-valued ids as RaggedColumn, numeric fields transformed float32.
     ``schema_checked``: the caller already ran :func:`check_arrow_schema` on
     this file's schema.
     """
@@ -197,6 +204,8 @@ def arrow_to_columns(data: ArrowData, schema: Schema, path: str,
                 out[field.name] = _single_ids(arr, field, path)
             else:
                 out[field.name] = _multi_ids(arr, field, path)
+            if isinstance(field, CategoricalField) and field.hash_to_int64:
+                out[field.name] = _hashed(out[field.name])
         except BadFileError:
             raise
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:

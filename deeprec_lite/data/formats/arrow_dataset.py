@@ -77,7 +77,7 @@ def _column_attrs(schema: Schema):
     """The op's per-column attributes and its numeric_bounds input (min, max, fill)."""
     attrs = {k: [] for k in ("column_names", "column_kinds", "transforms", "binary",
                              "default_ints", "default_strings", "separators", "max_lens",
-                             "keep_last")}
+                             "keep_last", "hash_ids")}
     bounds = []
     for field in schema.fields:
         categorical = isinstance(field, CategoricalField)
@@ -93,6 +93,7 @@ def _column_attrs(schema: Schema):
         attrs["separators"].append(field.separator if categorical else "|")
         attrs["max_lens"].append(field.max_len if categorical and field.max_len else -1)
         attrs["keep_last"].append(categorical and field.keep == "last")
+        attrs["hash_ids"].append(categorical and field.hash_to_int64)
         if numeric and field.transform == "minmax":
             bounds += [float(field.min), float(field.max), float(field.fill_value)]
         else:

@@ -10,7 +10,8 @@ Conventions (what the readers produce for each kind of field):
 * label: a float32 (or int64) tensor of shape ``[B]``.
 * categorical ``kind="single"``: an int64 or string tensor of shape ``[B]``.
   A missing value becomes ``default`` (``-1`` for int64, ``"__missing__"`` for
-  strings unless configured).
+  strings unless configured). String ids of a field with ``hash_to_int64=True``
+  come out as int64 (see :func:`hash_string_ids`).
 * categorical ``kind="multi"`` or ``"sequence"``: a ``tf.RaggedTensor`` of shape
   ``[B, None]``; a missing value is an empty row. ``max_len`` caps the row
   length (``keep="first"`` keeps the first values, ``"last"`` the last ones,
@@ -19,7 +20,7 @@ Conventions (what the readers produce for each kind of field):
   value becomes ``fill_value`` (in the transformed space).
 * Several categorical fields may share one embedding table by naming the same
   ``table``; it defaults to the field name. Fields sharing a table must have the
-  same id dtype.
+  same key dtype.
 """
 from __future__ import annotations
 
@@ -89,6 +90,13 @@ class CategoricalField:
       default: id used for a missing single-valued entry; defaults to ``-1``
         (int64) or ``"__missing__"`` (string).
       separator: separator of the ids of a multi-valued field in text files.
+      hash_to_int64: string ids only: the readers hash each id (after ``default``
+        replaced a missing one) to an int64 id in [0, 2**63 - 2] with
+        :func:`hash_string_ids` (FarmHash Fingerprint64, as
+        ``tf.strings.to_hash_bucket_fast(ids, 2**63 - 1)``), so the field's table is
+        keyed by int64 (``key_dtype``): no string is stored or copied after the file is
+        decoded. A serving graph hashes its raw ids with the same function. Two ids
+        collide with probability about n**2 / 2**64 for n distinct ids.
     """
 
     name: str
@@ -99,6 +107,7 @@ class CategoricalField:
     table: Optional[str] = None
     default: Optional[Union[int, str]] = None
     separator: str = "|"
+    hash_to_int64: bool = False
 
     def __post_init__(self):
         _check_name("categorical", self.name)
@@ -133,6 +142,18 @@ class CategoricalField:
         if not isinstance(self.separator, str) or len(self.separator) == 0:
             raise ValueError(
                 f"{where}: separator must be a non-empty string, got {self.separator!r}")
+        if not isinstance(self.hash_to_int64, bool):
+            raise ValueError(
+                f"{where}: hash_to_int64 must be True or False, got {self.hash_to_int64!r}")
+        if self.hash_to_int64 and self.dtype != "string":
+            raise ValueError(
+                f"{where}: hash_to_int64=True needs dtype 'string', got dtype {self.dtype!r}")
+
+    @property
+    def key_dtype(self) -> str:
+        """The dtype of the ids the readers give, and so of the table's keys: ``"int64"``
+        for a hashed string field, else ``dtype``."""
+        return "int64" if self.hash_to_int64 else self.dtype
 
     @property
     def is_ragged(self) -> bool:
@@ -210,7 +231,7 @@ class Schema:
     """The features and labels of a data set.
 
     ``labels`` may be empty (inference data). Field names are unique across the
-    schema; fields sharing a ``table`` must have the same id dtype.
+    schema; fields sharing a ``table`` must have the same key dtype.
     """
 
     labels: Tuple[LabelField, ...] = ()
@@ -235,11 +256,11 @@ class Schema:
         dtypes: Dict[str, CategoricalField] = {}
         for field in self.categorical:
             first = dtypes.setdefault(field.table, field)
-            if first.dtype != field.dtype:
+            if first.key_dtype != field.key_dtype:
                 raise ValueError(
-                    f"table {field.table!r} is shared by field {first.name!r} (dtype "
-                    f"{first.dtype!r}) and field {field.name!r} (dtype {field.dtype!r}); "
-                    "fields sharing a table need the same id dtype")
+                    f"table {field.table!r} is shared by field {first.name!r} (key dtype "
+                    f"{first.key_dtype!r}) and field {field.name!r} (key dtype "
+                    f"{field.key_dtype!r}); fields sharing a table need the same key dtype")
 
     @property
     def fields(self) -> List[Field]:

@@ -19,7 +19,7 @@ def field_tf_dtype(field) -> tf.DType:
         return tf.float32 if field.dtype == "float32" else tf.int64
     if isinstance(field, NumericField):
         return tf.float32
-    return tf.int64 if field.dtype == "int64" else tf.string
+    return tf.int64 if field.key_dtype == "int64" else tf.string
 
 
 ExtraColumns = Mapping[str, Tuple[tf.DType, bool]]

@@ -1,5 +1,8 @@
 """The C++ reader op behind read_parquet / read_csv: checkpointed position, work-item ranges,
-Arrow column types, and bit-for-bit agreement with the Python (pyarrow + numpy) conversion."""
+Arrow column types, ids hashed in the op, and bit-for-bit agreement with the Python (pyarrow +
+numpy) conversion."""
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -7,8 +10,8 @@ import pytest
 
 from deeprec_lite.compat import tf
 from deeprec_lite.data import (CategoricalField, LabelField, NumericField, Schema, SyntheticCTR,
-                               read_csv, read_csv_rows, read_parquet, read_parquet_rows,
-                               write_csv, write_parquet)
+                               hash_string_ids, read_csv, read_csv_rows, read_parquet,
+                               read_parquet_rows, write_csv, write_parquet)
 from deeprec_lite.data.formats import arrow_dataset
 from deeprec_lite.data.formats.column_batch import RaggedColumn, concat_batches
 from deeprec_lite.data.formats.csv_reader import CsvFormat
@@ -153,6 +156,67 @@ def test_arrow_column_types_are_converted(tmp_path):
                    "word": ["a", "none", "a", "bb"], "joined": [[1, 2], [], [], [5]],
                    "words": [["y", "z"], [], [], ["w"]],
                    "absent": ["__missing__"] * 4, "n": [1.0, 0.0, 3.0, 4.0]}
+    hashed = dataset_columns(read_parquet(path, _hashed(schema), 3))[0]
+    for name in ("word", "words", "absent"):  # nulls, dictionaries, lists, max_len
+        assert hashed[name] == _tf_hash(got[name]), name
+    assert {k: v for k, v in hashed.items() if k not in ("word", "words", "absent")} == {
+        k: v for k, v in got.items() if k not in ("word", "words", "absent")}
+
+
+def _hashed(schema):
+    """The schema with every string id field hashed to int64."""
+    return dataclasses.replace(schema, categorical=[
+        dataclasses.replace(f, hash_to_int64=f.dtype == "string") for f in schema.categorical])
+
+
+def _tf_hash(column):
+    """hash_string_ids of one column's per-row values (lists for ragged fields)."""
+    if column and isinstance(column[0], list):
+        return hash_string_ids(tf.ragged.constant(column, tf.string)).to_list()
+    return hash_string_ids(tf.constant(column, tf.string)).numpy().tolist()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_hashed_ids_are_the_tf_hash_of_the_string_ids(files, kind):
+    hashed = _hashed(GEN.schema)
+    if kind == "parquet":
+        read, read_rows = read_parquet, lambda p, s: read_parquet_rows(p, s)
+        paths = files[0]
+    else:
+        read, read_rows = read_csv, lambda p, s: read_csv_rows(p, s, CsvFormat())
+        paths = files[1]
+    strings = dataset_columns(read(paths, GEN.schema, 128, num_parallel_reads=1))[0]
+    ds = read(paths, hashed, 128, num_parallel_reads=1)
+    assert all(ds.element_spec[0][f.name].dtype == tf.int64 for f in hashed.categorical)
+    got = dataset_columns(ds)[0]
+    python = _python_columns([b for p in paths for b in read_rows(p, hashed)], hashed)
+    for field in hashed.categorical:
+        assert any(v == field.default for v in strings[field.name])  # missing ids included
+        want = _tf_hash(strings[field.name])
+        assert got[field.name] == want, field.name
+        assert python[field.name] == want, field.name
+    for name in ["__label__"] + [f.name for f in hashed.numeric]:
+        assert got[name] == strings[name]
+
+
+def test_zoo_model_trains_on_hashed_ids_with_int64_tables(files):
+    from deeprec_lite import models
+    from deeprec_lite.training import optimizers
+    from deeprec_lite.kv import sparse_optimizers
+    from deeprec_lite.compat import keras
+
+    hashed = _hashed(GEN.schema)
+    model = models.get("deepfm")(hashed, table=4, dnn=(8,))
+    model.compile(optimizer=optimizers.KVOptimizer(sparse_optimizers.Adagrad(0.1),
+                                                   keras.optimizers.Adam(0.01)),
+                  loss="binary_crossentropy")
+    history = model.fit(read_parquet(files[0], hashed, 128), epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    strings = dataset_columns(read_parquet(files[0], GEN.schema, 128))[0]
+    for field in hashed.categorical:
+        kv = model.get_layer(f"embedding_{field.name}").kv
+        assert kv.key_dtype == tf.int64
+        assert sorted(kv.export().keys.numpy().tolist()) == sorted(set(_tf_hash(strings[field.name])))
 
 
 def test_workers_share_the_row_groups(files):

@@ -13,16 +13,21 @@ def _schema():
         categorical=[CategoricalField("user", dtype="string"),
                      CategoricalField("item"),
                      CategoricalField("hist", kind="sequence", max_len=20, table="item", keep="last"),
-                     CategoricalField("tags", dtype="string", kind="multi", max_len=5)],
+                     CategoricalField("tags", dtype="string", kind="multi", max_len=5),
+                     CategoricalField("query", dtype="string", table="item", hash_to_int64=True)],
         numeric=[NumericField("price", transform="log"),
                  NumericField("age", transform="minmax", min=0, max=100, fill_value=-1.0)])
 
 
 def test_tables_default_to_field_name_and_can_be_shared():
     s = _schema()
-    assert s.tables() == {"user": ["user"], "item": ["item", "hist"], "tags": ["tags"]}
+    assert s.tables() == {"user": ["user"], "item": ["item", "hist", "query"], "tags": ["tags"]}
     assert s.field("hist").table == "item"
-    assert s.column_names == ["click", "buy", "user", "item", "hist", "tags", "price", "age"]
+    assert s.column_names == ["click", "buy", "user", "item", "hist", "tags", "query", "price",
+                              "age"]
+    # a hashed string field gives int64 ids, so it may share an int64 table
+    assert [s.field(n).key_dtype for n in ("user", "item", "query")] == [
+        "string", "int64", "int64"]
     assert s.field("user").default == "__missing__" and s.field("item").default == -1
     assert s.field("hist").is_ragged and not s.field("item").is_ragged
 
@@ -68,6 +73,9 @@ def test_yaml_needs_pyyaml(tmp_path):
     (lambda: CategoricalField("a", default="x"), r"field 'a'.*default.*'x'"),
     (lambda: CategoricalField("a", dtype="string", default=3), r"field 'a'.*default.*3"),
     (lambda: CategoricalField("a", keep="middle"), r"field 'a'.*keep.*'middle'"),
+    (lambda: CategoricalField("a", hash_to_int64=True), r"field 'a'.*hash_to_int64.*'int64'"),
+    (lambda: CategoricalField("a", dtype="string", hash_to_int64=1),
+     r"field 'a'.*hash_to_int64.*1"),
     (lambda: NumericField("x", transform="sqrt"), r"field 'x'.*transform.*'sqrt'"),
     (lambda: NumericField("x", transform="minmax"), r"field 'x'.*min.*max"),
     (lambda: NumericField("x", transform="minmax", min=3, max=3), r"field 'x'.*min < max.*3"),
@@ -88,6 +96,10 @@ def test_schema_validation():
     with pytest.raises(ValueError, match="table 'items'.*'a'.*'int64'.*'b'.*'string'"):
         Schema(categorical=[CategoricalField("a", table="items"),
                             CategoricalField("b", dtype="string", table="items")])
+    with pytest.raises(ValueError, match="table 'items'.*'a'.*'string'.*'b'.*'int64'"):
+        Schema(categorical=[CategoricalField("a", dtype="string", table="items"),
+                            CategoricalField("b", dtype="string", table="items",
+                                             hash_to_int64=True)])
     with pytest.raises(ValueError, match="no feature fields"):
         Schema(labels=[LabelField("y")])
     with pytest.raises(ValueError, match="no field 'zz'"):
