@@ -2,7 +2,10 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <string>
+#include <vector>
 
+#include "embedding_pooling.h"
 #include "kernel_checks.h"
 #include "kv_table.h"
 #include "table_group.h"
@@ -169,46 +172,130 @@ class KvFindOrInsertOp : public TableKernel {
 
 class KvGroupFindOrInsertOp : public OpKernel {
  public:
-  using OpKernel::OpKernel;
+  explicit KvGroupFindOrInsertOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::vector<std::string> combiners;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("combiners", &combiners));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_lengths", &max_lengths_));
+    for (const std::string& name : combiners) {
+      Pooling mode;
+      OP_REQUIRES(ctx, ParsePooling(name, &mode),
+                  InvalidArgument("combiners: each must be none, sum, mean, sqrtn or "
+                                  "sequence, got '", name, "'"));
+      modes_.push_back(mode);
+    }
+  }
 
   void Compute(OpKernelContext* ctx) override {
     TableGroup group;
     OP_REQUIRES_OK(ctx, group.Open(ctx, "tables"));
-    tensorflow::OpInputList ids;
+    const int n = group.size();
+    OP_REQUIRES(ctx, (modes_.empty() || static_cast<int>(modes_.size()) == n) &&
+                         (max_lengths_.empty() || static_cast<int>(max_lengths_.size()) == n),
+                InvalidArgument("combiners and max_lengths need ", n, " entries or none, got ",
+                                modes_.size(), " and ", max_lengths_.size()));
+    tensorflow::OpInputList ids, splits, weights;
     OP_REQUIRES_OK(ctx, ctx->input_list("ids", &ids));
-    for (int i = 0; i < group.size(); ++i) {
+    OP_REQUIRES_OK(ctx, ctx->input_list("row_splits", &splits));
+    OP_REQUIRES_OK(ctx, ctx->input_list("weights", &weights));
+    std::vector<PoolingSpec> pooling(n);
+    for (int i = 0; i < n; ++i) {
       OP_REQUIRES_OK(ctx, CheckKeys(group[i], ids[i]));
+      const std::string what = tensorflow::strings::StrCat("ids[", i, "] (table '",
+                                                           group[i].config().name, "')");
       OP_REQUIRES(ctx, ids[i].dims() == 1,
-                  InvalidArgument("ids[", i, "] (table '", group[i].config().name,
-                                  "') must be a vector, got shape ",
+                  InvalidArgument(what, " must be a vector, got shape ",
                                   ids[i].shape().DebugString()));
+      OP_REQUIRES_OK(ctx, PoolingSpec::Make(what, modes_.empty() ? Pooling::kNone : modes_[i],
+                                            splits[i], weights[i], ids[i].NumElements(),
+                                            max_lengths_.empty() ? -1 : max_lengths_[i],
+                                            &pooling[i]));
     }
     int start, stop;
     OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("global_steps", &start, &stop));
-    std::vector<int64_t> steps(group.size());
-    for (int i = 0; i < group.size(); ++i) {
+    std::vector<int64_t> steps(n);
+    for (int i = 0; i < n; ++i) {
       OP_REQUIRES_OK(ctx, ReadStep(ctx, start + i, "global_steps", &steps[i]));
     }
     tensorflow::OpOutputList rows, unique, index;
     OP_REQUIRES_OK(ctx, ctx->output_list("rows", &rows));
     OP_REQUIRES_OK(ctx, ctx->output_list("unique_keys", &unique));
     OP_REQUIRES_OK(ctx, ctx->output_list("index", &index));
-    std::vector<Tensor*> row_out(group.size()), index_out(group.size());
-    for (int i = 0; i < group.size(); ++i) {
-      OP_REQUIRES_OK(ctx, rows.allocate(i, KeysByDim(ids[i], group[i].config().dim),
-                                        &row_out[i]));
+    // Each id's row: the output itself, or for a pooled feature a temporary it pools from.
+    std::vector<Tensor*> row_out(n), index_out(n);
+    std::vector<Tensor> id_rows(n);
+    for (int i = 0; i < n; ++i) {
+      const int64_t dim = group[i].config().dim;
+      if (pooling[i].mode == Pooling::kNone) {
+        OP_REQUIRES_OK(ctx, rows.allocate(i, KeysByDim(ids[i], dim), &row_out[i]));
+      } else {
+        Tensor* pooled;
+        OP_REQUIRES_OK(ctx, rows.allocate(i, pooling[i].Shape(dim), &pooled));
+        OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
+                                               KeysByDim(ids[i], dim), &id_rows[i]));
+        row_out[i] = &id_rows[i];
+      }
       OP_REQUIRES_OK(ctx, index.allocate(i, ids[i].shape(), &index_out[i]));
     }
     tensorflow::mutex allocation;  // outputs are allocated one at a time
     OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers& workers) {
-      return group[i].FindOrInsertUnique(
+      TF_RETURN_IF_ERROR(group[i].FindOrInsertUnique(
           workers, ids[i], steps[i], row_out[i]->flat<float>().data(),
           index_out[i]->flat<int64_t>().data(), [&](int64_t count, Tensor** out) {
             tensorflow::mutex_lock lock(allocation);
             return unique.allocate(i, TensorShape({count}), out);
-          });
+          }));
+      if (pooling[i].mode != Pooling::kNone) {
+        pooling[i].Pool(id_rows[i].flat<float>().data(), group[i].config().dim, 0,
+                        pooling[i].examples, rows[i]->flat<float>().data());
+      }
+      return Status();
     }));
   }
+
+ private:
+  std::vector<Pooling> modes_;
+  std::vector<int64_t> max_lengths_;
+};
+
+// The gradient of the rows of a pooled feature's ids from its pooled output's gradient.
+class KvPoolingGradOp : public OpKernel {
+ public:
+  explicit KvPoolingGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string combiner;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("combiner", &combiner));
+    OP_REQUIRES(ctx, ParsePooling(combiner, &mode_) && mode_ != Pooling::kNone,
+                InvalidArgument("combiner must be sum, mean, sqrtn or sequence, got '",
+                                combiner, "'"));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& grad = ctx->input(0);
+    const Tensor& splits = ctx->input(1);
+    const int64_t ids = splits.NumElements() > 0 ? splits.flat<int64_t>()(splits.NumElements() - 1)
+                                                 : 0;
+    const int rank = mode_ == Pooling::kSequence ? 3 : 2;
+    OP_REQUIRES(ctx, grad.dims() == rank,
+                InvalidArgument("grad must have rank ", rank, ", got shape ",
+                                grad.shape().DebugString()));
+    const int64_t dim = grad.dim_size(rank - 1);
+    PoolingSpec spec;
+    OP_REQUIRES_OK(ctx, PoolingSpec::Make("pooling gradient", mode_, splits, ctx->input(2), ids,
+                                          rank == 3 ? grad.dim_size(1) : -1, &spec));
+    OP_REQUIRES(ctx, grad.shape() == spec.Shape(dim),
+                InvalidArgument("grad must have shape ", spec.Shape(dim).DebugString(),
+                                ", got ", grad.shape().DebugString()));
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({ids, dim}), &out));
+    const CpuWorkers& workers = Workers(ctx);
+    const float* g = grad.flat<float>().data();
+    float* o = out->flat<float>().data();
+    workers.workers->ParallelFor(
+        spec.examples, ids / std::max<int64_t>(spec.examples, 1) * dim * 4 + 1,
+        [&](int64_t lo, int64_t hi) { spec.Gradient(g, dim, lo, hi, o); });
+  }
+
+ private:
+  Pooling mode_;
 };
 
 class KvUpdateOp : public TableKernel {
@@ -350,6 +437,7 @@ DRL_CPU_KERNEL("DrlKvTable", KvTableOp);
 DRL_CPU_KERNEL("DrlKvFind", KvFindOp);
 DRL_CPU_KERNEL("DrlKvFindOrInsert", KvFindOrInsertOp);
 DRL_CPU_KERNEL("DrlKvGroupFindOrInsert", KvGroupFindOrInsertOp);
+DRL_CPU_KERNEL("DrlKvPoolingGrad", KvPoolingGradOp);
 DRL_CPU_KERNEL("DrlKvUpdate", KvUpdateOp);
 DRL_CPU_KERNEL("DrlKvExport", KvExportOp);
 DRL_CPU_KERNEL("DrlKvImport", KvImportOp);

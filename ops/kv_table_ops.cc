@@ -1,4 +1,7 @@
 // Op definitions of the KV table. Kernels are in kv_table_kernels.cc.
+#include <string>
+#include <vector>
+
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -74,20 +77,32 @@ REGISTER_OP("DrlKvGroupFindOrInsert")
     .Input("tables: N * resource")
     .Input("ids: N * Tkey")
     .Input("global_steps: N * int64")
+    .Input("row_splits: N * int64")
+    .Input("weights: N * float")
     .Output("rows: N * float")
     .Output("unique_keys: N * Tkey")
     .Output("index: N * int64")
     .Attr("N: int >= 1")
     .Attr("Tkey: {int64, string}")
+    .Attr("combiners: list(string) = []")
+    .Attr("max_lengths: list(int) = []")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
       int n;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      std::vector<std::string> combiners;
+      TF_RETURN_IF_ERROR(c->GetAttr("combiners", &combiners));
       for (int i = 0; i < n; ++i) {
         ShapeHandle ids;
         TF_RETURN_IF_ERROR(c->WithRank(c->input(n + i), 1, &ids));
-        ShapeHandle rows;
-        TF_RETURN_IF_ERROR(c->Concatenate(ids, c->Vector(InferenceContext::kUnknownDim), &rows));
+        const std::string combiner = combiners.empty() ? "none" : combiners[i];
+        ShapeHandle rows = ids;
+        if (combiner != "none") rows = c->Vector(InferenceContext::kUnknownDim);
+        if (combiner == "sequence") {
+          TF_RETURN_IF_ERROR(
+              c->Concatenate(rows, c->Vector(InferenceContext::kUnknownDim), &rows));
+        }
+        TF_RETURN_IF_ERROR(c->Concatenate(rows, c->Vector(InferenceContext::kUnknownDim), &rows));
         c->set_output(i, rows);
         c->set_output(n + i, c->Vector(InferenceContext::kUnknownDim));
         c->set_output(2 * n + i, ids);
@@ -97,9 +112,30 @@ REGISTER_OP("DrlKvGroupFindOrInsert")
     .Doc("Training lookup of the ids [n_i] of N features in one op, tables[i] for ids[i]: "
          "each distinct id of a feature is counted once with its number of occurrences, "
          "admitted and created (version = global_steps[i]) as by DrlKvFindOrInsert with "
-         "counts. rows[i] [n_i, dim_i]: each id's value; unique_keys[i]: the feature's "
-         "distinct ids; index[i] [n_i]: each id's position in unique_keys[i]. Distinct "
-         "tables run in parallel; a table named twice is looked up in list order.");
+         "counts. rows[i]: each id's value [n_i, dim_i], or with combiners[i] sum / mean / "
+         "sqrtn the pooled rows [B_i, dim_i] of the examples that row_splits[i] [B_i + 1] "
+         "cuts the ids into (weights[i] [n_i], or empty: 1), or with sequence each "
+         "example's first max_lengths[i] rows (-1: the longest example's length) padded "
+         "with zeros [B_i, L_i, dim_i]; row_splits[i] and weights[i] are empty for "
+         "combiner none (the default). unique_keys[i]: the feature's distinct ids; "
+         "index[i] [n_i]: each id's position in unique_keys[i]. Distinct tables run in "
+         "parallel; a table named twice is looked up in list order.");
+
+REGISTER_OP("DrlKvPoolingGrad")
+    .Input("grad: float")
+    .Input("row_splits: int64")
+    .Input("weights: float")
+    .Output("id_grads: float")
+    .Attr("combiner: string")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle grad = c->input(0);
+      c->set_output(0, c->Matrix(c->UnknownDim(),
+                                 c->RankKnown(grad) ? c->Dim(grad, -1) : c->UnknownDim()));
+      return Status();
+    })
+    .Doc("The gradient [n, dim] of the rows of a feature's n ids from the gradient of "
+         "their pooled rows (DrlKvGroupFindOrInsert with combiner sum, mean, sqrtn or "
+         "sequence, the same row_splits and weights).");
 
 REGISTER_OP("DrlKvUpdate")
     .Input("table: resource")

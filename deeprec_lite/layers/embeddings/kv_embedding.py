@@ -2,11 +2,13 @@
 
 How gradients reach the table under any train_step (functional, Sequential,
 subclassed and tfrs.Model alike): each training call looks the batch's ids up
-once (DrlKvGroupFindOrInsert dedups them in the op: one count and one row per
-distinct id), remembers the distinct keys of the graph it was traced in (of the
-call, when eager) and ties the rows to a small trainable "gradient anchor" weight
-through a custom gradient. The anchor's gradient is an IndexedSlices of the rows'
-gradients [n, D] with, for each id, its key's position among the distinct keys.
+once (DrlKvGroupFindOrInsert dedups them in the op, one count and one row per
+distinct id, and pools them: combiners, sequence padding), remembers the distinct
+keys of the graph it was traced in (of the call, when eager) and ties the output to
+a small trainable "gradient anchor" weight through a custom gradient. The anchor's
+gradient is an IndexedSlices of the id rows' gradients [n, D] (DrlKvPoolingGrad of
+the pooled output's gradient) with, for each id, its key's position among the
+distinct keys.
 `deeprec_lite.training.optimizers.KVOptimizer` recognizes anchors and applies the
 sparse optimizer to the tables in one fused kernel per optimizer (`apply_gradients`
 below), which sums each key's rows and updates it once, in the graph of the step;
@@ -161,18 +163,26 @@ class KVEmbedding(keras.layers.Layer):
                 "kv.set_freq_counting(epoch == 0) in your own loop")
         return graph
 
-    def _tie(self, graph, rows, keys):
-        """rows [n, D] of the step's ids, tied to the gradient anchor; keys: the _StepKeys
-        of the lookup, which the optimizer reads back. The anchor's gradient is
-        IndexedSlices(d loss / d rows, each id's position among the distinct keys), or
-        for a partitioned table (d loss / d rows, range(n))."""
+    def _tie(self, graph, rows, keys, pooling):
+        """rows [n, D] of the step's ids, or with a pooling their pooled rows, tied to the
+        gradient anchor; keys: the _StepKeys of the lookup, which the optimizer reads
+        back. The anchor's gradient is IndexedSlices(d loss / d id rows, each id's
+        position among the distinct keys), or for a partitioned table (d loss / d rows,
+        range(n))."""
         object.__setattr__(self, "_training_keys", (graph, keys))
-        rows.set_shape([None, self.dim])
+        if pooling is not None and pooling.combiner == "sequence":
+            rows.set_shape([None, self.max_length, self.dim])
+        else:
+            rows.set_shape([None, self.dim])
         anchor = self.gradient_anchor
 
         @tf.custom_gradient
         def tie_to_anchor(anchor_value):
             def grad(upstream):
+                if pooling is not None:
+                    upstream = op_library.load().drl_kv_pooling_grad(
+                        tf.convert_to_tensor(upstream), pooling.row_splits, pooling.weights,
+                        combiner=pooling.combiner)
                 if keys.shard_of is None:
                     index, count = keys.index[0], tf.size(keys.unique[0], out_type=tf.int64)
                 else:
@@ -230,12 +240,12 @@ class KVEmbedding(keras.layers.Layer):
         raise ValueError(f"{self.name}: gradients must be applied in the same step (and "
                          "tf.function) as the layer's training call that produced them")
 
-    def _embed_flat(self, ids, training):
-        """Embeddings [N, D] of a flat vector of ids, one lookup of the distinct ids."""
+    def _embed(self, ids, weights, training):
+        """The layer's output for ids checked by _ids."""
         if training:
-            return lookup_for_training([self], [ids])[0]
-        unique, index = tf.unique(ids, out_idx=tf.int64)
-        return tf.gather(self._inference_rows(unique), index)
+            return lookup_for_training([self], [ids], [weights])[0]
+        unique, index = tf.unique(self._flat_ids(ids), out_idx=tf.int64)
+        return self._output(ids, weights, tf.gather(self._inference_rows(unique), index))
 
     def _ids(self, ids):
         if isinstance(ids, tf.SparseTensor):
@@ -252,8 +262,7 @@ class KVEmbedding(keras.layers.Layer):
 
     def call(self, ids, weights=None, training=None):
         training = bool(training) if training is not None else False
-        ids = self._ids(ids)
-        return self._output(ids, weights, self._embed_flat(self._flat_ids(ids), training))
+        return self._embed(self._ids(ids), weights, training)
 
     def _flat_ids(self, ids):
         """The flat vector [N] of `ids` (checked by _ids) that one lookup embeds."""
@@ -266,6 +275,27 @@ class KVEmbedding(keras.layers.Layer):
                 raise ValueError(f"{self.name}: ids of shape {ids.shape} need a combiner "
                                  "(or sequence=True)")
         return tf.reshape(ids, [-1])
+
+    def _pooling(self, ids, weights):
+        """How the training lookup op pools this layer's rows (the arithmetic of
+        _output), or None where _output only reshapes them, or pools them after the
+        stitch of a partitioned table's shards."""
+        if not isinstance(self.kv, KVVariable):
+            return None
+        if isinstance(ids, tf.RaggedTensor):
+            row_splits = tf.cast(ids.row_splits, tf.int64)
+        elif ids.shape.rank == 1 or (self.combiner is None and not self.sequence) or (
+                self.sequence and self.max_length is None):
+            return None
+        else:  # dense [B, L]
+            shape = tf.shape(ids, out_type=tf.int64)
+            row_splits = tf.range(shape[0] + 1) * shape[1]
+        no_weights = tf.zeros([0], tf.float32)
+        if self.sequence:
+            max_length = -1 if self.max_length is None else self.max_length
+            return _Pooling("sequence", row_splits, no_weights, max_length)
+        w = no_weights if weights is None else _flat_weights(weights)
+        return _Pooling(self.combiner or "sum", row_splits, w, -1)
 
     def _output(self, ids, weights, emb):
         """The layer's output from emb [N, D], the embeddings of _flat_ids(ids)."""
@@ -280,13 +310,7 @@ class KVEmbedding(keras.layers.Layer):
         return self._pool(emb, tf.repeat(tf.range(batch), width), batch, weights)
 
     def _pool(self, emb, row_ids, num_rows, weights):
-        if weights is None:
-            w = tf.ones_like(row_ids, tf.float32)
-        else:
-            w = weights.flat_values if isinstance(weights, tf.RaggedTensor) else weights
-            if isinstance(w, tf.SparseTensor):
-                w = w.values
-            w = tf.cast(tf.reshape(w, [-1]), tf.float32)
+        w = tf.ones_like(row_ids, tf.float32) if weights is None else _flat_weights(weights)
         total = tf.math.unsorted_segment_sum(emb * w[:, None], row_ids, num_rows)
         if self.combiner in (None, "sum"):
             return total
@@ -346,6 +370,24 @@ class KVEmbedding(keras.layers.Layer):
         return cls(**config)
 
 
+def _flat_weights(weights):
+    """The float32 vector of the weights of a layer's flat ids."""
+    w = weights.flat_values if isinstance(weights, tf.RaggedTensor) else weights
+    if isinstance(w, tf.SparseTensor):
+        w = w.values
+    return tf.cast(tf.reshape(w, [-1]), tf.float32)
+
+
+class _Pooling(NamedTuple):
+    """How the training lookup op pools a layer's rows: combiner ("sum", "mean",
+    "sqrtn" or "sequence"), row_splits [B + 1] of the examples over the flat ids,
+    weights [n] (empty: all 1) and the sequence width max_length (-1: the longest)."""
+    combiner: str
+    row_splits: tf.Tensor
+    weights: tf.Tensor
+    max_length: int
+
+
 class _StepKeys(NamedTuple):
     """What a training lookup of one layer found, per shard (one for an unpartitioned
     table): shard_of, each id's shard (None when unpartitioned); unique, the shard's
@@ -363,13 +405,17 @@ def _split_by_shard(kv, ids):
     return shard_of, list(zip(kv.shards, tf.dynamic_partition(ids, shard_of, kv.num_shards)))
 
 
-def lookup_for_training(layers, ids):
-    """The training lookup of several KVEmbedding layers in one op per key dtype and
-    device (a table group; a partitioned table's shards go to their parameter servers'
-    ops): per layer, the rows [n_i, D] of its flat ids [n_i], tied to its gradient
-    anchor. Each distinct id is counted once with its number of occurrences."""
+def lookup_for_training(layers, ids, weights):
+    """The training outputs of several KVEmbedding layers, from their ids (checked by
+    _ids) and weights (or None) as `call` takes them, with one lookup op per key dtype
+    and device (a table group; a partitioned table's shards go to their parameter
+    servers' ops). Each distinct id is counted once with its number of occurrences;
+    the op also pools (combiners, sequence padding) the rows of unpartitioned tables,
+    and each layer's rows are tied to its gradient anchor."""
     graphs = [layer._begin_training_lookup() for layer in layers]
-    splits = [_split_by_shard(layer.kv, x) for layer, x in zip(layers, ids)]
+    flat = [layer._flat_ids(x) for layer, x in zip(layers, ids)]
+    poolings = [layer._pooling(x, w) for layer, x, w in zip(layers, ids, weights)]
+    splits = [_split_by_shard(layer.kv, x) for layer, x in zip(layers, flat)]
     groups = {}
     for l, (_, parts) in enumerate(splits):
         for s, (table, _) in enumerate(parts):
@@ -377,35 +423,44 @@ def lookup_for_training(layers, ids):
     found = {}
     ops = op_library.load()
     for members in groups.values():
+        pooled = [poolings[l] for l, _ in members]
         out = ops.drl_kv_group_find_or_insert(
             [splits[l][1][s][0].resource_handle for l, s in members],
             [splits[l][1][s][1] for l, s in members],
-            [layers[l].kv.step.value() for l, _ in members])
+            [layers[l].kv.step.value() for l, _ in members],
+            row_splits=[tf.zeros([0], tf.int64) if p is None else p.row_splits for p in pooled],
+            weights=[tf.zeros([0], tf.float32) if p is None else p.weights for p in pooled],
+            combiners=["none" if p is None else p.combiner for p in pooled],
+            max_lengths=[-1 if p is None else p.max_length for p in pooled])
         found.update(zip(members, zip(out.rows, out.unique_keys, out.index)))
-    rows = []
+    outputs = []
     for l, (layer, (shard_of, parts)) in enumerate(zip(layers, splits)):
         rows_, unique, index = zip(*(found[(l, s)] for s in range(len(parts))))
         if shard_of is None:
             value = rows_[0]
         else:
-            positions = tf.dynamic_partition(tf.range(tf.size(ids[l])), shard_of, len(parts))
+            positions = tf.dynamic_partition(tf.range(tf.size(flat[l])), shard_of, len(parts))
             value = tf.dynamic_stitch(positions, rows_)
-        rows.append(layer._tie(graphs[l], value, _StepKeys(shard_of, list(unique), list(index))))
-    return rows
+        tied = layer._tie(graphs[l], value, _StepKeys(shard_of, list(unique), list(index)),
+                          poolings[l])
+        outputs.append(tied if poolings[l] is not None
+                       else layer._output(ids[l], weights[l], tied))
+    return outputs
 
 
 def apply_gradients(layer_gradients, sparse_optimizer, global_step):
     """Applies the gradient anchors' gradients [(KVEmbedding layer, gradient)] to their
     tables with one fused update per sparse optimizer (a layer's own `optimizer`, else
     `sparse_optimizer`) for the grouped tables (TableConfig.grouped) and one per
-    ungrouped table, then sets each table's step and runs its eviction policies.
+    ungrouped table, then, after all of them, sets each table's step and runs its
+    eviction policies.
     Returns the ops to depend on (KVOptimizer calls it in the step's graph)."""
     groups = {}
     for layer, gradient in layer_gradients:
         optimizer = layer.sparse_optimizer or sparse_optimizer
         group = (id(optimizer), None if layer.table.grouped else id(layer))
         groups.setdefault(group, (optimizer, []))[1].append((layer, gradient))
-    done = []
+    updated = []
     for optimizer, members in groups.values():
         with tf.init_scope():
             for layer, _ in members:
@@ -413,10 +468,14 @@ def apply_gradients(layer_gradients, sparse_optimizer, global_step):
         check_finite = optimizer.nonfinite_gradients == "error"
         entries = [entry for layer, gradient in members
                    for entry in layer._update_entries(gradient, check_finite)]
-        updated = optimizer.apply_indexed(*(list(column) for column in zip(*entries)),
-                                          global_step)
-        with tf.control_dependencies(updated):
-            for layer, _ in members:
-                done.append(layer.kv.step.assign(global_step))
-                done.append(layer.kv.maybe_evict(global_step))
+        updated += optimizer.apply_indexed(*(list(column) for column in zip(*entries)),
+                                           global_step)
+    # Evictions after every update: a table shared by layers of different groups keeps
+    # the keys any of them updated in this step.
+    tables = list({id(layer.kv): layer.kv for layer, _ in layer_gradients}.values())
+    done = []
+    with tf.control_dependencies(updated):
+        for kv in tables:
+            done.append(kv.step.assign(global_step))
+            done.append(kv.maybe_evict(global_step))
     return done

@@ -14,7 +14,8 @@ class KVEmbeddingGroup(keras.layers.Layer):
     group only gathers the training lookups of the members whose table is grouped
     (``TableConfig.grouped``) into one ``DrlKvGroupFindOrInsert`` per key dtype and
     device (a partitioned table's shards join the op of their parameter server),
-    which dedups each feature's ids and runs the tables in parallel; the others (and
+    which dedups each feature's ids, pools them (combiners, sequence padding; not for
+    partitioned tables) and runs the tables in parallel; the others (and
     every inference call) look up as the member would.
     Members may share a table (``shared_table``): the shared table is looked up once
     per member, in member order. With KVOptimizer the members' tables are also
@@ -70,12 +71,11 @@ class KVEmbeddingGroup(keras.layers.Layer):
         training = bool(training) if training is not None else False
         ids = [m._ids(x) for m, x in zip(self.embeddings, self._check_list(ids, "ids"))]
         weights = [None] * len(ids) if weights is None else self._check_list(weights, "weights")
-        flat = [m._flat_ids(x) for m, x in zip(self.embeddings, ids)]
         together = [i for i, m in enumerate(self.embeddings) if training and m.table.grouped]
-        emb = dict(zip(together, lookup_for_training([self.embeddings[i] for i in together],
-                                                     [flat[i] for i in together])))
-        return [m._output(ids[i], weights[i],
-                          emb[i] if i in emb else m._embed_flat(flat[i], training))
+        out = dict(zip(together, lookup_for_training([self.embeddings[i] for i in together],
+                                                     [ids[i] for i in together],
+                                                     [weights[i] for i in together])))
+        return [out[i] if i in out else m._embed(ids[i], weights[i], training)
                 for i, m in enumerate(self.embeddings)]
 
     def compute_mask(self, ids, mask=None):

@@ -23,24 +23,34 @@ def member_specs():
     """(name, dim, key dtype, combiner, sequence) of the group's features."""
     return [("user", 4, "int64", None, False), ("items", 4, "int64", "mean", False),
             ("tags", 4, "string", "sqrtn", False), ("clicks", 3, "int64", None, True),
-            ("country", 4, "string", None, False)]
+            ("country", 4, "string", None, False), ("pair", 2, "int64", "sum", False),
+            ("recent", 2, "int64", None, True)]
 
 
-def make_members(grouped, num_shards=None):
-    table = dict(admission=CounterFilter(2),
+def make_members(grouped, num_shards=None, admission=True):
+    table = dict(admission=CounterFilter(2) if admission else None,
                  eviction=StalenessEviction(2, every_n_steps=3), seed=5)
     members = []
     for name, dim, dtype, combiner, sequence in member_specs():
         config = TableConfig(dim, key_dtype=dtype, num_shards=num_shards, grouped=grouped,
                              **table)
+        max_length = {"clicks": 3, "recent": 2}.get(name)
         members.append(KVEmbedding(config, combiner=combiner, sequence=sequence,
-                                   max_length=3 if sequence else None, name=name))
+                                   max_length=max_length, name=name))
     # "user_again" shares the user table: the group names that table twice
     members.append(KVEmbedding(members[0].table, shared_table=members[0].kv, name="user_again"))
     return members
 
 
 def batches(steps, seed=0):
+    """Per step the ids of each member (ragged, dense [B, 2] for "pair", dense [B, 3] for
+    "recent", dense [B] else)."""
+    return [ids for ids, _ in weighted_batches(steps, seed)]
+
+
+def weighted_batches(steps, seed=0):
+    """Per step (ids, weights): weights for the ragged mean ("items") and the dense sum
+    ("pair"), None for the others; zero weights make some examples' norm 0."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(steps):
@@ -53,8 +63,14 @@ def batches(steps, seed=0):
         click_lengths = rng.integers(0, 5, BATCH)
         clicks = tf.RaggedTensor.from_row_lengths(zipf(click_lengths.sum()), click_lengths)
         country = tf.strings.as_string(zipf(BATCH) % 7)
-        out.append([tf.constant(zipf(BATCH)), items, tags, clicks, country,
-                    tf.constant(zipf(BATCH))])
+        pair = tf.constant(zipf(2 * BATCH).reshape(BATCH, 2))
+        recent = tf.constant(zipf(3 * BATCH).reshape(BATCH, 3))
+        item_weights = items.with_flat_values(
+            rng.choice([0.0, 0.5, 1.5, 3.0], lengths.sum()).astype(np.float32))
+        pair_weights = tf.constant(rng.uniform(0, 2, (BATCH, 2)).astype(np.float32))
+        ids = [tf.constant(zipf(BATCH)), items, tags, clicks, country, pair, recent,
+               tf.constant(zipf(BATCH))]
+        out.append((ids, [None, item_weights, None, None, None, pair_weights, None, None]))
     return out
 
 
@@ -74,15 +90,15 @@ def train_grouped(sparse, steps=7, num_shards=None):
     optimizer = optimizers.KVOptimizer(sparse, keras.optimizers.SGD(0.1))
 
     @tf.function
-    def step(ids):
+    def step(ids, weights):
         with tf.GradientTape() as tape:
-            loss = loss_of(group(ids, training=True))
+            loss = loss_of(group(ids, weights=weights, training=True))
         variables = group.trainable_weights
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    for ids in batches(steps):
-        step(ids)
+    for ids, weights in weighted_batches(steps):
+        step(ids, weights)
     return {m.name: m.kv for m in group.embeddings}, step
 
 
@@ -90,29 +106,30 @@ def train_reference(sparse, steps=7):
     members = make_members(False)
 
     @tf.function
-    def step(ids, global_step):
+    def step(ids, weights, global_step):
         with tf.GradientTape() as tape:
             outputs, lookups = [], []
-            for member, x in zip(members, ids):
+            for member, x, w in zip(members, ids, weights):
                 x = member._ids(x)
                 unique, index, counts = tf.unique_with_counts(member._flat_ids(x),
                                                               out_idx=tf.int64)
                 values, _ = member.kv.lookup_or_insert(unique, counts)
                 tape.watch(values)
                 lookups.append((unique, values))
-                outputs.append(member._output(x, None, tf.gather(values, index)))
+                outputs.append(member._output(x, w, tf.gather(values, index)))
             loss = loss_of(outputs)
         grads = tape.gradient(loss, [values for _, values in lookups])
         for member, (unique, _), grad in zip(members, lookups, grads):
             member.kv.ensure_slots(sparse.slots)
             sparse.apply(member.kv, unique, tf.convert_to_tensor(grad), global_step,
                          unique_keys=True)
+        for member in members:  # evictions after all updates (user_again shares user)
             member.kv.step.assign(global_step)
             member.kv.maybe_evict(global_step)
         return loss
 
-    for t, ids in enumerate(batches(steps)):
-        step(ids, tf.constant(t + 1, tf.int64))
+    for t, (ids, weights) in enumerate(weighted_batches(steps)):
+        step(ids, weights, tf.constant(t + 1, tf.int64))
     return {m.name: m.kv for m in members}
 
 
@@ -152,7 +169,7 @@ def test_partitioned_tables_in_a_group_match_the_per_table_path():
     grouped, step = train_grouped(sparse, num_shards=3)
     assert isinstance(grouped["user"], PartitionedKVVariable)
     check_same_records(grouped, train_reference(sparse))
-    graph = step.get_concrete_function(batches(1)[0]).graph
+    graph = step.get_concrete_function(*weighted_batches(1)[0]).graph
     kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
     # all shards live on this machine: one lookup and one update per key dtype
     assert kinds.count("DrlKvGroupFindOrInsert") == 2 and kinds.count("DrlKvApplyAdam") == 2
@@ -160,10 +177,28 @@ def test_partitioned_tables_in_a_group_match_the_per_table_path():
 
 def test_one_lookup_and_one_update_op_per_step_for_all_tables():
     _, step = train_grouped(sparse_optimizers.Adagrad(0.1), steps=1)
-    graph = step.get_concrete_function(batches(1)[0]).graph
+    graph = step.get_concrete_function(*weighted_batches(1)[0]).graph
     kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
-    # one lookup per key dtype (int64, string), one update per key dtype
-    assert sorted(kinds) == ["DrlKvApplyAdagrad"] * 2 + ["DrlKvGroupFindOrInsert"] * 2
+    # one lookup per key dtype (int64, string), one update per key dtype, and the gradient
+    # of each of the 5 pooled features' pooling
+    assert sorted(kinds) == (["DrlKvApplyAdagrad"] * 2 + ["DrlKvGroupFindOrInsert"] * 2
+                             + ["DrlKvPoolingGrad"] * 5)
+    # combiners and sequence padding run inside the lookup op
+    tf_pooling = {"UnsortedSegmentSum", "RaggedTensorToTensor", "DivNoNan", "GatherV2"}
+    assert not tf_pooling & {op.type for op in graph.get_operations()}
+
+
+def test_pooled_training_outputs_equal_the_inference_outputs():
+    # no admission: a key that the shared table admits at "user_again"'s lookup would
+    # give "user" (looked up before) the default value but the initial value at inference
+    group = KVEmbeddingGroup(make_members(True, admission=False), name="group")
+    (ids, weights), = weighted_batches(1, seed=3)
+    trained = group(ids, weights=weights, training=True)  # creates the keys, no update
+    served = group(ids, weights=weights, training=False)  # pools with TensorFlow ops
+    for member, got, want in zip(group.embeddings, trained, served):
+        assert got.shape == want.shape, member.name
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=member.name)
+    assert np.any(trained[1].numpy() == 0) and np.any(trained[1].numpy() != 0)
 
 
 @pytest.mark.parametrize("mode", ["error", "skip"])
@@ -218,7 +253,30 @@ def test_bad_index_and_ids_are_named():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"ids\[0\] \(table 'clicks'\) must be a vector"):
         ops.drl_kv_group_find_or_insert([kv.resource_handle], [tf.constant([[1]], tf.int64)],
-                                        [tf.constant(0, tf.int64)])
+                                        [tf.constant(0, tf.int64)], [tf.zeros([0], tf.int64)],
+                                        [tf.zeros([0])])
+
+    def pooled(row_splits, weights, combiner="mean"):
+        return ops.drl_kv_group_find_or_insert(
+            [kv.resource_handle], [tf.constant([1, 2, 3], tf.int64)], [tf.constant(0, tf.int64)],
+            [tf.constant(row_splits, tf.int64)], [tf.constant(weights, tf.float32)],
+            combiners=[combiner], max_lengths=[-1])
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"table 'clicks'.*row_splits must start at 0 and end at the "
+                             r"number of ids \(3\), got 0 .. 2"):
+        pooled([0, 2], [])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"must not decrease, got 2 then 1"):
+        pooled([0, 2, 1, 3], [])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"weights must be empty or one per id \(3\), got shape \[2\]"):
+        pooled([0, 3], [1.0, 2.0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"combiners.*got 'max'"):
+        pooled([0, 3], [], combiner="max")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"grad must have shape \[2,2\], got \[3,2\]"):
+        ops.drl_kv_pooling_grad(tf.ones([3, 2]), tf.constant([0, 1, 3], tf.int64),
+                                tf.zeros([0]), combiner="sum")
     with pytest.raises(ValueError, match="embeddings must be a non-empty list of KVEmbedding"):
         KVEmbeddingGroup([keras.layers.Dense(1)])
     group = KVEmbeddingGroup([KVEmbedding(2, name="a"), KVEmbedding(2, name="b")])
