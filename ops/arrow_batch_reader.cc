@@ -105,6 +105,30 @@ bool ConvertLabel(const ColumnSpec& spec, const ArrayPtr& raw, int64_t rows,
   return true;
 }
 
+// log1p of the integers [0, kLogTableSize): counts (Criteo's numeric features, 96% of them
+// below 4096) mostly are, and a table gives the same doubles as std::log1p, which costs
+// more than the rest of a numeric column's conversion.
+constexpr int64_t kLogTableSize = 4096;
+
+const double* SmallLog1p() {
+  static const double* table = [] {
+    double* t = new double[kLogTableSize];
+    for (int64_t k = 0; k < kLogTableSize; ++k) t[k] = std::log1p(static_cast<double>(k));
+    return t;
+  }();
+  return table;
+}
+
+// sign(x) * log1p(|x|), as numpy computes it.
+double SignedLog1p(double x, const double* small) {
+  const double a = std::fabs(x);
+  if (a < kLogTableSize) {
+    const int64_t k = static_cast<int64_t>(a);
+    if (static_cast<double>(k) == a) return x < 0 ? -small[k] : small[k];
+  }
+  return (x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0)) * std::log1p(a);
+}
+
 bool ConvertNumeric(const ColumnSpec& spec, const ArrayPtr& raw, int64_t rows,
                     ConvertedColumn* out, ReadError* error) {
   ArrayPtr cast;
@@ -117,6 +141,7 @@ bool ConvertNumeric(const ColumnSpec& spec, const ArrayPtr& raw, int64_t rows,
   float* dst = out->floats.data();
   int64_t infinite = 0;
   double first = 0;
+  const double* small = SmallLog1p();
   for (int64_t i = 0; i < rows; ++i) {
     double x = v[i];
     if ((nulls && doubles.IsNull(i)) || std::isnan(x)) {
@@ -128,7 +153,7 @@ bool ConvertNumeric(const ColumnSpec& spec, const ArrayPtr& raw, int64_t rows,
       continue;
     }
     if (spec.transform == NumericTransform::kSignedLog) {
-      x = (x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0)) * std::log1p(std::fabs(x));
+      x = SignedLog1p(x, small);
     } else if (spec.transform == NumericTransform::kMinMax) {
       x = (std::min(std::max(x, spec.min), spec.max) - spec.min) / (spec.max - spec.min);
     }

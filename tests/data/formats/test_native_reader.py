@@ -163,6 +163,19 @@ def test_arrow_column_types_are_converted(tmp_path):
         k: v for k, v in got.items() if k not in ("word", "words", "absent")}
 
 
+def test_signed_log_equals_numpy_bit_for_bit(tmp_path):
+    # integer counts below 4096 come from a table in the op, the others from log1p
+    values = np.array([0.0, -0.0, 1.0, -1.0, 2.0, 4095.0, -4095.0, 4096.0, 4097.0, 1e15, -3e7,
+                       0.5, -0.25, 1e-300, 4095.5, 2.0**52 + 1, 123456789.0, np.nan])
+    schema = Schema(numeric=[NumericField("x", transform="log", fill_value=-2.0)])
+    path = str(tmp_path / "x.parquet")
+    pq.write_table(pa.table({"x": values}), path)
+    got = dataset_columns(read_parquet(path, schema, 64))[0]["x"]
+    want = (np.sign(values) * np.log1p(np.abs(values))).astype(np.float32)
+    want[-1] = -2.0
+    assert np.asarray(got, np.float32).tobytes() == want.tobytes()
+
+
 def _hashed(schema):
     """The schema with every string id field hashed to int64."""
     return dataclasses.replace(schema, categorical=[
