@@ -186,7 +186,8 @@ def arrow_to_columns(data: ArrowData, schema: Schema, path: str,
     """Converts an arrow batch or table holding the schema's columns into a column batch.
 
     Labels come out as float32/int64 arrays, single ids as int64 / object (str)
-    arrays (int64 for ``hash_to_int64`` fields), multi-valued ids as RaggedColumn, numeric fields transformed float32.
+    arrays (int64 for ``hash_to_int64`` fields), multi-valued ids as RaggedColumn,
+    numeric fields transformed float32.
     ``schema_checked``: the caller already ran :func:`check_arrow_schema` on
     this file's schema.
     """
