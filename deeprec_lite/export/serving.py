@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from deeprec_lite.compat import tf
+from deeprec_lite.data.formats.id_hashing import hash_string_ids
 from deeprec_lite.export import atomic, manifest, serving_signature, sources, validation
 from deeprec_lite.export.filtering import TableFilter
 from deeprec_lite.export.serving_table import ServingTable
@@ -26,11 +27,12 @@ class ServingModule(tf.Module):
     serving_signature), `tables` {name: ServingTable}, the dense weights and the
     `served_batches` counter."""
 
-    def __init__(self, model, tables, spec):
+    def __init__(self, model, tables, spec, hashed_id_inputs=()):
         super().__init__(name="deeprec_lite_serving")
         self.tables = tables
         self.served_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.serve = tf.function(_serving_call(model, self.served_batches),
+        spec = _raw_id_spec(spec, hashed_id_inputs)
+        self.serve = tf.function(_serving_call(model, self.served_batches, hashed_id_inputs),
                                  input_signature=[spec])
         flat = serving_signature.flat_signature(spec)
 
@@ -46,10 +48,40 @@ class ServingModule(tf.Module):
                                 if v.ref() not in table_vars]
 
 
-def _serving_call(model, served_batches):
-    """The served computation: the model's inference call, whose outputs are control
-    inputs of the `served_batches` counter's update (like Keras' predict step)."""
+def _raw_id_spec(spec, hashed_id_inputs):
+    """The model's input spec with the inputs named in `hashed_id_inputs` (int64 ids of
+    a dict input) as the raw string ids that serving hashes."""
+    names = list(hashed_id_inputs or ())
+    if not names:
+        return spec
+    if not isinstance(spec, dict):
+        raise ValueError(f"hashed_id_inputs={names!r} needs a model with a dict input, got an "
+                         f"input spec {spec}")
+    unknown = sorted(set(names) - set(spec))
+    if unknown:
+        raise ValueError(f"hashed_id_inputs: {unknown} are not inputs of the model (inputs: "
+                         f"{sorted(spec)})")
+    raw = dict(spec)
+    for name in names:
+        s = spec[name]
+        if s.dtype != tf.int64:
+            raise ValueError(f"hashed_id_inputs: input {name!r} has dtype {s.dtype.name}, but "
+                             "hashed ids are int64")
+        raw[name] = (tf.RaggedTensorSpec(s.shape, tf.string, s.ragged_rank, s.row_splits_dtype)
+                     if isinstance(s, tf.RaggedTensorSpec)
+                     else tf.TensorSpec(s.shape, tf.string, name=s.name))
+    return raw
+
+
+def _serving_call(model, served_batches, hashed_id_inputs=()):
+    """The served computation: the model's inference call (after hashing the raw ids
+    of `hashed_id_inputs`), whose outputs are control inputs of the `served_batches`
+    counter's update (like Keras' predict step)."""
+    hashed = set(hashed_id_inputs or ())
+
     def serve(inputs):
+        if hashed:
+            inputs = {k: hash_string_ids(v) if k in hashed else v for k, v in inputs.items()}
         outputs = model(inputs, training=False)
         with tf.control_dependencies(tf.nest.flatten(outputs, expand_composites=True)[:1]):
             served_batches.assign_add(1)
@@ -57,12 +89,15 @@ def _serving_call(model, served_batches):
     return serve
 
 
-def predict_as_served(model, inputs, input_signature=None):
+def predict_as_served(model, inputs, input_signature=None, hashed_id_inputs=()):
     """The model's outputs on `inputs` (one batch, the model's input structure)
     computed with its live KV tables in the graph that a serving SavedModel runs, traced
     for the same input signature (export_saved_model's `input_signature`, by default
     the model's own with any batch size), so that on every key the export kept they
     equal `loaded.serve(inputs)` bit for bit.
+
+    With `hashed_id_inputs` (as given to export_saved_model) those inputs are raw string
+    ids, hashed as the SavedModel hashes them.
 
     Use it to check an export: an eager `model(inputs)`, `model.predict` or a function
     traced for this batch's shapes run other graphs, where grappler and oneDNN may fuse
@@ -75,8 +110,10 @@ def predict_as_served(model, inputs, input_signature=None):
         assert np.array_equal(served, predict_as_served(model, batch))  # all keys kept
     """
     counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-    spec = serving_signature.model_input_spec(model, input_signature)
-    return tf.function(_serving_call(model, counter), input_signature=[spec])(inputs)
+    spec = _raw_id_spec(serving_signature.model_input_spec(model, input_signature),
+                       hashed_id_inputs)
+    return tf.function(_serving_call(model, counter, hashed_id_inputs),
+                       input_signature=[spec])(inputs)
 
 
 @contextlib.contextmanager
@@ -111,7 +148,7 @@ def _serving_tables(kvs, global_step, min_freq, max_staleness, out):
 
 
 def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite=False,
-                       global_step=None, input_signature=None):
+                       global_step=None, input_signature=None, hashed_id_inputs=()):
     """Writes a serving SavedModel of a Keras model with KV embeddings.
 
     It loads with `tf.saved_model.load` (and TF Serving) without deeprec_lite or
@@ -128,6 +165,10 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
       min_freq, max_staleness, global_step: as in `export_embeddings`.
       overwrite: replace an existing directory (atomically); otherwise refuse.
       input_signature: the spec of the model's input, when the model has none.
+      hashed_id_inputs: names of int64 id inputs (of a dict input) that the SavedModel
+        takes as raw string ids and hashes with `deeprec_lite.data.hash_string_ids`, a
+        stock TensorFlow op, before the model: the fields of a schema read with
+        `hash_to_int64=True` (`[f.name for f in schema.categorical if f.hash_to_int64]`).
 
     Returns the manifest (a dict).
     """
@@ -140,6 +181,7 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
     if not kvs:
         raise ValueError(f"model {getattr(model, 'name', model)!r} has no KV embedding tables")
     spec = serving_signature.model_input_spec(model, input_signature)
+    _raw_id_spec(spec, hashed_id_inputs)  # bad names fail before anything is written
     target = validation.check_out_dir(out_dir)
     atomic.check_target(target, overwrite)
     source = sources.Source({}, f"{type(model).__name__} {getattr(model, 'name', '')} in memory")
@@ -149,7 +191,7 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
     out = manifest.new_manifest(source, step, min_freq, max_staleness, kind="saved_model")
     tables, by_kv = _serving_tables(kvs, step, min_freq, max_staleness, out)
     with atomic.atomic_directory(target, overwrite) as tmp, _attached(model, by_kv):
-        module = ServingModule(model, tables, spec)
+        module = ServingModule(model, tables, spec, hashed_id_inputs)
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.signature})
         out["files"] = [manifest.file_entry(tmp, os.path.join(root, f))
                         for root, _, files in sorted(os.walk(tmp)) for f in sorted(files)]

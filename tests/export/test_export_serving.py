@@ -212,3 +212,32 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Keras model"):
         export_saved_model(str(tmp_path), tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_hashed_id_inputs_serve_raw_string_ids(tmp_path):
+    from deeprec_lite.data import hash_string_ids
+
+    users, lengths, items, labels = ragged_data(1500, 2)
+    items = items.astype(str)
+    inputs = {"user": keras.Input((), dtype=tf.int64, name="user"),
+              "items": keras.Input((None,), dtype=tf.int64, name="items", ragged=True)}
+    user = KVEmbedding(TableConfig(4, default_value=0.25), name="user_emb")(inputs["user"])
+    item = KVEmbedding(TableConfig(4, default_value=0.25), combiner="mean",
+                       name="items_emb")(inputs["items"])
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        tf.concat([user, item], axis=1)))
+    model.compile(optimizer=optimizers.Adagrad(0.1), loss="binary_crossentropy")
+    raw = {"user": tf.constant(users), "items": tf.RaggedTensor.from_row_lengths(items, lengths)}
+    hashed = {k: hash_string_ids(v) for k, v in raw.items()}  # what the readers give
+    model.fit(hashed, labels, batch_size=100, epochs=2, verbose=0)
+    with pytest.raises(ValueError, match=r"hashed_id_inputs: \['nope'\] are not inputs"):
+        export_saved_model(model, tmp_path / "bad", hashed_id_inputs=["nope"])
+    assert not (tmp_path / "bad").exists()
+    export_saved_model(model, tmp_path / "serving", hashed_id_inputs=["user", "items"])
+
+    batches = {"all": {"user": users, "items_values": items, "items_row_lengths": lengths}}
+    got = load_elsewhere(tmp_path, tmp_path / "serving", batches, {})  # no deeprec_lite there
+    want = predict_as_served(model, hashed)  # every key kept: the trained model exactly
+    np.testing.assert_array_equal(got["predict/all"], want)
+    np.testing.assert_array_equal(
+        predict_as_served(model, raw, hashed_id_inputs=["user", "items"]), want)
