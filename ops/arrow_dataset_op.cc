@@ -332,32 +332,28 @@ class Iterator : public tensorflow::data::DatasetIterator<Dataset> {
     return static_cast<int64_t>(tsl::Fingerprint64(absl::string_view(data, size)) % kBuckets);
   }
 
+  // Calls f(i, data, size) for the ids lo .. lo + n - 1 of a string column.
+  template <typename F>
+  static void ForEachString(const ConvertedColumn& col, int64_t lo, int64_t n, F&& f) {
+    if (col.text != nullptr) {
+      const int32_t* offsets = col.text_offsets + lo;
+      for (int64_t i = 0; i < n; ++i) f(i, col.text + offsets[i], offsets[i + 1] - offsets[i]);
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) f(i, col.strings[lo + i].data(), col.strings[lo + i].size());
+  }
+
   static void CopyValues(const ColumnSpec& spec, const ConvertedColumn& col, int64_t lo,
                          int64_t n, Tensor* dst, int64_t at) {
     if (spec.hash_ids) {
       int64_t* out = dst->flat<int64_t>().data() + at;
-      if (col.text != nullptr) {
-        const int32_t* offsets = col.text_offsets + lo;
-        for (int64_t i = 0; i < n; ++i) {
-          out[i] = HashId(col.text + offsets[i], offsets[i + 1] - offsets[i]);
-        }
-        return;
-      }
-      for (int64_t i = 0; i < n; ++i) {
-        out[i] = HashId(col.strings[lo + i].data(), col.strings[lo + i].size());
-      }
+      ForEachString(col, lo, n,
+                    [&](int64_t i, const char* data, size_t size) { out[i] = HashId(data, size); });
     } else if (dst->dtype() == tensorflow::DT_STRING) {
       auto flat = dst->flat<tensorflow::tstring>();
-      if (col.text != nullptr) {
-        const int32_t* offsets = col.text_offsets + lo;
-        for (int64_t i = 0; i < n; ++i) {
-          flat(at + i).assign(col.text + offsets[i], offsets[i + 1] - offsets[i]);
-        }
-        return;
-      }
-      for (int64_t i = 0; i < n; ++i) {
-        flat(at + i).assign(col.strings[lo + i].data(), col.strings[lo + i].size());
-      }
+      ForEachString(col, lo, n, [&](int64_t i, const char* data, size_t size) {
+        flat(at + i).assign(data, size);
+      });
     } else if (dst->dtype() == tensorflow::DT_FLOAT) {
       std::copy_n(col.floats.data() + lo, n, dst->flat<float>().data() + at);
     } else {

@@ -224,7 +224,7 @@ class KvTable : public KvTableBase {
       }
       for (auto& s : shards_) s->mu.unlock_shared();
     };
-    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const CpuWorkers& workers = Workers(ctx);
     const int64_t n = keys.NumElements();
     const int64_t tasks = NumTasks(workers, n);
     ParallelTasks(workers, tasks, [&](int64_t t) { work(n * t / tasks, n * (t + 1) / tasks); });
@@ -370,8 +370,8 @@ class KvTable : public KvTableBase {
           }
         }
       };
-      auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-      tensorflow::Shard(workers->num_threads, workers->workers, kShards,
+      const CpuWorkers& workers = Workers(ctx);
+      tensorflow::Shard(workers.num_threads, workers.workers, kShards,
                         std::max<int64_t>(1, n / kShards) * (50 + 8 * dim), fill);
       auto bo = bloom->flat<int32_t>();
       for (int64_t i = 0; i < bo.size(); ++i) bo(i) = bloom_->Get(i);
@@ -633,8 +633,8 @@ class KvTable : public KvTableBase {
         removed[si] = doomed.size();
       }
     };
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, kShards, 1 << 20, evict);
+    const CpuWorkers& workers = Workers(ctx);
+    tensorflow::Shard(workers.num_threads, workers.workers, kShards, 1 << 20, evict);
     int64_t total = 0;
     for (int64_t r : removed) total += r;
     return total;
@@ -747,7 +747,7 @@ class KvTable : public KvTableBase {
   // Hashes the keys and splits them into parts (see Batch).
   Batch Split(OpKernelContext* ctx, const K* keys, int64_t n) const {
     Batch b = StartSplit(Workers(ctx), n);
-    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumBlocks(b),
+    ParallelTasks(Workers(ctx), NumBlocks(b),
                   [&](int64_t t) { HashBlock(keys, t, &b); });
     ChooseParts(&b);
     return b;
@@ -757,7 +757,7 @@ class KvTable : public KvTableBase {
   // VisitPart).
   template <typename Visit>
   void ForEachKey(OpKernelContext* ctx, const K* keys, const Batch& b, const Visit& visit) {
-    ParallelTasks(*ctx->device()->tensorflow_cpu_worker_threads(), NumParts(b),
+    ParallelTasks(Workers(ctx), NumParts(b),
                   [&](int64_t p) { VisitPart(keys, b, p, visit); });
   }
 
@@ -1119,7 +1119,7 @@ class KvTable : public KvTableBase {
     const int64_t high = arena.high();
     std::vector<uint8_t> freed(high, 0);
     for (uint32_t r : arena.free_rows()) freed[r] = 1;
-    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    const CpuWorkers& workers = Workers(ctx);
     const int64_t tasks = NumTasks(workers, high);
     std::vector<int64_t> first_out(tasks + 1, 0);  // task t writes from first_out[t]
     ParallelTasks(workers, tasks, [&](int64_t t) {
@@ -1258,8 +1258,8 @@ class KvTable : public KvTableBase {
         SelectChanges(s, since, expired_from, expired_before, slot_floats, &parts[si]);
       }
     };
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, kShards, 1 << 20, select);
+    const CpuWorkers& workers = Workers(ctx);
+    tensorflow::Shard(workers.num_threads, workers.workers, kShards, 1 << 20, select);
     if (too_old.load() >= 0) {
       return tensorflow::errors::FailedPrecondition(
           "table '", config_.name, "' remembers the keys it removed since step ",
