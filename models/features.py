@@ -1,5 +1,6 @@
 """Schema -> Keras inputs and KV embeddings, shared by every model of the zoo."""
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.data.formats.tf_conversion import field_tf_dtype
 from deeprec_lite.layers import KVEmbedding, KVEmbeddingGroup
 
 
@@ -8,7 +9,7 @@ def build_inputs(schema):
     multi-valued) and float32 numeric values, all batch-major."""
     inputs = {}
     for field in schema.categorical:
-        dtype = tf.int64 if field.key_dtype == "int64" else tf.string
+        dtype = field_tf_dtype(field)
         if field.kind == "single":
             inputs[field.name] = keras.Input((), dtype=dtype, name=field.name)
         else:

@@ -22,16 +22,15 @@ from deeprec_lite.kv import deltas, snapshots
 
 
 class ServingModule(tf.Module):
-    """The saved object: `serve(inputs)` (the model's own input structure, ragged
-    included), the `serving_default` signature (flat tensors, see
-    serving_signature), `tables` {name: ServingTable}, the dense weights and the
-    `served_batches` counter."""
+    """The saved object: `serve(inputs)` (`spec`: the model's own input structure,
+    ragged included, with the raw string ids of `hashed_id_inputs`), the
+    `serving_default` signature (flat tensors, see serving_signature), `tables`
+    {name: ServingTable}, the dense weights and the `served_batches` counter."""
 
     def __init__(self, model, tables, spec, hashed_id_inputs=()):
         super().__init__(name="deeprec_lite_serving")
         self.tables = tables
         self.served_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
-        spec = _raw_id_spec(spec, hashed_id_inputs)
         self.serve = tf.function(_serving_call(model, self.served_batches, hashed_id_inputs),
                                  input_signature=[spec])
         flat = serving_signature.flat_signature(spec)
@@ -180,8 +179,9 @@ def export_saved_model(model, out_dir, min_freq=0, max_staleness=None, overwrite
     kvs = sources.kv_variables(model)
     if not kvs:
         raise ValueError(f"model {getattr(model, 'name', model)!r} has no KV embedding tables")
-    spec = serving_signature.model_input_spec(model, input_signature)
-    _raw_id_spec(spec, hashed_id_inputs)  # bad names fail before anything is written
+    # bad hashed_id_inputs fail before anything is written
+    spec = _raw_id_spec(serving_signature.model_input_spec(model, input_signature),
+                        hashed_id_inputs)
     target = validation.check_out_dir(out_dir)
     atomic.check_target(target, overwrite)
     source = sources.Source({}, f"{type(model).__name__} {getattr(model, 'name', '')} in memory")
