@@ -17,7 +17,7 @@ worker and 1 ps; 1 worker and 1 ps over the single process; and the calls to the
 KV tables (all on the parameter servers) that one training step of the largest
 configuration makes, counted in its traced graph.
 
-Usage: python bench/distributed.py [--steps 60] [--batch-size 512] [--fields 26]
+Usage: python bench/distributed.py [--steps 200] [--batch-size 512] [--fields 26]
 """
 import argparse
 import json
@@ -68,7 +68,7 @@ def run_chief(args, extra):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
+    parser.add_argument("--steps", type=int, default=200, help="steps per epoch")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--fields", type=int, default=26, help="categorical fields")
     parser.add_argument("--rows", type=int, default=32768)

@@ -3,8 +3,8 @@
 The chief (this process) runs tf.distribute.ParameterServerStrategy and
 model.fit; every KV table is split into one shard per parameter server (the
 shards live and are updated there); workers run the training steps. Data:
-built-in synthetic CTR rows (day 0 to train, day 1 to test), shuffled and
-repeated per worker.
+built-in synthetic CTR rows (day 0 to train, day 1 to test), batches of a new
+random order each pass, per worker.
 
     python examples/ps_training.py --ps 2 --workers 2          # starts its own cluster
     python examples/ps_training.py --cluster '<json spec>'     # tasks already running
@@ -44,10 +44,23 @@ def arrays(generator, rows, batch_size, day):
 
 
 def dataset_creator(features, labels, batch_size, seed):
+    """Batches of the arrays, in a new order each pass (per worker): each pass draws a
+    permutation of the rows and gathers every column by it, batch by batch, so the
+    pipeline does no per-row work."""
     def dataset_fn(context):
-        ds = tf.data.Dataset.from_tensor_slices((features, labels))
-        ds = ds.shuffle(len(labels), seed=seed + context.input_pipeline_id).repeat()
-        return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+        columns = ({k: tf.constant(v) for k, v in features.items()}, tf.constant(labels))
+        rows = len(labels)
+        batches = rows // batch_size
+
+        def pass_order(pass_seed):
+            order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=pass_seed)
+            return tf.data.Dataset.from_tensor_slices(
+                tf.reshape(order[:batches * batch_size], [batches, batch_size]))
+
+        passes = tf.data.Dataset.random(seed=seed + context.input_pipeline_id).batch(2)
+        ds = passes.flat_map(pass_order).map(
+            lambda index: tf.nest.map_structure(lambda c: tf.gather(c, index), columns))
+        return ds.prefetch(2)
     return keras.utils.experimental.DatasetCreator(dataset_fn)
 
 

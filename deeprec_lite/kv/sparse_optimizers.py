@@ -50,7 +50,7 @@ from typing import Dict
 import tensorflow as tf
 
 from deeprec_lite._checks import check_number
-from deeprec_lite.kv import op_library
+from deeprec_lite.kv import device_transfers, op_library
 from deeprec_lite.kv.variable import KVVariable, as_step
 
 __all__ = ["SparseOptimizer", "SGD", "Adagrad", "Adam", "Ftrl", "GroupFtrl"]
@@ -210,11 +210,13 @@ class SparseOptimizer:
             else:  # one op per key dtype and device (each parameter server)
                 plain.setdefault((kv.key_dtype, kv.device), []).append(position)
         ops = op_library.load()
-        for positions in plain.values():
+        for (_, device), positions in plain.items():
+            grads = [args[p][3] for p in positions]
+            if device_transfers.on_parameter_server(device):  # one transfer, not one per table
+                grads = device_transfers.move_together(grads, device)
             counts = self._apply(ops, [args[p][0].resource_handle for p in positions],
                                  [args[p][1] for p in positions], [args[p][2] for p in positions],
-                                 [args[p][3] for p in positions], global_step,
-                                 nonfinite_gradients=self.nonfinite_gradients)
+                                 grads, global_step, nonfinite_gradients=self.nonfinite_gradients)
             for p, count in zip(positions, counts):
                 updated[p] = count
         return updated

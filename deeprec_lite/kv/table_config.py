@@ -27,7 +27,8 @@ class TableConfig:
         each `fit` only, that is how often the key occurs in the data trained on,
         whatever the number of epochs (see `policies.FREQ_COUNTING`).
       num_shards: split the table into this many shards (PartitionedKVVariable); None:
-        one shard per parameter server under a ParameterServerStrategy, else one table.
+        one shard per parameter server under a ParameterServerStrategy with several,
+        else one table (on the parameter server where there is one).
       grouped: True (default): the table is looked up and updated together with the
         other grouped tables of its model, one op per step for all of them (a
         `KVEmbeddingGroup` looks up the fields of a zoo model together; KVOptimizer

@@ -86,7 +86,33 @@ def train_on_cluster(cluster, sequential=False, grouped=True):
         if sequential:
             coordinator.join()
     coordinator.join()
-    return summary(model, test, records=sequential)
+    out = summary(model, test, records=sequential)
+    out["kv_transfers"] = kv_transfers(step.get_concrete_function(*train[0]).graph)
+    return out
+
+
+def kv_transfers(graph):
+    """How the KV ops of a traced step meet the worker: {"ops": the ops that take a
+    table, "inputs_from_elsewhere": their non-scalar inputs made on another device
+    than their table's (reads of variables, constants and KV ops' outputs aside), "outputs_to_elsewhere":
+    the ops on other devices that take their outputs}. With the tensors moved together
+    (kv.device_transfers), the packing and unpacking ops sit on the table's device."""
+    device_of = {internal.name: external.device for external, internal in graph.captures
+                 if internal.dtype == tf.resource}
+    counts = {"ops": 0, "inputs_from_elsewhere": 0, "outputs_to_elsewhere": 0}
+    for op in graph.get_operations():
+        tables = [device_of.get(t.name) for t in op.inputs if t.dtype == tf.resource]
+        if not op.type.startswith("DrlKv") or not tables:
+            continue
+        counts["ops"] += 1
+        counts["inputs_from_elsewhere"] += sum(
+            t.op.device != tables[0] for t in op.inputs if t.dtype != tf.resource
+            and t.shape.rank != 0 and not t.op.type.startswith("DrlKv")
+            and t.op.type not in ("ReadVariableOp", "Const"))
+        counts["outputs_to_elsewhere"] += sum(
+            consumer.device != tables[0] and not consumer.type.startswith("DrlKv")
+            for t in op.outputs for consumer in t.consumers())
+    return counts
 
 
 if __name__ == "__main__":

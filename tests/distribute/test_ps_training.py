@@ -93,6 +93,10 @@ def test_grouped_tables_on_the_cluster_train_the_records_of_per_table_training(c
                        *(["--ungrouped"] if mode == "ungrouped" else [])])
         code, runs[mode] = chief.finish()
         assert code == 0, chief.output()[-6000:]
+    # Each ps's ids, rows and gradients cross as one packed tensor: the KV ops' inputs
+    # are unpacked on their ps, their outputs packed there (lookup + update per ps).
+    assert runs["grouped"]["kv_transfers"] == {
+        "ops": 4, "inputs_from_elsewhere": 0, "outputs_to_elsewhere": 0}
     grouped, ungrouped = runs["grouped"]["records"], runs["ungrouped"]["records"]
     assert grouped.keys() == ungrouped.keys() and len(grouped) == 12
     assert sum(len(r) for r in grouped.values()) > 1000

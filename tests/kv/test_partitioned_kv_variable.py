@@ -667,6 +667,23 @@ def test_kv_embedding_config_keeps_num_shards():
     assert isinstance(KVEmbedding(2).kv, KVVariable)
 
 
+def test_kv_embedding_tables_per_parameter_server(monkeypatch):
+    # Under a ParameterServerStrategy: one shard per ps; with one ps, the plain table on
+    # it (no shard routing ops); an explicit num_shards always splits.
+    from deeprec_lite.layers.embeddings import kv_embedding
+    here = "/job:localhost/replica:0/task:0/device:CPU:0"  # stands for the ps devices
+    for devices, config, want in [([here], TableConfig(2), None),
+                                  ([here, here], TableConfig(2), 2),
+                                  ([here], TableConfig(2, num_shards=3), 3),
+                                  (None, TableConfig(2), None)]:
+        monkeypatch.setattr(kv_embedding, "parameter_server_devices", lambda d=devices: d)
+        kv = KVEmbedding(config).kv
+        if want is None:
+            assert isinstance(kv, KVVariable)
+        else:
+            assert isinstance(kv, PartitionedKVVariable) and kv.num_shards == want
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda kv: kv.update(tf.constant([1, 2], tf.int64), tf.zeros([1, 4])),
      r"values must have shape keys.shape \+ \[2\] = \(2, 2\), got \(1, 4\)"),

@@ -21,7 +21,8 @@ from typing import List, NamedTuple, Optional
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import op_library
+from tensorflow.python.eager import record as _record, tape as _tape  # after compat: pylint: disable=wrong-import-order
+from deeprec_lite.kv import device_transfers, op_library
 from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
                                                   parameter_server_devices)
 from deeprec_lite.kv.table_config import TableConfig, as_table_config
@@ -124,10 +125,13 @@ class KVEmbedding(keras.layers.Layer):
 
     def _new_table(self):
         args = dict(self.table.variable_arguments(), name=self.name)
-        num_shards = self.table.num_shards or len(parameter_server_devices() or []) or None
-        if num_shards is None:
-            return KVVariable(**args)
-        return PartitionedKVVariable(num_shards=num_shards, **args)
+        if self.table.num_shards is not None:
+            return PartitionedKVVariable(num_shards=self.table.num_shards, **args)
+        devices = parameter_server_devices() or []
+        if len(devices) > 1:
+            return PartitionedKVVariable(num_shards=len(devices), **args)
+        # one table: in this process, or on the one parameter server
+        return KVVariable(device=devices[0] if devices else "", **args)
 
     def build(self, input_shape):
         self.gradient_anchor = self.add_weight(
@@ -166,33 +170,27 @@ class KVEmbedding(keras.layers.Layer):
     def _tie(self, graph, rows, keys, pooling):
         """rows [n, D] of the step's ids, or with a pooling their pooled rows, tied to the
         gradient anchor; keys: the _StepKeys of the lookup, which the optimizer reads
-        back. The anchor's gradient is IndexedSlices(d loss / d id rows, each id's
-        position among the distinct keys), or for a partitioned table (d loss / d rows,
-        range(n))."""
+        back. The anchor's gradient is IndexedSlices(d loss / d id rows [n, D], each
+        id's position among the distinct keys, or for a partitioned table range(n);
+        dense_shape [n, D]: the index stays where the lookup made it, on the table's
+        device)."""
         object.__setattr__(self, "_training_keys", (graph, keys))
         if pooling is not None and pooling.combiner == "sequence":
             rows.set_shape([None, self.max_length, self.dim])
         else:
             rows.set_shape([None, self.dim])
-        anchor = self.gradient_anchor
 
-        @tf.custom_gradient
-        def tie_to_anchor(anchor_value):
-            def grad(upstream):
-                if pooling is not None:
-                    upstream = op_library.load().drl_kv_pooling_grad(
-                        tf.convert_to_tensor(upstream), pooling.row_splits, pooling.weights,
-                        combiner=pooling.combiner)
-                if keys.shard_of is None:
-                    index, count = keys.index[0], tf.size(keys.unique[0], out_type=tf.int64)
-                else:
-                    count = tf.shape(upstream, out_type=tf.int64)[0]
-                    index = tf.range(count)
-                return tf.IndexedSlices(upstream, index, dense_shape=tf.stack(
-                    [count, tf.constant(self.dim, tf.int64)]))
-            return tf.identity(rows), grad
+        def grad(upstream):
+            if pooling is not None:
+                upstream = op_library.load().drl_kv_pooling_grad(
+                    tf.convert_to_tensor(upstream), pooling.row_splits, pooling.weights,
+                    combiner=pooling.combiner)
+            count = tf.shape(upstream, out_type=tf.int64)[0]
+            index = keys.index[0] if keys.shard_of is None else tf.range(count)
+            return [tf.IndexedSlices(upstream, index, dense_shape=tf.stack(
+                [count, tf.constant(self.dim, tf.int64)]))]
 
-        return tie_to_anchor(tf.convert_to_tensor(anchor))
+        return _tied_to_variable(rows, self.gradient_anchor, grad)
 
     def _update_entries(self, gradient, check_finite):
         """[(table or shard, distinct keys, index, gradient rows)] of this step's update
@@ -397,12 +395,41 @@ class _StepKeys(NamedTuple):
     index: List[tf.Tensor]
 
 
+def _tied_to_variable(tensor, variable, grad):
+    """A copy of `tensor` whose gradient, on every GradientTape recording, flows to
+    `variable` as grad(upstream) -> [gradient of the variable]. Unlike
+    tf.custom_gradient, nothing reads the variable: on a parameter-server cluster the
+    step makes no remote read of it."""
+    tied = tf.identity(tensor)
+    _tape.variable_accessed(variable)  # what a read would tell the tapes
+    _record.record_operation("DrlKvTie", [tied], [variable.handle], grad)
+    return tied
+
+
 def _split_by_shard(kv, ids):
     """(each id's shard or None, [(table or shard, its ids)])."""
     if isinstance(kv, KVVariable):
         return None, [(kv, ids)]
     shard_of = op_library.load().drl_kv_shard_index(ids, num_shards=kv.num_shards)
     return shard_of, list(zip(kv.shards, tf.dynamic_partition(ids, shard_of, kv.num_shards)))
+
+
+def _group_inputs(device, ids, poolings):
+    """(ids, row_splits, weights) of a group lookup op on `device` from the members' ids
+    and _Poolings (None: rows of their own; empty row_splits and weights). To a
+    parameter server each kind is sent as one tensor (device_transfers)."""
+    pooled = [i for i, p in enumerate(poolings) if p is not None]
+    row_splits, weights = [poolings[i].row_splits for i in pooled], [poolings[i].weights
+                                                                      for i in pooled]
+    if device_transfers.on_parameter_server(device):
+        ids, row_splits, weights = (device_transfers.move_together(t, device)
+                                    for t in (ids, row_splits, weights))
+    with tf.device(device):
+        all_splits = [tf.zeros([0], tf.int64)] * len(ids)
+        all_weights = [tf.zeros([0], tf.float32)] * len(ids)
+    for i, s, w in zip(pooled, row_splits, weights):
+        all_splits[i], all_weights[i] = s, w
+    return list(ids), all_splits, all_weights
 
 
 def lookup_for_training(layers, ids, weights):
@@ -422,17 +449,20 @@ def lookup_for_training(layers, ids, weights):
             groups.setdefault((table.key_dtype, table.device), []).append((l, s))
     found = {}
     ops = op_library.load()
-    for members in groups.values():
+    for (_, device), members in groups.items():
         pooled = [poolings[l] for l, _ in members]
+        ids_, row_splits, weights_ = _group_inputs(
+            device, [splits[l][1][s][1] for l, s in members], pooled)
         out = ops.drl_kv_group_find_or_insert(
-            [splits[l][1][s][0].resource_handle for l, s in members],
-            [splits[l][1][s][1] for l, s in members],
+            [splits[l][1][s][0].resource_handle for l, s in members], ids_,
             [layers[l].kv.step.value() for l, _ in members],
-            row_splits=[tf.zeros([0], tf.int64) if p is None else p.row_splits for p in pooled],
-            weights=[tf.zeros([0], tf.float32) if p is None else p.weights for p in pooled],
+            row_splits=row_splits, weights=weights_,
             combiners=["none" if p is None else p.combiner for p in pooled],
             max_lengths=[-1 if p is None else p.max_length for p in pooled])
-        found.update(zip(members, zip(out.rows, out.unique_keys, out.index)))
+        rows_ = list(out.rows)
+        if device_transfers.on_parameter_server(device):
+            rows_ = device_transfers.move_together(rows_, to_device="", from_device=device)
+        found.update(zip(members, zip(rows_, out.unique_keys, out.index)))
     outputs = []
     for l, (layer, (shard_of, parts)) in enumerate(zip(layers, splits)):
         rows_, unique, index = zip(*(found[(l, s)] for s in range(len(parts))))

@@ -186,6 +186,11 @@ def test_one_lookup_and_one_update_op_per_step_for_all_tables():
     # combiners and sequence padding run inside the lookup op
     tf_pooling = {"UnsortedSegmentSum", "RaggedTensorToTensor", "DivNoNan", "GatherV2"}
     assert not tf_pooling & {op.type for op in graph.get_operations()}
+    # the gradient anchors ([1, dim] weights, the group's only ones) get their gradients
+    # without being read: no remote read on a parameter-server cluster (the records of
+    # the tests above show they still get them)
+    assert not [op.name for op in graph.get_operations()
+                if op.type == "ReadVariableOp" and op.outputs[0].shape.rank == 2]
 
 
 def test_pooled_training_outputs_equal_the_inference_outputs():
