@@ -1,7 +1,7 @@
 """Tensors sent between a worker and a parameter server together, as one tensor.
 
 In a cluster every tensor that an op on one task passes to an op on another is
-its own transfer (a RecvTensor RPC, ~50 us of CPU here whatever its size), so a
+its own transfer (a RecvTensor RPC with its round trip, whatever its size), so a
 table group's per-table ids, rows and gradients would cost one transfer each per
 step. `move_together` packs a list of tensors into one flat tensor on the sending
 device and unpacks it on the receiving one: two transfers (the values and their
@@ -38,9 +38,8 @@ def move_together(tensors: Sequence[tf.Tensor], to_device: str,
         values = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)
         shapes = tf.concat([tf.shape(t, out_type=tf.int64) for t in tensors], 0)
     with _on(to_device):
-        shapes = tf.split(shapes, ranks) if len(tensors) > 1 else [shapes]
-        sizes = tf.stack([tf.reduce_prod(s) for s in shapes])
-        parts = tf.split(values, sizes) if len(tensors) > 1 else [values]
+        shapes = tf.split(shapes, ranks)
+        parts = tf.split(values, tf.stack([tf.reduce_prod(s) for s in shapes]))
         return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
 
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.kv import op_library, policies
+from deeprec_lite.kv.device_transfers import PARAMETER_SERVER_JOB
 from deeprec_lite.kv.variable import (KVRecords, KVVariable, bloom_counts_of_shard,
                                        step_or_clock)
 
@@ -35,7 +36,7 @@ def parameter_server_devices():
         return None
     # The strategy connected this process to the cluster: its devices are listed.
     devices = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices("CPU")]
-    return [d.to_string() for d in sorted((d for d in devices if d.job == "ps"),
+    return [d.to_string() for d in sorted((d for d in devices if d.job == PARAMETER_SERVER_JOB),
                                           key=lambda d: d.task)]
 
 

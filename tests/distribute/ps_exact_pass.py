@@ -94,9 +94,10 @@ def train_on_cluster(cluster, sequential=False, grouped=True):
 def kv_transfers(graph):
     """How the KV ops of a traced step meet the worker: {"ops": the ops that take a
     table, "inputs_from_elsewhere": their non-scalar inputs made on another device
-    than their table's (reads of variables, constants and KV ops' outputs aside), "outputs_to_elsewhere":
-    the ops on other devices that take their outputs}. With the tensors moved together
-    (kv.device_transfers), the packing and unpacking ops sit on the table's device."""
+    than their table's (reads of variables, constants and KV ops' outputs aside),
+    "outputs_to_elsewhere": the ops on other devices that take their outputs}. With
+    the tensors moved together (kv.device_transfers), the packing and unpacking ops
+    sit on the table's device."""
     device_of = {internal.name: external.device for external, internal in graph.captures
                  if internal.dtype == tf.resource}
     counts = {"ops": 0, "inputs_from_elsewhere": 0, "outputs_to_elsewhere": 0}

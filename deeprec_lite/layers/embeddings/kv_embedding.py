@@ -21,7 +21,8 @@ from typing import List, NamedTuple, Optional
 
 from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
-from tensorflow.python.eager import record as _record, tape as _tape  # after compat: pylint: disable=wrong-import-order
+# after compat, which sets up TensorFlow's import
+from tensorflow.python.eager import record as _record, tape as _tape  # pylint: disable=C0411
 from deeprec_lite.kv import device_transfers, op_library
 from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
                                                   parameter_server_devices)
@@ -419,8 +420,8 @@ def _group_inputs(device, ids, poolings):
     and _Poolings (None: rows of their own; empty row_splits and weights). To a
     parameter server each kind is sent as one tensor (device_transfers)."""
     pooled = [i for i, p in enumerate(poolings) if p is not None]
-    row_splits, weights = [poolings[i].row_splits for i in pooled], [poolings[i].weights
-                                                                      for i in pooled]
+    row_splits = [poolings[i].row_splits for i in pooled]
+    weights = [poolings[i].weights for i in pooled]
     if device_transfers.on_parameter_server(device):
         ids, row_splits, weights = (device_transfers.move_together(t, device)
                                     for t in (ids, row_splits, weights))
