@@ -5,7 +5,7 @@ its own transfer (a RecvTensor RPC with its round trip, whatever its size), so a
 table group's per-table ids, rows and gradients would cost one transfer each per
 step. `move_together` packs a list of tensors into one flat tensor on the sending
 device and unpacks it on the receiving one: two transfers (the values and their
-shapes) for any number of tensors, at the price of one copy on each side.
+sizes) for any number of tensors, at the price of one copy on each side.
 
     rows = move_together(rows_on_ps, to_device="", from_device=ps_device)
 """
@@ -24,23 +24,24 @@ def on_parameter_server(device: str) -> bool:
 
 def move_together(tensors: Sequence[tf.Tensor], to_device: str,
                   from_device: str = "") -> List[tf.Tensor]:
-    """The tensors (one dtype, shapes of known rank, any sizes) as tensors made on
-    `to_device` from one packed tensor built on `from_device` ("": the surrounding
-    device scope, on either side). Values and shapes are unchanged."""
+    """The tensors (one dtype, every dimension but the first known, any sizes) as
+    tensors made on `to_device` from one packed tensor built on `from_device` ("": the
+    surrounding device scope, on either side), with their sizes in a second one.
+    Values and shapes are unchanged."""
     tensors = [tf.convert_to_tensor(t) for t in tensors]
     if not tensors:
         return []
-    ranks = [t.shape.rank for t in tensors]
-    if None in ranks or len({t.dtype for t in tensors}) != 1:
-        raise ValueError("move_together takes tensors of one dtype and known ranks, got "
-                         f"{[(t.dtype.name, t.shape) for t in tensors]}")
+    if len({t.dtype for t in tensors}) != 1 or not all(
+            t.shape.rank and t.shape[1:].is_fully_defined() for t in tensors):
+        raise ValueError("move_together takes tensors of one dtype whose dimensions but the "
+                         f"first are known, got {[(t.dtype.name, t.shape) for t in tensors]}")
     with _on(from_device):
-        values = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)
-        shapes = tf.concat([tf.shape(t, out_type=tf.int64) for t in tensors], 0)
+        values = tf.concat([tf.reshape(t, [-1]) if t.shape.rank > 1 else t for t in tensors], 0)
+        sizes = tf.stack([tf.size(t, out_type=tf.int64) for t in tensors])
     with _on(to_device):
-        shapes = tf.split(shapes, ranks)
-        parts = tf.split(values, tf.stack([tf.reduce_prod(s) for s in shapes]))
-        return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+        parts = tf.split(values, sizes, num=len(tensors))
+        return [tf.reshape(p, [-1] + t.shape[1:].as_list()) if t.shape.rank > 1 else p
+                for p, t in zip(parts, tensors)]
 
 
 def _on(device):

@@ -288,6 +288,8 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
 
     def maybe_evict(self, global_step):
         """See KVVariable.maybe_evict."""
+        if all(policy.every_n_steps is None for policy in self.eviction):
+            return tf.constant(0, tf.int64)  # nothing scheduled: no update of the count
         return self._count_evicted(tf.add_n(
             [shard.maybe_evict(global_step) for shard in self._shards]))
 

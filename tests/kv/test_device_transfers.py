@@ -11,8 +11,8 @@ PS = "/job:ps/replica:0/task:1/device:CPU:0"
 def test_values_shapes_and_dtypes_come_back_unchanged():
     rng = np.random.default_rng(0)
     floats = [rng.normal(size=(5, 3)).astype(np.float32), np.zeros((0, 3), np.float32),
-              rng.normal(size=(2, 4, 3)).astype(np.float32), np.float32(7.5),
-              rng.normal(size=(1,)).astype(np.float32)]
+              rng.normal(size=(2, 4, 3)).astype(np.float32), np.float32([7.5]),
+              rng.normal(size=(0,)).astype(np.float32)]
     moved = move_together([tf.constant(a) for a in floats], to_device="")
     assert len(moved) == len(floats)
     for got, want in zip(moved, floats):
@@ -33,10 +33,10 @@ def test_packing_sits_on_the_sender_and_unpacking_on_the_receiver():
         b = tf.compat.v1.placeholder(tf.float32, [None])
         to_ps = move_together([a, b], to_device=PS)
         back = move_together(to_ps, to_device="", from_device=PS)
-    assert [t.shape.as_list() for t in to_ps] == [[None, None], [None]]
+    assert [t.shape.as_list() for t in to_ps] == [[None, 4], [None]]
     assert all(t.op.device == PS for t in to_ps)
     assert all(t.op.device == "" for t in back)
-    # exactly one values tensor and one shapes tensor cross each way
+    # exactly one values tensor and one sizes tensor cross each way
     crossing = {(t.name, op.device) for op in graph.get_operations() for t in op.inputs
                 if t.op.device != op.device}
     assert len(crossing) == 4, crossing
@@ -44,7 +44,9 @@ def test_packing_sits_on_the_sender_and_unpacking_on_the_receiver():
 
 @pytest.mark.parametrize("tensors, message", [
     (lambda: [tf.zeros([2]), tf.zeros([2], tf.int64)], "one dtype"),
-    (lambda: [tf.compat.v1.placeholder(tf.float32, None)], "known ranks"),
+    (lambda: [tf.compat.v1.placeholder(tf.float32, None)], "but the first are known"),
+    (lambda: [tf.compat.v1.placeholder(tf.float32, [3, None])], "but the first are known"),
+    (lambda: [tf.constant(1.0)], "but the first are known"),
 ])
 def test_mixed_dtypes_and_unknown_ranks_are_refused(tensors, message):
     with tf.Graph().as_default():

@@ -168,6 +168,13 @@ class KVEmbedding(keras.layers.Layer):
                 "kv.set_freq_counting(epoch == 0) in your own loop")
         return graph
 
+    def _rows_shape(self, pooling):
+        """The static shape of the rows the lookup gives: [n, D], or [B, max_length, D]
+        for a sequence feature."""
+        if pooling is not None and pooling.combiner == "sequence":
+            return [None, self.max_length, self.dim]
+        return [None, self.dim]
+
     def _tie(self, graph, rows, keys, pooling):
         """rows [n, D] of the step's ids, or with a pooling their pooled rows, tied to the
         gradient anchor; keys: the _StepKeys of the lookup, which the optimizer reads
@@ -176,16 +183,14 @@ class KVEmbedding(keras.layers.Layer):
         dense_shape [n, D]: the index stays where the lookup made it, on the table's
         device)."""
         object.__setattr__(self, "_training_keys", (graph, keys))
-        if pooling is not None and pooling.combiner == "sequence":
-            rows.set_shape([None, self.max_length, self.dim])
-        else:
-            rows.set_shape([None, self.dim])
+        rows.set_shape(self._rows_shape(pooling))
 
         def grad(upstream):
+            upstream = tf.convert_to_tensor(upstream)
             if pooling is not None:
                 upstream = op_library.load().drl_kv_pooling_grad(
-                    tf.convert_to_tensor(upstream), pooling.row_splits, pooling.weights,
-                    combiner=pooling.combiner)
+                    upstream, pooling.row_splits, pooling.weights, combiner=pooling.combiner)
+            upstream.set_shape([None, self.dim])
             count = tf.shape(upstream, out_type=tf.int64)[0]
             index = keys.index[0] if keys.shard_of is None else tf.range(count)
             return [tf.IndexedSlices(upstream, index, dense_shape=tf.stack(
@@ -461,6 +466,8 @@ def lookup_for_training(layers, ids, weights):
             combiners=["none" if p is None else p.combiner for p in pooled],
             max_lengths=[-1 if p is None else p.max_length for p in pooled])
         rows_ = list(out.rows)
+        for (l, _), r in zip(members, rows_):
+            r.set_shape(layers[l]._rows_shape(poolings[l]))
         if device_transfers.on_parameter_server(device):
             rows_ = device_transfers.move_together(rows_, to_device="", from_device=device)
         found.update(zip(members, zip(rows_, out.unique_keys, out.index)))
