@@ -246,15 +246,9 @@ class KvTable : public KvTableBase {
         Workers(ctx), k, keys.NumElements(),
         [&](Shard& s, int, int64_t i, uint64_t h) {
           const int64_t count = weight * (counts ? counts[i] : 1);
-          char* rec = nullptr;
-          try {  // an allocation that fails leaves the shard as it was
-            rec = FindOrInsertLocked(s, h, k[i], count, step);
-          } catch (const std::bad_alloc&) {
-            out_of_memory.store(true, std::memory_order_relaxed);
-          }
-          admitted[i] = rec != nullptr;
-          std::memcpy(values + i * dim, rec ? Value(rec) : config_.default_value.data(),
-                      sizeof(float) * dim);
+          bool failed = false;
+          admitted[i] = FindOrInsertCopy(s, h, k[i], count, step, values + i * dim, &failed);
+          if (failed) out_of_memory.store(true, std::memory_order_relaxed);
         },
         prefetch_output);
     AdvanceClock(step);
@@ -909,14 +903,9 @@ class KvTable : public KvTableBase {
                                                     hashes[u + kAhead / 2], 0);
       Shard& s = *shards_[ShardIndex(hashes[u])];
       const int64_t i = (*first)[u];
-      char* rec = nullptr;
-      try {  // an allocation that fails leaves the shard as it was
-        rec = FindOrInsertLocked(s, hashes[u], k[i], weight * counts[u], step);
-      } catch (const std::bad_alloc&) {
-        complete = false;
-      }
-      std::memcpy(rows + i * dim, rec ? Value(rec) : config_.default_value.data(),
-                  sizeof(float) * dim);
+      bool failed = false;
+      FindOrInsertCopy(s, hashes[u], k[i], weight * counts[u], step, rows + i * dim, &failed);
+      if (failed) complete = false;
     }
     for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
     for (const BatchKey& a : keys) {
@@ -987,6 +976,22 @@ class KvTable : public KvTableBase {
     s.pending.Free(ref & ~kPendingBit);
     s.index.Set(pos, hash, r);
     return rec;
+  }
+
+  // FindOrInsertLocked, then copies the key's value to `out`, or the default value while
+  // the key is not admitted or when its row could not be allocated (*failed is set then;
+  // the shard is left as it was). Returns whether the key has a row.
+  bool FindOrInsertCopy(Shard& s, uint64_t h, const K& key, int64_t count, int64_t step,
+                        float* out, bool* failed) {
+    char* rec = nullptr;
+    try {
+      rec = FindOrInsertLocked(s, h, key, count, step);
+    } catch (const std::bad_alloc&) {
+      *failed = true;
+    }
+    std::memcpy(out, rec ? Value(rec) : config_.default_value.data(),
+                sizeof(float) * config_.dim);
+    return rec != nullptr;
   }
 
   // Returns the admitted record, or nullptr while the key is not admitted.
