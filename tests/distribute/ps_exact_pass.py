@@ -87,8 +87,25 @@ def train_on_cluster(cluster, sequential=False, grouped=True):
             coordinator.join()
     coordinator.join()
     out = summary(model, test, records=sequential)
-    out["kv_transfers"] = kv_transfers(step.get_concrete_function(*train[0]).graph)
+    graph = step.get_concrete_function(*train[0]).graph
+    out["kv_transfers"] = kv_transfers(graph)
+    out["dense_reads"] = dense_reads(graph, model)
     return out
+
+
+def dense_reads(graph, model):
+    """{name: how many times a traced step reads it} for each trainable dense variable of
+    the model (the KV layers' gradient anchors aside): under ParameterServerStrategy
+    every read is a fetch from its parameter server."""
+    internal = {id(external): inner for external, inner in graph.captures}
+    reads = {}
+    for i, v in enumerate(model.trainable_variables):
+        if getattr(v, "_drl_kv_embedding", None) is not None:
+            continue
+        handle = internal.get(id(v.handle))
+        reads[f"{i}:{v.name}"] = 0 if handle is None else sum(
+            consumer.type == "ReadVariableOp" for consumer in handle.consumers())
+    return reads
 
 
 def kv_transfers(graph):

@@ -97,6 +97,9 @@ def test_grouped_tables_on_the_cluster_train_the_records_of_per_table_training(c
     # are unpacked on their ps, their outputs packed there (lookup + update per ps).
     assert runs["grouped"]["kv_transfers"] == {
         "ops": 4, "inputs_from_elsewhere": 0, "outputs_to_elsewhere": 0}
+    # The worker fetches each dense weight once per step (forward and gradient share it).
+    dense = runs["grouped"]["dense_reads"]
+    assert len(dense) == 9 and set(dense.values()) == {1}, dense
     grouped, ungrouped = runs["grouped"]["records"], runs["ungrouped"]["records"]
     assert grouped.keys() == ungrouped.keys() and len(grouped) == 12
     assert sum(len(r) for r in grouped.values()) > 1000
