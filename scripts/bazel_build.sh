@@ -9,7 +9,7 @@ TF_VERSION=$("$PYTHON_BIN_PATH" -c \
   "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf; print(tf.__version__)")
 bazel build //ops:_kv_ops.so //ops:_arrow_reader_ops.so \
   "--copt=-DDRL_BUILT_FOR_TENSORFLOW=\"$TF_VERSION\"" "$@"
-# A library left by setup.py (_kv_ops.cpython-*.so) would be found first: replace it.
+# A library left by setup.py (_kv_ops.cpython-*.so): the loader refuses two builds.
 rm -f deeprec_lite/kv/_kv_ops*.so deeprec_lite/data/formats/_arrow_reader_ops*.so
 install -m 755 bazel-bin/ops/_kv_ops.so deeprec_lite/kv/_kv_ops.so
 install -m 755 bazel-bin/ops/_arrow_reader_ops.so deeprec_lite/data/formats/_arrow_reader_ops.so

@@ -4,7 +4,7 @@ Nothing is loaded at import time; the first KV table needs the KV library, the
 first file reader the reader library. When one is missing or was built for
 another TensorFlow, the error says how to rebuild. There is no fallback.
 """
-import glob
+import importlib.machinery
 import os
 import threading
 
@@ -25,11 +25,18 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def library_path(name="_kv_ops", directory=_PACKAGE_DIR):
-    """The built library ``name*.so`` in ``directory`` (OpLibraryError when absent)."""
-    found = sorted(glob.glob(os.path.join(directory, f"{name}*.so")))
+    """The built library in ``directory``: ``name`` with this Python's extension suffix
+    (setup.py) or ``.so`` (scripts/bazel_build.sh). OpLibraryError when there is none, or
+    both (which one is current cannot be told)."""
+    suffixes = [".so"] + [s for s in importlib.machinery.EXTENSION_SUFFIXES if s != ".so"]
+    found = [p for p in (os.path.join(directory, name + s) for s in suffixes) if os.path.exists(p)]
     if not found:
         raise OpLibraryError(f"The deeprec_lite op library ({name}*.so) is not built in "
                              f"{directory}. " + REBUILD_HINT)
+    if len(found) > 1:
+        raise OpLibraryError(f"Two builds of the deeprec_lite op library {name}: "
+                             f"{', '.join(found)}. Remove the one that is not current. "
+                             + REBUILD_HINT)
     return found[0]
 
 

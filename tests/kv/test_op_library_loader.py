@@ -1,5 +1,8 @@
 """The op library loader: clear errors when the library is missing or stale."""
+import importlib.machinery
 import os
+import re
+import sys
 
 import pytest
 
@@ -10,6 +13,24 @@ from deeprec_lite.compat import tf
 def test_missing_library_says_how_to_rebuild(tmp_path):
     with pytest.raises(op_library.OpLibraryError, match=r"not built in .*pip install -e \."):
         op_library.library_path(directory=str(tmp_path))
+
+
+def test_two_builds_of_a_library_are_refused_by_name(tmp_path):
+    # setup.py names the library with this Python's suffix, scripts/bazel_build.sh plain .so;
+    # with both present the loader cannot tell which is current.
+    setup_py = tmp_path / ("_kv_ops" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    bazel = tmp_path / "_kv_ops.so"
+    setup_py.write_bytes(b"")
+    assert op_library.library_path(directory=str(tmp_path)) == str(setup_py)
+    bazel.write_bytes(b"")
+    with pytest.raises(op_library.OpLibraryError,
+                       match=rf"Two builds .*{re.escape(str(bazel))}.*{re.escape(str(setup_py))}"):
+        op_library.library_path(directory=str(tmp_path))
+    setup_py.unlink()
+    assert op_library.library_path(directory=str(tmp_path)) == str(bazel)
+    other_python = "cpython-39" if sys.version_info[:2] != (3, 9) else "cpython-310"
+    (tmp_path / f"_kv_ops.{other_python}-x86_64-linux-gnu.so").write_bytes(b"")
+    assert op_library.library_path(directory=str(tmp_path)) == str(bazel)
 
 
 def test_library_built_for_another_tensorflow_is_refused(tmp_path, monkeypatch):
