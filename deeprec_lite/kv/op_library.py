@@ -1,8 +1,9 @@
 """Lazy loading of the C++ op libraries (ops/, built by setup.py).
 
 Nothing is loaded at import time; the first KV table needs the KV library, the
-first file reader the reader library. When one is missing or was built for
-another TensorFlow, the error says how to rebuild. There is no fallback.
+first file reader the reader library. When one is missing, built twice (setup.py and
+Bazel) or built for another TensorFlow, the error says how to rebuild. There is no
+fallback.
 """
 import importlib.machinery
 import os
