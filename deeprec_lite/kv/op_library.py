@@ -29,8 +29,9 @@ def library_path(name="_kv_ops", directory=_PACKAGE_DIR):
     """The built library in ``directory``: ``name`` with this Python's extension suffix
     (setup.py) or ``.so`` (scripts/bazel_build.sh). OpLibraryError when there is none, or
     both (which one is current cannot be told)."""
-    suffixes = [".so"] + [s for s in importlib.machinery.EXTENSION_SUFFIXES if s != ".so"]
-    found = [p for p in (os.path.join(directory, name + s) for s in suffixes) if os.path.exists(p)]
+    found = [p for p in (os.path.join(directory, name + suffix)
+                         for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+             if os.path.exists(p)]
     if not found:
         raise OpLibraryError(f"The deeprec_lite op library ({name}*.so) is not built in "
                              f"{directory}. " + REBUILD_HINT)

@@ -24,7 +24,7 @@ def test_two_builds_of_a_library_are_refused_by_name(tmp_path):
     assert op_library.library_path(directory=str(tmp_path)) == str(setup_py)
     bazel.write_bytes(b"")
     with pytest.raises(op_library.OpLibraryError,
-                       match=rf"Two builds .*{re.escape(str(bazel))}.*{re.escape(str(setup_py))}"):
+                       match=rf"Two builds .*{re.escape(str(setup_py))}.*{re.escape(str(bazel))}"):
         op_library.library_path(directory=str(tmp_path))
     setup_py.unlink()
     assert op_library.library_path(directory=str(tmp_path)) == str(bazel)
