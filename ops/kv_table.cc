@@ -275,8 +275,9 @@ class KvTable : public KvTableBase {
     return changed;
   }
 
-  Status FindOrInsertUnique(const CpuWorkers& workers, const Tensor& keys, int64_t step,
-                            float* rows, int64_t* index, const AllocateKeys& allocate) override {
+  Status FindOrInsertUnique(const CpuWorkers& workers, const Tensor& keys, const int64_t* counts,
+                            int64_t step, float* rows, int64_t* index,
+                            const AllocateKeys& allocate) override {
     tf_shared_lock table_lock(table_mu_);
     const K* k = keys.flat<K>().data();
     Batch b = StartSplit(workers, keys.NumElements());
@@ -292,7 +293,7 @@ class KvTable : public KvTableBase {
     };
     const TaskFn walk = [&](int64_t p) {
       part_keys[p] = b.PartKeys(p);
-      if (!DedupAndInsert(k, b, p, part_keys[p], step, rows, index, &firsts[p])) {
+      if (!DedupAndInsert(k, counts, b, p, part_keys[p], step, rows, index, &firsts[p])) {
         out_of_memory.store(true, std::memory_order_relaxed);
       }
     };
@@ -858,12 +859,14 @@ class KvTable : public KvTableBase {
 
   // FindOrInsertUnique's walk of part p (keys: its keys, see Batch::PartKeys):
   // finds the distinct keys of the part (their first occurrences go to *first),
-  // looks each up once with its count under the part's shard locks, writes its
+  // looks each up once with its count (c: per key, or null: 1 each) under the
+  // part's shard locks, writes its
   // value to the row of its first occurrence and copies that to the other
   // occurrences; index[i] is the key's position among the part's distinct keys.
   // False when memory for a new row ran out (that key is left out).
-  bool DedupAndInsert(const K* k, const Batch& b, int64_t p, const std::vector<BatchKey>& keys,
-                      int64_t step, float* rows, int64_t* index, std::vector<int64_t>* first) {
+  bool DedupAndInsert(const K* k, const int64_t* c, const Batch& b, int64_t p,
+                      const std::vector<BatchKey>& keys, int64_t step, float* rows,
+                      int64_t* index, std::vector<int64_t>* first) {
     const int64_t m = static_cast<int64_t>(keys.size());
     const int64_t dim = config_.dim;
     const int64_t weight = counting() ? 1 : 0;
@@ -888,7 +891,7 @@ class KvTable : public KvTableBase {
         hashes.push_back(a.hash);
         counts.push_back(0);
       }
-      ++counts[u];
+      counts[u] += c == nullptr ? 1 : c[a.i];
       index[a.i] = u;
     }
     const int lo = b.first_shard[p];

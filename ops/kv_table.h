@@ -94,7 +94,8 @@ class KvTableBase : public tensorflow::ResourceBase {
                                           int64_t step, float* values, bool* admitted) = 0;
 
   // Training lookup of a batch in which keys repeat (the ids of one feature):
-  // counts each distinct key once with its number of occurrences (as FindOrInsert
+  // counts each distinct key once with its number of occurrences, or with counts
+  // (not null: one per key) the sum of its occurrences' counts (as FindOrInsert
   // with counts), and writes rows [n, dim] (each occurrence's value, the default
   // for keys not admitted) and index [n] (the position of each occurrence's key
   // among the distinct keys). The distinct keys go to the tensor that
@@ -102,7 +103,8 @@ class KvTableBase : public tensorflow::ResourceBase {
   // order of first occurrence within a shard.
   using AllocateKeys = std::function<tensorflow::Status(int64_t, tensorflow::Tensor**)>;
   virtual tensorflow::Status FindOrInsertUnique(const CpuWorkers& workers,
-                                                const tensorflow::Tensor& keys, int64_t step,
+                                                const tensorflow::Tensor& keys,
+                                                const int64_t* counts, int64_t step,
                                                 float* rows, int64_t* index,
                                                 const AllocateKeys& allocate) = 0;
 

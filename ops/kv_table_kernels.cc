@@ -106,6 +106,26 @@ TensorShape KeysByDim(const Tensor& keys, int64_t dim) {
   return shape;
 }
 
+// counts of a training lookup of n keys (what: whose, for errors): empty (1 per
+// key) or n numbers >= 0.
+Status CheckCounts(const std::string& what, const Tensor& counts, int64_t n) {
+  if (counts.NumElements() != 0 && counts.NumElements() != n) {
+    return InvalidArgument(what, ": counts must be empty or have one entry per key (", n,
+                           "), got shape ", counts.shape().DebugString());
+  }
+  const auto c = counts.flat<int64_t>();
+  for (int64_t i = 0; i < c.size(); ++i) {
+    if (c(i) < 0) {
+      return InvalidArgument(what, ": counts must be >= 0, got ", c(i), " at position ", i);
+    }
+  }
+  return Status();
+}
+
+const int64_t* CountsOrNull(const Tensor& counts) {
+  return counts.NumElements() == 0 ? nullptr : counts.flat<int64_t>().data();
+}
+
 // Creates a new table on every run and returns a ref-counting handle to it: the
 // table lives exactly as long as some tensor holds the handle, and two Python
 // objects (or a model and its reloaded SavedModel) never share one by name.
@@ -150,15 +170,10 @@ class KvFindOrInsertOp : public TableKernel {
     const Tensor& keys = ctx->input(1);
     const Tensor& counts = ctx->input(2);
     OP_REQUIRES_OK(ctx, CheckKeys(*table, keys));
-    const int64_t n = keys.NumElements();
-    OP_REQUIRES(ctx, counts.NumElements() == 0 || counts.NumElements() == n,
-                InvalidArgument("counts must be empty or have one entry per key (", n,
-                                "), got shape ", counts.shape().DebugString()));
-    const int64_t* c = counts.NumElements() == 0 ? nullptr : counts.flat<int64_t>().data();
-    for (int64_t i = 0; c != nullptr && i < n; ++i) {
-      OP_REQUIRES(ctx, c[i] >= 0,
-                  InvalidArgument("counts must be >= 0, got ", c[i], " at position ", i));
-    }
+    OP_REQUIRES_OK(ctx, CheckCounts(tensorflow::strings::StrCat("table '", table->config().name,
+                                                                "'"),
+                                    counts, keys.NumElements()));
+    const int64_t* c = CountsOrNull(counts);
     int64_t step;
     OP_REQUIRES_OK(ctx, ReadStep(ctx, 3, "global_step", &step));
     Tensor *values, *admitted;
@@ -193,10 +208,11 @@ class KvGroupFindOrInsertOp : public OpKernel {
                          (max_lengths_.empty() || static_cast<int>(max_lengths_.size()) == n),
                 InvalidArgument("combiners and max_lengths need ", n, " entries or none, got ",
                                 modes_.size(), " and ", max_lengths_.size()));
-    tensorflow::OpInputList ids, splits, weights;
+    tensorflow::OpInputList ids, splits, weights, counts;
     OP_REQUIRES_OK(ctx, ctx->input_list("ids", &ids));
     OP_REQUIRES_OK(ctx, ctx->input_list("row_splits", &splits));
     OP_REQUIRES_OK(ctx, ctx->input_list("weights", &weights));
+    OP_REQUIRES_OK(ctx, ctx->input_list("counts", &counts));
     std::vector<PoolingSpec> pooling(n);
     for (int i = 0; i < n; ++i) {
       OP_REQUIRES_OK(ctx, CheckKeys(group[i], ids[i]));
@@ -209,6 +225,7 @@ class KvGroupFindOrInsertOp : public OpKernel {
                                             splits[i], weights[i], ids[i].NumElements(),
                                             max_lengths_.empty() ? -1 : max_lengths_[i],
                                             &pooling[i]));
+      OP_REQUIRES_OK(ctx, CheckCounts(what, counts[i], ids[i].NumElements()));
     }
     int start, stop;
     OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("global_steps", &start, &stop));
@@ -239,7 +256,7 @@ class KvGroupFindOrInsertOp : public OpKernel {
     tensorflow::mutex allocation;  // outputs are allocated one at a time
     OP_REQUIRES_OK(ctx, group.Run(ctx, [&](int i, const CpuWorkers& workers) {
       TF_RETURN_IF_ERROR(group[i].FindOrInsertUnique(
-          workers, ids[i], steps[i], row_out[i]->flat<float>().data(),
+          workers, ids[i], CountsOrNull(counts[i]), steps[i], row_out[i]->flat<float>().data(),
           index_out[i]->flat<int64_t>().data(), [&](int64_t count, Tensor** out) {
             tensorflow::mutex_lock lock(allocation);
             return unique.allocate(i, TensorShape({count}), out);

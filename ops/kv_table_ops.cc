@@ -79,6 +79,7 @@ REGISTER_OP("DrlKvGroupFindOrInsert")
     .Input("global_steps: N * int64")
     .Input("row_splits: N * int64")
     .Input("weights: N * float")
+    .Input("counts: N * int64")
     .Output("rows: N * float")
     .Output("unique_keys: N * Tkey")
     .Output("index: N * int64")
@@ -110,7 +111,8 @@ REGISTER_OP("DrlKvGroupFindOrInsert")
       return Status();
     })
     .Doc("Training lookup of the ids [n_i] of N features in one op, tables[i] for ids[i]: "
-         "each distinct id of a feature is counted once with its number of occurrences, "
+         "each distinct id of a feature is counted once with its number of occurrences "
+         "(or with counts[i] [n_i], when not empty, the sum of its ids' counts), "
          "admitted and created (version = global_steps[i]) as by DrlKvFindOrInsert with "
          "counts. rows[i]: each id's value [n_i, dim_i], or with combiners[i] sum / mean / "
          "sqrtn the pooled rows [B_i, dim_i] of the examples that row_splits[i] [B_i + 1] "

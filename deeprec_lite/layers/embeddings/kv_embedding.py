@@ -179,9 +179,9 @@ class KVEmbedding(keras.layers.Layer):
         """rows [n, D] of the step's ids, or with a pooling their pooled rows, tied to the
         gradient anchor; keys: the _StepKeys of the lookup, which the optimizer reads
         back. The anchor's gradient is IndexedSlices(d loss / d id rows [n, D], each
-        id's position among the distinct keys, or for a partitioned table range(n);
-        dense_shape [n, D]: the index stays where the lookup made it, on the table's
-        device)."""
+        id's position among the distinct keys (the index stays where the lookup made
+        it, on the table's device); dense_shape [n, D]), or for a partitioned table
+        IndexedSlices(the rows summed per distinct id [U, D], range(U), [U, D])."""
         object.__setattr__(self, "_training_keys", (graph, keys))
         rows.set_shape(self._rows_shape(pooling))
 
@@ -191,8 +191,14 @@ class KVEmbedding(keras.layers.Layer):
                 upstream = op_library.load().drl_kv_pooling_grad(
                     upstream, pooling.row_splits, pooling.weights, combiner=pooling.combiner)
             upstream.set_shape([None, self.dim])
+            if keys.distinct_index is None:
+                index = keys.index[0]
+            else:  # summed here: each distinct id's gradient row goes to its shard once
+                distinct = tf.add_n(keys.shard_sizes)
+                upstream = tf.math.unsorted_segment_sum(upstream, keys.distinct_index,
+                                                        distinct)
+                index = tf.range(distinct)
             count = tf.shape(upstream, out_type=tf.int64)[0]
-            index = keys.index[0] if keys.shard_of is None else tf.range(count)
             return [tf.IndexedSlices(upstream, index, dense_shape=tf.stack(
                 [count, tf.constant(self.dim, tf.int64)]))]
 
@@ -204,7 +210,7 @@ class KVEmbedding(keras.layers.Layer):
         any shard of a partitioned table changes."""
         keys = self._keys_of_step()
         values = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-        if keys.shard_of is None:
+        if keys.distinct_index is None:
             if isinstance(gradient, tf.IndexedSlices):
                 index = gradient.indices
             else:  # a dense gradient [distinct keys, D]
@@ -213,7 +219,7 @@ class KVEmbedding(keras.layers.Layer):
         if check_finite:
             values = op_library.load().drl_check_finite_gradients(values,
                                                                   table_name=self.kv.name)
-        parts = tf.dynamic_partition(values, keys.shard_of, self.kv.num_shards)
+        parts = tf.split(values, keys.shard_sizes, num=self.kv.num_shards)
         return list(zip(self.kv.shards, keys.unique, keys.index, parts))
 
     def _check_one_training_call_per_graph(self):
@@ -283,7 +289,7 @@ class KVEmbedding(keras.layers.Layer):
     def _pooling(self, ids, weights):
         """How the training lookup op pools this layer's rows (the arithmetic of
         _output), or None where _output only reshapes them, or pools them after the
-        stitch of a partitioned table's shards."""
+        gather of a partitioned table's shards."""
         if not isinstance(self.kv, KVVariable):
             return None
         if isinstance(ids, tf.RaggedTensor):
@@ -394,11 +400,15 @@ class _Pooling(NamedTuple):
 
 class _StepKeys(NamedTuple):
     """What a training lookup of one layer found, per shard (one for an unpartitioned
-    table): shard_of, each id's shard (None when unpartitioned); unique, the shard's
-    distinct keys; index, the position in them of each of the shard's ids."""
-    shard_of: Optional[tf.Tensor]
+    table): unique, the distinct keys the shard's lookup got; index, the position in
+    them of each key it got. A partitioned table's shards get the layer's distinct ids
+    (DrlKvGroupRoute) with their counts: distinct_index, each id's position among them
+    in shard order, and shard_sizes, how many each shard got (both None when
+    unpartitioned)."""
     unique: List[tf.Tensor]
     index: List[tf.Tensor]
+    distinct_index: Optional[tf.Tensor] = None
+    shard_sizes: Optional[List[tf.Tensor]] = None
 
 
 def _tied_to_variable(tensor, variable, grad):
@@ -412,57 +422,92 @@ def _tied_to_variable(tensor, variable, grad):
     return tied
 
 
-def _split_by_shard(kv, ids):
-    """(each id's shard or None, [(table or shard, its ids)])."""
-    if isinstance(kv, KVVariable):
-        return None, [(kv, ids)]
-    shard_of = op_library.load().drl_kv_shard_index(ids, num_shards=kv.num_shards)
-    return shard_of, list(zip(kv.shards, tf.dynamic_partition(ids, shard_of, kv.num_shards)))
+class _Routed(NamedTuple):
+    """A layer's ids as its lookup ops get them: parts, [(table or shard, its ids, their
+    counts or None: 1 each)]; distinct_index: for a partitioned table, each id's
+    position among the distinct ids of its shards' parts in order (else None)."""
+    parts: List[tuple]
+    distinct_index: Optional[tf.Tensor]
 
 
-def _group_inputs(device, ids, poolings):
-    """(ids, row_splits, weights) of a group lookup op on `device` from the members' ids
-    and _Poolings (None: rows of their own; empty row_splits and weights). To a
-    parameter server each kind is sent as one tensor (device_transfers)."""
+def _route(layers, flat):
+    """The _Routed ids of each layer from its flat ids: those of partitioned tables
+    routed to their shards by one DrlKvGroupRoute per key dtype."""
+    routed = [_Routed([(layer.kv, ids, None)], None) if isinstance(layer.kv, KVVariable)
+              else None for layer, ids in zip(layers, flat)]
+    by_dtype = {}
+    for l, r in enumerate(routed):
+        if r is None:
+            by_dtype.setdefault(layers[l].kv.key_dtype, []).append(l)
+    for members in by_dtype.values():
+        num_shards = [layers[l].kv.num_shards for l in members]
+        out = op_library.load().drl_kv_group_route(
+            [flat[l] for l in members], M=sum(num_shards), num_shards=num_shards)
+        first = 0
+        for l, n, index in zip(members, num_shards, out.index):
+            parts = zip(layers[l].kv.shards, out.keys[first:first + n],
+                        out.counts[first:first + n])
+            routed[l] = _Routed(list(parts), index)
+            first += n
+    return routed
+
+
+def _group_inputs(device, ids, counts, poolings):
+    """(ids, counts, row_splits, weights) of a group lookup op on `device` from the
+    members' ids, counts (None: 1 each) and _Poolings (None: rows of their own); empty
+    tensors where None. To a parameter server each kind is sent as one tensor
+    (device_transfers), int64 ids with the counts."""
     pooled = [i for i, p in enumerate(poolings) if p is not None]
+    counted = [i for i, c in enumerate(counts) if c is not None]
     row_splits = [poolings[i].row_splits for i in pooled]
     weights = [poolings[i].weights for i in pooled]
+    counts = [counts[i] for i in counted]
+    ids = list(ids)
     if device_transfers.on_parameter_server(device):
-        ids, row_splits, weights = (device_transfers.move_together(t, device)
-                                    for t in (ids, row_splits, weights))
+        if ids[0].dtype == tf.int64:
+            moved = device_transfers.move_together(ids + counts, device)
+            ids, counts = moved[:len(ids)], moved[len(ids):]
+        else:
+            ids, counts = (device_transfers.move_together(t, device) for t in (ids, counts))
+        row_splits, weights = (device_transfers.move_together(t, device)
+                               for t in (row_splits, weights))
     with tf.device(device):
+        all_counts = [tf.zeros([0], tf.int64)] * len(ids)
         all_splits = [tf.zeros([0], tf.int64)] * len(ids)
         all_weights = [tf.zeros([0], tf.float32)] * len(ids)
+    for i, c in zip(counted, counts):
+        all_counts[i] = c
     for i, s, w in zip(pooled, row_splits, weights):
         all_splits[i], all_weights[i] = s, w
-    return list(ids), all_splits, all_weights
+    return ids, all_counts, all_splits, all_weights
 
 
 def lookup_for_training(layers, ids, weights):
     """The training outputs of several KVEmbedding layers, from their ids (checked by
     _ids) and weights (or None) as `call` takes them, with one lookup op per key dtype
-    and device (a table group; a partitioned table's shards go to their parameter
-    servers' ops). Each distinct id is counted once with its number of occurrences;
-    the op also pools (combiners, sequence padding) the rows of unpartitioned tables,
-    and each layer's rows are tied to its gradient anchor."""
+    and device (a table group; a partitioned table's distinct ids are routed to their
+    parameter servers' ops, each once with its count). Each distinct id is counted once
+    with its number of occurrences; the op also pools (combiners, sequence padding) the
+    rows of unpartitioned tables, and each layer's rows are tied to its gradient anchor."""
     graphs = [layer._begin_training_lookup() for layer in layers]
     flat = [layer._flat_ids(x) for layer, x in zip(layers, ids)]
     poolings = [layer._pooling(x, w) for layer, x, w in zip(layers, ids, weights)]
-    splits = [_split_by_shard(layer.kv, x) for layer, x in zip(layers, flat)]
+    routed = _route(layers, flat)
     groups = {}
-    for l, (_, parts) in enumerate(splits):
-        for s, (table, _) in enumerate(parts):
+    for l, r in enumerate(routed):
+        for s, (table, _, _) in enumerate(r.parts):
             groups.setdefault((table.key_dtype, table.device), []).append((l, s))
     found = {}
     ops = op_library.load()
     for (_, device), members in groups.items():
         pooled = [poolings[l] for l, _ in members]
-        ids_, row_splits, weights_ = _group_inputs(
-            device, [splits[l][1][s][1] for l, s in members], pooled)
+        ids_, counts, row_splits, weights_ = _group_inputs(
+            device, [routed[l].parts[s][1] for l, s in members],
+            [routed[l].parts[s][2] for l, s in members], pooled)
         out = ops.drl_kv_group_find_or_insert(
-            [splits[l][1][s][0].resource_handle for l, s in members], ids_,
+            [routed[l].parts[s][0].resource_handle for l, s in members], ids_,
             [layers[l].kv.step.value() for l, _ in members],
-            row_splits=row_splits, weights=weights_,
+            row_splits=row_splits, weights=weights_, counts=counts,
             combiners=["none" if p is None else p.combiner for p in pooled],
             max_lengths=[-1 if p is None else p.max_length for p in pooled])
         rows_ = list(out.rows)
@@ -472,15 +517,15 @@ def lookup_for_training(layers, ids, weights):
             rows_ = device_transfers.move_together(rows_, to_device="", from_device=device)
         found.update(zip(members, zip(rows_, out.unique_keys, out.index)))
     outputs = []
-    for l, (layer, (shard_of, parts)) in enumerate(zip(layers, splits)):
-        rows_, unique, index = zip(*(found[(l, s)] for s in range(len(parts))))
-        if shard_of is None:
-            value = rows_[0]
+    for l, (layer, r) in enumerate(zip(layers, routed)):
+        rows_, unique, index = zip(*(found[(l, s)] for s in range(len(r.parts))))
+        if r.distinct_index is None:
+            value, keys = rows_[0], _StepKeys(list(unique), list(index))
         else:
-            positions = tf.dynamic_partition(tf.range(tf.size(flat[l])), shard_of, len(parts))
-            value = tf.dynamic_stitch(positions, rows_)
-        tied = layer._tie(graphs[l], value, _StepKeys(shard_of, list(unique), list(index)),
-                          poolings[l])
+            value = tf.gather(tf.concat(rows_, 0), r.distinct_index)
+            sizes = [tf.size(part_ids, out_type=tf.int64) for _, part_ids, _ in r.parts]
+            keys = _StepKeys(list(unique), list(index), r.distinct_index, sizes)
+        tied = layer._tie(graphs[l], value, keys, poolings[l])
         outputs.append(tied if poolings[l] is not None
                        else layer._output(ids[l], weights[l], tied))
     return outputs

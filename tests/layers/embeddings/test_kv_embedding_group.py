@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.kv import CounterFilter, StalenessEviction, TableConfig, sparse_optimizers
+from deeprec_lite.kv import (CounterFilter, StalenessEviction, TableConfig, op_library,
+                              sparse_optimizers)
 from deeprec_lite.kv.partitioned_variable import PartitionedKVVariable
 from deeprec_lite.kv.variable import KVVariable
 from deeprec_lite.layers import KVEmbedding, KVEmbeddingGroup
@@ -171,8 +172,12 @@ def test_partitioned_tables_in_a_group_match_the_per_table_path():
     check_same_records(grouped, train_reference(sparse))
     graph = step.get_concrete_function(*weighted_batches(1)[0]).graph
     kinds = [op.type for op in graph.get_operations() if op.type.startswith("DrlKv")]
-    # all shards live on this machine: one lookup and one update per key dtype
+    # all shards live on this machine: one lookup and one update per key dtype, and the
+    # features' distinct ids routed to the shards by one op per key dtype
     assert kinds.count("DrlKvGroupFindOrInsert") == 2 and kinds.count("DrlKvApplyAdam") == 2
+    assert kinds.count("DrlKvGroupRoute") == 2 and "DrlKvShardIndex" not in kinds
+    per_feature = {"DynamicPartition", "DynamicStitch"}
+    assert not per_feature & {op.type for op in graph.get_operations()}
 
 
 def test_one_lookup_and_one_update_op_per_step_for_all_tables():
@@ -243,6 +248,19 @@ def test_indexed_update_sums_each_keys_rows_in_float32_order():
     np.testing.assert_array_equal(kv.lookup([5, 6]).numpy()[:, 0], [-want, -3.0])
 
 
+def test_counts_of_the_group_lookup_add_up_per_distinct_id():
+    # what a partitioned table's shards get: ids with their numbers of occurrences
+    kv = KVVariable(2, admission=CounterFilter(5), name="clicks")
+    ops = op_library.load()
+    out = ops.drl_kv_group_find_or_insert(
+        [kv.resource_handle], [tf.constant([5, 6, 5], tf.int64)], [tf.constant(3, tf.int64)],
+        [tf.zeros([0], tf.int64)], [tf.zeros([0])], [tf.constant([2, 3, 4], tf.int64)])
+    assert out.index[0].numpy().tolist() in ([0, 1, 0], [1, 0, 1])
+    records = sorted_records(kv)
+    assert records["keys"].tolist() == [5, 6] and records["freqs"].tolist() == [6, 3]
+    assert records["admitted"].tolist() == [True, False]  # 6 >= 5 > 3
+
+
 def test_bad_index_and_ids_are_named():
     sparse = sparse_optimizers.SGD(1.0)
     kv = KVVariable(2, name="clicks")
@@ -253,19 +271,27 @@ def test_bad_index_and_ids_are_named():
         sparse.apply_indexed([kv], [[5, 6]], [[0, 1]], [tf.ones([3, 2])], 1)
     with pytest.raises(ValueError, match="one entry per table, got 1, 2, 1 and 1"):
         sparse.apply_indexed([kv], [[5], [6]], [[0]], [tf.ones([1, 2])], 1)
-    from deeprec_lite.kv import op_library
     ops = op_library.load()
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"ids\[0\] \(table 'clicks'\) must be a vector"):
         ops.drl_kv_group_find_or_insert([kv.resource_handle], [tf.constant([[1]], tf.int64)],
                                         [tf.constant(0, tf.int64)], [tf.zeros([0], tf.int64)],
-                                        [tf.zeros([0])])
+                                        [tf.zeros([0])], [tf.zeros([0], tf.int64)])
 
-    def pooled(row_splits, weights, combiner="mean"):
+    def pooled(row_splits, weights, combiner="mean", counts=()):
         return ops.drl_kv_group_find_or_insert(
             [kv.resource_handle], [tf.constant([1, 2, 3], tf.int64)], [tf.constant(0, tf.int64)],
             [tf.constant(row_splits, tf.int64)], [tf.constant(weights, tf.float32)],
-            combiners=[combiner], max_lengths=[-1])
+            [tf.constant(counts, tf.int64)], combiners=[combiner], max_lengths=[-1])
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"ids\[0\] \(table 'clicks'\): counts must be empty or have one "
+                             r"entry per key \(3\), got shape \[2\]"):
+        pooled([0, 3], [], counts=[1, 2])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"ids\[0\] \(table 'clicks'\): counts must be >= 0, got -1 at "
+                             r"position 2"):
+        pooled([0, 3], [], counts=[1, 2, -1])
 
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"table 'clicks'.*row_splits must start at 0 and end at the "
