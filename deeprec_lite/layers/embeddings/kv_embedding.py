@@ -180,8 +180,8 @@ class KVEmbedding(keras.layers.Layer):
         gradient anchor; keys: the _StepKeys of the lookup, which the optimizer reads
         back. The anchor's gradient is IndexedSlices(d loss / d id rows [n, D], each
         id's position among the distinct keys (the index stays where the lookup made
-        it, on the table's device); dense_shape [n, D]), or for a partitioned table
-        IndexedSlices(the rows summed per distinct id [U, D], range(U), [U, D])."""
+        it, on the table's device); dense_shape [n, D]), or for a table with
+        _remote_shards IndexedSlices(the rows summed per distinct id [U, D], range(U), [U, D])."""
         object.__setattr__(self, "_training_keys", (graph, keys))
         rows.set_shape(self._rows_shape(pooling))
 
@@ -219,8 +219,9 @@ class KVEmbedding(keras.layers.Layer):
         if check_finite:
             values = op_library.load().drl_check_finite_gradients(values,
                                                                   table_name=self.kv.name)
-        parts = tf.split(values, keys.shard_sizes, num=self.kv.num_shards)
-        return list(zip(self.kv.shards, keys.unique, keys.index, parts))
+        shards = _remote_shards(self.kv)
+        parts = tf.split(values, keys.shard_sizes, num=len(shards))
+        return list(zip(shards, keys.unique, keys.index, parts))
 
     def _check_one_training_call_per_graph(self):
         """A second training call in one traced step would replace the batch's keys
@@ -289,8 +290,8 @@ class KVEmbedding(keras.layers.Layer):
     def _pooling(self, ids, weights):
         """How the training lookup op pools this layer's rows (the arithmetic of
         _output), or None where _output only reshapes them, or pools them after the
-        gather of a partitioned table's shards."""
-        if not isinstance(self.kv, KVVariable):
+        gather of the distinct ids' rows (_remote_shards)."""
+        if _remote_shards(self.kv) is not None:
             return None
         if isinstance(ids, tf.RaggedTensor):
             row_splits = tf.cast(ids.row_splits, tf.int64)
@@ -401,10 +402,10 @@ class _Pooling(NamedTuple):
 class _StepKeys(NamedTuple):
     """What a training lookup of one layer found, per shard (one for an unpartitioned
     table): unique, the distinct keys the shard's lookup got; index, the position in
-    them of each key it got. A partitioned table's shards get the layer's distinct ids
+    them of each key it got. The _remote_shards of a table get the layer's distinct ids
     (DrlKvGroupRoute) with their counts: distinct_index, each id's position among them
-    in shard order, and shard_sizes, how many each shard got (both None when
-    unpartitioned)."""
+    in shard order, and shard_sizes, how many each shard got (both None for other
+    tables)."""
     unique: List[tf.Tensor]
     index: List[tf.Tensor]
     distinct_index: Optional[tf.Tensor] = None
@@ -424,29 +425,38 @@ def _tied_to_variable(tensor, variable, grad):
 
 class _Routed(NamedTuple):
     """A layer's ids as its lookup ops get them: parts, [(table or shard, its ids, their
-    counts or None: 1 each)]; distinct_index: for a partitioned table, each id's
+    counts or None: 1 each)]; distinct_index: for a table with _remote_shards, each id's
     position among the distinct ids of its shards' parts in order (else None)."""
     parts: List[tuple]
     distinct_index: Optional[tf.Tensor]
 
 
+def _remote_shards(kv):
+    """The shards (the table itself when unpartitioned) of a table whose lookups send
+    each distinct id once: a partitioned table, or one on a parameter server; else None
+    (the lookup op gets the ids as they are and pools their rows)."""
+    if not isinstance(kv, KVVariable):
+        return kv.shards
+    return [kv] if device_transfers.on_parameter_server(kv.device) else None
+
+
 def _route(layers, flat):
-    """The _Routed ids of each layer from its flat ids: those of partitioned tables
-    routed to their shards by one DrlKvGroupRoute per key dtype."""
-    routed = [_Routed([(layer.kv, ids, None)], None) if isinstance(layer.kv, KVVariable)
-              else None for layer, ids in zip(layers, flat)]
+    """The _Routed ids of each layer from its flat ids: those of the tables with
+    _remote_shards routed to them by one DrlKvGroupRoute per key dtype."""
+    shards = [_remote_shards(layer.kv) for layer in layers]
+    routed = [_Routed([(layer.kv, ids, None)], None) if s is None else None
+              for layer, ids, s in zip(layers, flat, shards)]
     by_dtype = {}
     for l, r in enumerate(routed):
         if r is None:
             by_dtype.setdefault(layers[l].kv.key_dtype, []).append(l)
     for members in by_dtype.values():
-        num_shards = [layers[l].kv.num_shards for l in members]
+        num_shards = [len(shards[l]) for l in members]
         out = op_library.load().drl_kv_group_route(
             [flat[l] for l in members], M=sum(num_shards), num_shards=num_shards)
         first = 0
         for l, n, index in zip(members, num_shards, out.index):
-            parts = zip(layers[l].kv.shards, out.keys[first:first + n],
-                        out.counts[first:first + n])
+            parts = zip(shards[l], out.keys[first:first + n], out.counts[first:first + n])
             routed[l] = _Routed(list(parts), index)
             first += n
     return routed
@@ -485,10 +495,11 @@ def _group_inputs(device, ids, counts, poolings):
 def lookup_for_training(layers, ids, weights):
     """The training outputs of several KVEmbedding layers, from their ids (checked by
     _ids) and weights (or None) as `call` takes them, with one lookup op per key dtype
-    and device (a table group; a partitioned table's distinct ids are routed to their
-    parameter servers' ops, each once with its count). Each distinct id is counted once
-    with its number of occurrences; the op also pools (combiners, sequence padding) the
-    rows of unpartitioned tables, and each layer's rows are tied to its gradient anchor."""
+    and device (a table group; the distinct ids of a partitioned table or one on a
+    parameter server are routed to their shards' ops, each once with its count). Each
+    distinct id is counted once with its number of occurrences; the op also pools
+    (combiners, sequence padding) the rows of the other tables, and each layer's rows
+    are tied to its gradient anchor."""
     graphs = [layer._begin_training_lookup() for layer in layers]
     flat = [layer._flat_ids(x) for layer, x in zip(layers, ids)]
     poolings = [layer._pooling(x, w) for layer, x, w in zip(layers, ids, weights)]
