@@ -1,12 +1,12 @@
 // DrlKvShardIndex: which shard of a partitioned KV variable owns each key.
-// DrlKvGroupRoute: the distinct ids of a step's features on partitioned tables,
-// routed to their shards in one op, so that each distinct id travels once.
+// DrlKvGroupRoute: the distinct ids of a step's features on partitioned tables (or
+// on a parameter server: one shard), routed to their shards in one op, so that each
+// distinct id and its row travel once.
 //
 // The shard is a stable function of the key alone (never of the TensorFlow
 // version, the machine or the table's size), so records can be routed again on
 // restore into any number of shards (PartitionOf in key_hash.h).
 #include <cstdint>
-#include <numeric>
 #include <vector>
 
 #include "key_hash.h"

@@ -860,9 +860,9 @@ class KvTable : public KvTableBase {
   // FindOrInsertUnique's walk of part p (keys: its keys, see Batch::PartKeys):
   // finds the distinct keys of the part (their first occurrences go to *first),
   // looks each up once with its count (c: per key, or null: 1 each) under the
-  // part's shard locks, writes its
-  // value to the row of its first occurrence and copies that to the other
-  // occurrences; index[i] is the key's position among the part's distinct keys.
+  // part's shard locks, writes its value to the row of its first occurrence and
+  // copies that to the other occurrences; index[i] is the key's position among the
+  // part's distinct keys.
   // False when memory for a new row ran out (that key is left out).
   bool DedupAndInsert(const K* k, const int64_t* c, const Batch& b, int64_t p,
                       const std::vector<BatchKey>& keys, int64_t step, float* rows,

@@ -181,7 +181,8 @@ class KVEmbedding(keras.layers.Layer):
         back. The anchor's gradient is IndexedSlices(d loss / d id rows [n, D], each
         id's position among the distinct keys (the index stays where the lookup made
         it, on the table's device); dense_shape [n, D]), or for a table with
-        _remote_shards IndexedSlices(the rows summed per distinct id [U, D], range(U), [U, D])."""
+        _remote_shards IndexedSlices(the rows summed per distinct id [U, D], range(U),
+        [U, D])."""
         object.__setattr__(self, "_training_keys", (graph, keys))
         rows.set_shape(self._rows_shape(pooling))
 
