@@ -20,7 +20,8 @@ from setuptools.modified import newer_group
 OP_SOURCES = ["ops/build_info.cc", "ops/kv_table.cc", "ops/kv_table_ops.cc", "ops/kv_table_kernels.cc",
               "ops/kv_checkpoint.cc", "ops/kv_optimizer_ops.cc", "ops/kv_optimizer_kernels.cc", "ops/kv_partition_ops.cc",
               "ops/truncated_normal.cc"]
-OP_HEADERS = ["ops/counting_bloom_filter.h", "ops/embedding_pooling.h", "ops/hash_index.h",
+OP_HEADERS = ["ops/counting_bloom_filter.h", "ops/distinct_keys.h", "ops/embedding_pooling.h",
+              "ops/hash_index.h",
               "ops/initializer.h",
               "ops/kernel_checks.h", "ops/key_hash.h", "ops/kv_table.h", "ops/row_arena.h",
               "ops/parallel_tasks.h", "ops/table_group.h", "ops/truncated_normal.h"]

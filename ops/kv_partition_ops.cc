@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "distinct_keys.h"
 #include "key_hash.h"
 #include "kv_table.h"
 #include "parallel_tasks.h"
@@ -156,33 +157,13 @@ class GroupRouteOp : public OpKernel {
                                   const AllocateIndex& allocate_index) {
     const K* k = ids.flat<K>().data();
     const int64_t n = ids.NumElements();
-    // Distinct ids by open addressing on the key hash, in order of first occurrence.
-    size_t capacity = 16;
-    while (capacity < 2 * static_cast<size_t>(n)) capacity <<= 1;
-    std::vector<int64_t> slot(capacity, -1);
-    std::vector<int64_t> first, occurrences, distinct_of(n);
-    std::vector<uint64_t> hashes;
-    for (int64_t i = 0; i < n; ++i) {
-      const uint64_t h = HashKey(k[i]);
-      size_t pos = h & (capacity - 1);
-      int64_t u;
-      while ((u = slot[pos]) >= 0 && (hashes[u] != h || !(k[first[u]] == k[i]))) {
-        pos = (pos + 1) & (capacity - 1);
-      }
-      if (u < 0) {
-        u = slot[pos] = static_cast<int64_t>(first.size());
-        first.push_back(i);
-        hashes.push_back(h);
-        occurrences.push_back(0);
-      }
-      ++occurrences[u];
-      distinct_of[i] = u;
-    }
-    const int64_t distinct = static_cast<int64_t>(first.size());
-    std::vector<int32_t> shard(distinct);
-    std::vector<int64_t> size(num_shards, 0), position(distinct);
-    for (int64_t u = 0; u < distinct; ++u) {
-      shard[u] = PartitionOf(hashes[u], num_shards);
+    DistinctKeys<K> distinct(k, n);
+    std::vector<int32_t> distinct_of(n);
+    for (int64_t i = 0; i < n; ++i) distinct_of[i] = distinct.Add(i, HashKey(k[i]), 1);
+    std::vector<int32_t> shard(distinct.size());
+    std::vector<int64_t> size(num_shards, 0), position(distinct.size());
+    for (int64_t u = 0; u < distinct.size(); ++u) {
+      shard[u] = PartitionOf(distinct.hashes[u], num_shards);
       position[u] = size[shard[u]]++;
     }
     std::vector<K*> shard_keys(num_shards);
@@ -192,9 +173,9 @@ class GroupRouteOp : public OpKernel {
       TF_RETURN_IF_ERROR(allocate_shard(s, size[s], &shard_keys[s], &shard_counts[s]));
       if (s > 0) offset[s] = offset[s - 1] + size[s - 1];
     }
-    for (int64_t u = 0; u < distinct; ++u) {
-      shard_keys[shard[u]][position[u]] = k[first[u]];
-      shard_counts[shard[u]][position[u]] = occurrences[u];
+    for (int64_t u = 0; u < distinct.size(); ++u) {
+      shard_keys[shard[u]][position[u]] = k[distinct.first[u]];
+      shard_counts[shard[u]][position[u]] = distinct.counts[u];
       position[u] += offset[shard[u]];
     }
     Tensor* index;

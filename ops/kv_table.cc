@@ -8,7 +8,9 @@
 #include <new>
 #include <random>
 #include <type_traits>
+#include <utility>
 
+#include "distinct_keys.h"
 #include "hash_index.h"
 #include "key_hash.h"
 #include "parallel_tasks.h"
@@ -870,51 +872,35 @@ class KvTable : public KvTableBase {
     const int64_t m = static_cast<int64_t>(keys.size());
     const int64_t dim = config_.dim;
     const int64_t weight = counting() ? 1 : 0;
-    // Open addressing on the low bits of the key hash (shards take the top bits).
-    size_t capacity = 16;
-    while (capacity < 2 * static_cast<size_t>(m)) capacity <<= 1;
-    std::vector<int32_t> slot(capacity, -1);
-    std::vector<uint64_t> hashes;
-    std::vector<int64_t> counts;
-    first->reserve(m);
-    hashes.reserve(m);
-    counts.reserve(m);
+    // DistinctKeys probes the low bits of the key hash (the shards take the top bits).
+    DistinctKeys<K> distinct(k, m);
     for (const BatchKey& a : keys) {
-      size_t pos = a.hash & (capacity - 1);
-      int32_t u;
-      while ((u = slot[pos]) >= 0 && (hashes[u] != a.hash || !(k[(*first)[u]] == k[a.i]))) {
-        pos = (pos + 1) & (capacity - 1);
-      }
-      if (u < 0) {
-        u = slot[pos] = static_cast<int32_t>(first->size());
-        first->push_back(a.i);
-        hashes.push_back(a.hash);
-        counts.push_back(0);
-      }
-      counts[u] += c == nullptr ? 1 : c[a.i];
-      index[a.i] = u;
+      index[a.i] = distinct.Add(a.i, a.hash, c == nullptr ? 1 : c[a.i]);
     }
+    const std::vector<uint64_t>& hashes = distinct.hashes;
     const int lo = b.first_shard[p];
     const int hi = b.first_shard[p + 1];
     for (int s = lo; s < hi; ++s) shards_[s]->mu.lock();
     bool complete = true;
     constexpr int64_t kAhead = 16;
-    const int64_t distinct = static_cast<int64_t>(first->size());
-    for (int64_t u = 0; u < distinct; ++u) {
-      if (u + kAhead < distinct) ShardOf(hashes[u + kAhead]).index.Prefetch(hashes[u + kAhead]);
-      if (u + kAhead / 2 < distinct) PrefetchRecord(ShardOf(hashes[u + kAhead / 2]),
-                                                    hashes[u + kAhead / 2], 0);
+    const int64_t n = distinct.size();
+    for (int64_t u = 0; u < n; ++u) {
+      if (u + kAhead < n) ShardOf(hashes[u + kAhead]).index.Prefetch(hashes[u + kAhead]);
+      if (u + kAhead / 2 < n) PrefetchRecord(ShardOf(hashes[u + kAhead / 2]),
+                                             hashes[u + kAhead / 2], 0);
       Shard& s = *shards_[ShardIndex(hashes[u])];
-      const int64_t i = (*first)[u];
+      const int64_t i = distinct.first[u];
       bool failed = false;
-      FindOrInsertCopy(s, hashes[u], k[i], weight * counts[u], step, rows + i * dim, &failed);
+      FindOrInsertCopy(s, hashes[u], k[i], weight * distinct.counts[u], step, rows + i * dim,
+                       &failed);
       if (failed) complete = false;
     }
     for (int s = lo; s < hi; ++s) shards_[s]->mu.unlock();
     for (const BatchKey& a : keys) {
-      const int64_t i0 = (*first)[index[a.i]];
+      const int64_t i0 = distinct.first[index[a.i]];
       if (i0 != a.i) std::memcpy(rows + a.i * dim, rows + i0 * dim, sizeof(float) * dim);
     }
+    *first = std::move(distinct.first);
     return complete;
   }
 
