@@ -121,9 +121,10 @@ def main(argv):
                         help="export keys seen at least this often in the data")
     parser.add_argument("--out-dir", default="main_job_output",
                         help="where the checkpoints, exports and reports go")
-    # max_staleness 300 steps (a day is 196 batches): ids of faded generations are evicted
-    parser.set_defaults(days=3, rows_per_day=200_000, verbose=2, hold_out_fields=1,
-                        max_staleness=300)
+    # two epochs a day (392 steps, 196 batches each); max_staleness 450 steps: ids not
+    # trained for more than about a day (faded generations) are evicted
+    parser.set_defaults(days=3, rows_per_day=200_000, epochs=2, verbose=2, hold_out_fields=1,
+                        max_staleness=450)
     args = parser.parse_args(argv)
     out = args.out_dir
     os.makedirs(out, exist_ok=True)
