@@ -24,7 +24,8 @@ OP_HEADERS = ["ops/counting_bloom_filter.h", "ops/distinct_keys.h", "ops/embeddi
               "ops/hash_index.h",
               "ops/initializer.h",
               "ops/kernel_checks.h", "ops/key_hash.h", "ops/kv_table.h", "ops/row_arena.h",
-              "ops/parallel_tasks.h", "ops/table_group.h", "ops/truncated_normal.h"]
+              "ops/parallel_tasks.h", "ops/saturating_count.h", "ops/table_group.h",
+              "ops/truncated_normal.h"]
 # The file readers' tf.data op. arrow_batch_reader.cc includes only Arrow's headers (C++20,
 # from the pyarrow wheel); the others only TensorFlow's (C++17). Linked against the Arrow
 # libraries that pyarrow ships, found through pyarrow's directory at run time.

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "key_hash.h"
+#include "saturating_count.h"
 
 namespace deeprec_lite {
 
@@ -42,7 +43,7 @@ class CountingBloomFilter {
       uint16_t old = c.load(std::memory_order_relaxed);
       uint16_t next;
       do {
-        next = static_cast<uint16_t>(std::min<int64_t>(kMaxCount, old + count));
+        next = static_cast<uint16_t>(std::min<int64_t>(kMaxCount, AddCount(old, count)));
       } while (!c.compare_exchange_weak(old, next, std::memory_order_relaxed));
       estimate = std::min<uint32_t>(estimate, next);
     }

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "saturating_count.h"
+
 namespace deeprec_lite {
 
 template <typename K>
@@ -39,7 +41,7 @@ class DistinctKeys {
       hashes.push_back(hash);
       counts.push_back(0);
     }
-    counts[u] += count;
+    counts[u] = AddCount(counts[u], count);
     return u;
   }
 

@@ -352,7 +352,11 @@ class KvClearOp : public TableKernel {
  public:
   using TableKernel::TableKernel;
   void ComputeWithTable(OpKernelContext* ctx, KvTableBase* table) override {
-    OP_REQUIRES_OK(ctx, table->Clear(std::max<int64_t>(0, ctx->input(1).scalar<int64_t>()())));
+    const Tensor& expected = ctx->input(1);
+    OP_REQUIRES(ctx, expected.dims() == 0 && expected.scalar<int64_t>()() >= 0,
+                InvalidArgument("expected_records must be a non-negative int64 scalar, got ",
+                                expected.DebugString()));
+    OP_REQUIRES_OK(ctx, table->Clear(expected.scalar<int64_t>()()));
   }
 };
 

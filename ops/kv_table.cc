@@ -15,6 +15,7 @@
 #include "key_hash.h"
 #include "parallel_tasks.h"
 #include "row_arena.h"
+#include "saturating_count.h"
 #include "tensorflow/core/framework/allocator.h"
 #include "tensorflow/core/framework/device_base.h"
 #include "tensorflow/core/platform/mutex.h"
@@ -412,9 +413,14 @@ class KvTable : public KvTableBase {
                              " counters but this table's has ", want_bloom);
     }
     const int64_t* ver = versions.flat<int64_t>().data();
+    const int64_t* f = freqs.flat<int64_t>().data();
     for (int64_t i = 0; i < n; ++i) {
       if (ver[i] < 0) {
         return InvalidArgument("imported versions are global steps, >= 0; got ", ver[i],
+                               " at position ", i);
+      }
+      if (f[i] < 0) {
+        return InvalidArgument("imported freqs count occurrences, >= 0; got ", f[i],
                                " at position ", i);
       }
     }
@@ -430,7 +436,6 @@ class KvTable : public KvTableBase {
     }
     const K* k = keys.flat<K>().data();
     const float* v = values.flat<float>().data();
-    const int64_t* f = freqs.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
     const Batch batch = Split(ctx, k, n);
 
@@ -991,7 +996,7 @@ class KvTable : public KvTableBase {
     if (pos != HashIndex::kNotFound) {
       const uint32_t ref = HashIndex::Ref(s.index.entry(pos));
       char* rec = Record(s, ref);
-      Freq(rec) += count;
+      Freq(rec) = AddCount(Freq(rec), count);
       if (!(ref & kPendingBit)) {
         if (count != 0) Touched(rec) = step;
         return rec;
@@ -1169,12 +1174,14 @@ class KvTable : public KvTableBase {
                                t->shape().DebugString());
       }
     }
-    for (const Tensor* t : {&r.versions, &r.pending_versions}) {
+    for (const Tensor* t : {&r.freqs, &r.pending_freqs, &r.versions, &r.pending_versions}) {
+      const bool freqs = t == &r.freqs || t == &r.pending_freqs;
       const auto v = t->flat<int64_t>();
       for (int64_t i = 0; i < v.size(); ++i) {
         if (v(i) < 0) {
-          return InvalidArgument("table '", config_.name, "': versions are global steps, >= 0; "
-                                 "got ", v(i), " at position ", i);
+          return InvalidArgument("table '", config_.name, "': ",
+                                 freqs ? "freqs count occurrences" : "versions are global steps",
+                                 ", >= 0; got ", v(i), " at position ", i);
         }
       }
     }

@@ -326,12 +326,15 @@ class KvUpdateOp : public TableKernel {
     const int64_t n = keys.NumElements();
     const int64_t dim = table->config().dim;
     const int64_t num_slots = table->config().num_slots;
-    OP_REQUIRES(ctx, values.NumElements() == n * dim,
+    OP_REQUIRES(ctx, values.shape() == KeysByDim(keys, dim),
                 InvalidArgument("values must have shape keys.shape + [", dim, "], got ",
                                 values.shape().DebugString(), " for keys of shape ",
                                 keys.shape().DebugString()));
     const bool with_slots = slots.NumElements() > 0;
-    OP_REQUIRES(ctx, !with_slots || slots.NumElements() == n * num_slots * dim,
+    TensorShape slots_shape = keys.shape();
+    slots_shape.AddDim(num_slots);
+    slots_shape.AddDim(dim);
+    OP_REQUIRES(ctx, !with_slots || slots.shape() == slots_shape,
                 InvalidArgument("slots must be empty or have shape keys.shape + [", num_slots,
                                 ", ", dim, "], got ", slots.shape().DebugString()));
     int64_t step;

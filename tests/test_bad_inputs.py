@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from deeprec_lite.data import (CategoricalField, LabelField, NumericField, Schema,
                                read_parquet)
 from deeprec_lite.export import export_embeddings, read_embeddings
-from deeprec_lite.kv import policies, sparse_optimizers
+from deeprec_lite.compat import tf
+from deeprec_lite.kv import TableConfig, initializers as kv_initializers, policies, sparse_optimizers
 from deeprec_lite.kv.variable import KVVariable
 from deeprec_lite.layers import CIN, DNN, CrossNet, CrossNetV2, KVEmbedding
 from deeprec_lite.migration import warm_start
@@ -86,6 +87,22 @@ def test_kv_variable_default_value_length(default):
 
 
 @SETTINGS
+@given(argument=st.sampled_from([
+    ("default_value", lambda v: KVVariable(4, default_value=v)),
+    ("default_value[1]", lambda v: KVVariable(4, default_value=[0.0, v, 0.0, 0.0])),
+    ("slots['m']", lambda v: KVVariable(4, slots={"m": v})),
+    ("value", kv_initializers.constant), ("minval", lambda v: kv_initializers.uniform(v, 1.0)),
+    ("stddev", lambda v: kv_initializers.normal(0.0, v)),
+    ("mean", lambda v: kv_initializers.truncated_normal(v))]),
+    value=not_a_number())
+def test_table_numbers(argument, value):
+    name, make = argument
+    with pytest.raises(ValueError) as error:
+        make(value)
+    assert_names(error, name, value)
+
+
+@SETTINGS
 @given(policy=st.sampled_from([
     (policies.CounterFilter, "CounterFilter.min_count", 1),
     (policies.StalenessEviction, "StalenessEviction.max_staleness", 0),
@@ -108,6 +125,20 @@ def test_global_steps_out_of_range(step):
     with pytest.raises(ValueError) as error:
         kv.lookup_or_insert(np.array([1], np.int64), global_step=step)
     assert_names(error, "global_step", step)
+
+
+@SETTINGS
+@given(step=st.one_of(st.floats(), st.just(np.float32(3.0)), st.just(np.int64(-1))))
+def test_global_steps_are_integers(step):
+    """A float step would be truncated, a negative numpy int stamp a negative version."""
+    kv = KVVariable(2)
+    with pytest.raises(ValueError, match="global_step must"):
+        kv.lookup_or_insert(np.array([1], np.int64), global_step=step)
+
+
+def test_counts_are_integers():
+    with pytest.raises(ValueError, match="counts must hold integers, got dtype float32"):
+        KVVariable(2).lookup_or_insert(np.array([1], np.int64), counts=[0.5])
 
 
 # ----- sparse optimizers --------------------------------------------------------------
@@ -152,6 +183,44 @@ def test_kv_embedding_combiner(combiner):
     with pytest.raises(ValueError) as error:
         KVEmbedding(4, combiner=combiner)
     assert_names(error, "combiner", combiner)
+
+
+@pytest.mark.parametrize("table, name, value", [
+    (4, "optimizer", "adam"), (4, "padding_id", "x"),
+    (TableConfig(4, key_dtype="string"), "padding_id", 0)])
+def test_kv_embedding_arguments(table, name, value):
+    with pytest.raises(ValueError) as error:
+        KVEmbedding(table, sequence=name == "padding_id", **{name: value})
+    assert_names(error, name, value)
+
+
+IDS = tf.constant([[1, 2, 3], [4, 5, 6]], tf.int64)
+RAGGED = tf.ragged.constant([[1, 2], [3, 4, 5, 6]], dtype=tf.int64)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("layer, ids, weights, match", [
+    # as many weights as ids, laid out otherwise: every example would get others' weights
+    ("sum", IDS, tf.ones([3, 2]), r"weights must have the shape of the ids \(2, 3\), got "
+                                  r"\(3, 2\)"),
+    ("sum", IDS, tf.ones([2]), r"weights must have the shape of the ids"),
+    ("mean", RAGGED, tf.ragged.constant([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]),
+     "weights must have the shape of the ids"),
+    ("mean", RAGGED, tf.ones([2, 3]), "weights must be ragged .* exactly when the ids are"),
+    (None, IDS[:, :1], tf.ones([2, 1]), "weights are for pooled ids"),
+    ("sequence", IDS, tf.ones([2, 3]), "weights are for pooled ids")])
+def test_kv_embedding_weights_must_fit_the_ids(layer, ids, weights, match, training):
+    embed = (KVEmbedding(4, sequence=True) if layer == "sequence"
+             else KVEmbedding(4, combiner=layer))
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=match):
+        embed(ids, weights=weights, training=training)
+
+
+@pytest.mark.parametrize("ids", [tf.constant([1, 2], tf.int64), tf.zeros([2, 2, 2], tf.int64)])
+def test_kv_embedding_sequence_ids_are_ragged_or_rank_2(ids):
+    with pytest.raises(ValueError, match=r"sequence ids must be ragged or dense \[B, L\], got "
+                                         r"shape"):
+        KVEmbedding(4, sequence=True)(ids)
 
 
 # ----- schema and readers -------------------------------------------------------------

@@ -5,6 +5,8 @@ initializer, never on batch order or shard count.
 """
 import dataclasses
 
+from deeprec_lite._checks import check_number
+
 _KINDS = ("zeros", "constant", "uniform", "normal", "truncated_normal")
 
 
@@ -23,6 +25,11 @@ class KVInitializer:
     def __post_init__(self):
         if self.kind not in _KINDS:
             raise ValueError(f"initializer must be one of {', '.join(_KINDS)}, got {self.kind!r}")
+        name_a, name_b = {"constant": ("value", "b"), "uniform": ("minval", "maxval")}.get(
+            self.kind, ("mean", "stddev"))
+        owner = f"{self.kind} initializer"
+        object.__setattr__(self, "a", check_number(self.a, name_a, owner=owner))
+        object.__setattr__(self, "b", check_number(self.b, name_b, owner=owner))
         if self.kind in ("normal", "truncated_normal") and not self.b > 0:
             raise ValueError(f"{self.kind} initializer needs stddev > 0, got {self.b!r}")
         if self.kind == "uniform" and not self.b > self.a:

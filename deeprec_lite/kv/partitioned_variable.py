@@ -261,7 +261,13 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
         error names this variable), so a row holding NaN or Inf leaves every shard
         unchanged; with "skip" each shard skips and counts its own."""
         if index is not None:
-            grads = tf.math.unsorted_segment_sum(grads, index, tf.size(keys, out_type=tf.int64))
+            num_keys = tf.size(keys, out_type=tf.int64)
+            index = tf.convert_to_tensor(index, tf.int64)
+            message = f"variable '{self._name}': index must be in [0, number of keys)"
+            with tf.control_dependencies([
+                    tf.debugging.assert_non_negative(index, message=message),
+                    tf.debugging.assert_less(index, num_keys, message=message)]):
+                grads = tf.math.unsorted_segment_sum(grads, index, num_keys)
         if nonfinite_gradients == "error":
             grads = self._ops.drl_check_finite_gradients(grads, table_name=self._name)
         _, (key_parts, grad_parts) = self._split(keys, grads)
@@ -350,8 +356,12 @@ class PartitionedKVVariable(tf.__internal__.tracking.AutoTrackable):
 
     def set_bloom_counts(self, counts):
         """See KVVariable.set_bloom_counts: the shards' filters one after another."""
-        for shard, part in zip(self._shards, np.split(np.asarray(counts, np.int32),
-                                                      self.num_shards)):
+        counts = np.asarray(counts, np.int32)
+        if counts.shape != (self.num_shards * self.bloom_filter_size,):
+            raise ValueError(f"variable '{self._name}': counts must hold {self.num_shards} "
+                             f"shards x {self.bloom_filter_size} Bloom filter counters, got "
+                             f"shape {counts.shape}")
+        for shard, part in zip(self._shards, np.split(counts, self.num_shards)):
             shard.set_bloom_counts(part)
 
     def _shard_index(self, keys):

@@ -2,7 +2,7 @@
 import dataclasses
 from typing import Optional, Sequence, Tuple, Union
 
-from deeprec_lite._checks import check_int
+from deeprec_lite._checks import check_int, check_number
 from deeprec_lite.kv import initializers, policies
 
 KEY_DTYPES = ("int64", "string")
@@ -63,14 +63,12 @@ class TableConfig:
             raise ValueError(f"key_dtype must be 'int64' or 'string', got {self.key_dtype!r}")
         default = self.default_value
         if isinstance(default, (list, tuple)):
-            default = tuple(float(v) for v in default)
+            default = tuple(check_number(v, f"default_value[{i}]") for i, v in enumerate(default))
             if len(default) != dim:
                 raise ValueError(f"default_value must be one float or dim={dim} floats, got "
                                  f"{len(default)} floats")
-        elif isinstance(default, bool) or not isinstance(default, (int, float)):
-            raise ValueError(f"default_value must be a float or dim floats, got {default!r}")
         else:
-            default = float(default)
+            default = check_number(default, "default_value")
         normalized = {
             "dim": dim, "key_dtype": key_dtype, "default_value": default,
             "initializer": initializers.get(self.initializer),

@@ -9,11 +9,13 @@ every record bit-exactly (slots and not-yet-admitted counts included), streaming
 them through deeprec_lite.kv.checkpointing.
 """
 import collections
+import numbers
 from typing import Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
-from deeprec_lite._checks import check_int
+from deeprec_lite._checks import check_int, check_number
 from deeprec_lite.kv import initializers, op_library, policies
 
 KVRecords = collections.namedtuple(
@@ -42,12 +44,22 @@ def _key_dtype(key_dtype):
     raise ValueError(f"key_dtype must be 'int64' or 'string', got {key_dtype!r}")
 
 
+def _integer_tensor(value, name):
+    """`value` as an int64 tensor; ValueError when it does not hold integers (a cast
+    would truncate floats silently)."""
+    tensor = tf.convert_to_tensor(value)
+    if not tensor.dtype.is_integer:
+        raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype.name}")
+    return tf.cast(tensor, tf.int64)
+
+
 def as_step(global_step):
     """A global step (what versions are stamped with) as an int64 tensor. Steps are
-    in [0, 2**63 - 1]: a Python int is checked here, a tensor by the op that takes it."""
-    if isinstance(global_step, int):
-        check_int(global_step, "global_step", minimum=0)
-    return tf.cast(global_step, tf.int64)
+    in [0, 2**63 - 1]: a Python or numpy number is checked here, a tensor by the op
+    that takes it."""
+    if isinstance(global_step, (numbers.Number, np.generic)):
+        return tf.constant(check_int(global_step, "global_step", minimum=0), tf.int64)
+    return _integer_tensor(global_step, "global_step")
 
 
 def step_or_clock(clock, global_step):
@@ -88,10 +100,23 @@ def bloom_counts_of_shard(bloom_counts, filter_size: int, num_shards: int, shard
                    lambda: tf.minimum(tf.reduce_sum(per_shard, 0), _BLOOM_COUNTER_MAX))
 
 
+def _default_value(default_value, dim):
+    """The row of keys not admitted: one float for every column, or dim floats."""
+    if isinstance(default_value, (str, bytes)) or not isinstance(default_value,
+                                                                 (Sequence, np.ndarray)):
+        return (check_number(default_value, "default_value"),)
+    values = tuple(check_number(v, f"default_value[{i}]") for i, v in enumerate(default_value))
+    if len(values) not in (1, dim):
+        raise ValueError(f"default_value must be a float or {dim} floats (dim), got "
+                         f"{len(values)} values")
+    return values
+
+
 def _slot_spec(slots):
     """(names, initial values) from a {name: initial value} mapping or a list of names."""
     if isinstance(slots, Mapping):
-        names, inits = list(slots.keys()), [float(v) for v in slots.values()]
+        names = list(slots.keys())
+        inits = [check_number(v, f"slots[{k!r}]") for k, v in slots.items()]
     elif isinstance(slots, (list, tuple)):
         names, inits = list(slots), [0.0] * len(slots)
     else:
@@ -143,13 +168,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         self._seed = seed
         self._slot_names, self._slot_inits = _slot_spec(slots)
         _check_row_bytes(dim, len(self._slot_names), name)
-        if isinstance(default_value, (int, float)):
-            self._default_value = (float(default_value),)
-        else:
-            self._default_value = tuple(float(v) for v in default_value)
-            if len(self._default_value) not in (1, dim):
-                raise ValueError(f"default_value must be a float or {dim} floats (dim), got "
-                                 f"{len(self._default_value)} values")
+        self._default_value = _default_value(default_value, dim)
         self._admission = policies.check_admission(admission)
         self._eviction = policies.normalize_eviction(eviction)
         self._freq_counting = policies.check_freq_counting(freq_counting)
@@ -327,10 +346,9 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
         global_step (default: `self.step`). Keys not admitted get the default value.
         """
         keys = self._keys(keys)
-        if counts is None:
-            counts = tf.constant([], tf.int64)
+        counts = tf.constant([], tf.int64) if counts is None else _integer_tensor(counts, "counts")
         values, admitted = self._ops.drl_kv_find_or_insert(
-            self.resource_handle, keys, tf.cast(counts, tf.int64),
+            self.resource_handle, keys, counts,
             step_or_clock(self._step, global_step))
         return self._with_dim(keys, values), admitted
 
@@ -447,6 +465,7 @@ class KVVariable(tf.saved_model.experimental.TrackableResource):
     def clear(self, expected_records: int = 0):
         """Empties the table (records and Bloom filter), sized for about
         `expected_records` records that `insert_records` then adds in parts."""
+        expected_records = check_int(expected_records, "expected_records", minimum=0)
         self._ops.drl_kv_clear(self.resource_handle, tf.constant(expected_records, tf.int64))
 
     def insert_records(self, chunk, replace=False):

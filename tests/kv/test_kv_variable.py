@@ -432,6 +432,43 @@ def test_bad_keys_and_thresholds():
         kv.update([1], [[1.0, 2.0, 3.0]])
 
 
+def test_update_and_clear_check_shapes():
+    kv = KVVariable(4)
+    kv.lookup_or_insert([1, 2], global_step=1)
+    before = sorted_records(kv)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"values must have shape keys.shape \+ \[4\], got \[4,2\]"):
+        kv.update([1, 2], tf.zeros([4, 2]))  # as many floats as [2, 4], other rows
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"slots must be empty or have shape"):
+        KVVariable(2, slots=["m"]).update([1, 2], tf.zeros([2, 2]), slots=tf.zeros([1, 2, 2]))
+    with pytest.raises(ValueError, match=r"expected_records must be a non-negative integer, "
+                                         r"got \[1, 2\]"):
+        kv.clear(expected_records=[1, 2])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="expected_records must be a non-negative int64 scalar"):
+        op_library.load().drl_kv_clear(kv.resource_handle, tf.constant([1, 2], tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="imported freqs count occurrences, >= 0; got -1 at position 1"):
+        kv.import_records(kv.export()._replace(freqs=tf.constant([1, -1], tf.int64)))
+    assert sorted_records(kv) == before
+
+
+@pytest.mark.parametrize("admission, freq", [
+    (None, 2 ** 63 - 1), (CounterFilter(3), 2 ** 63 - 1),
+    # the Bloom counters stop at 65535, where the key is admitted; its freq counts on
+    (BloomFilter(3, expected_keys=100), 65535 + 5 + 1)])
+def test_counts_saturate(admission, freq):
+    """freq and the Bloom counters stop at their largest count instead of wrapping to a
+    negative one, which admission and frequency filters would read as never seen."""
+    kv = KVVariable(2, admission=admission)
+    kv.lookup_or_insert([7], counts=[1], global_step=1)
+    kv.lookup_or_insert([7, 7], counts=[2 ** 63 - 1, 5], global_step=2)
+    _, admitted = kv.lookup_or_insert([7], global_step=3)
+    assert admitted.numpy().tolist() == [True]
+    assert kv.export().freqs.numpy().tolist() == [freq]
+    assert int(kv.evict(3, min_freq=2)) == 0
+
+
 # ----- slots added by an optimizer after the table exists ---------------------------
 
 def test_ensure_slots_relays_rows_and_keeps_values():

@@ -636,6 +636,28 @@ def test_bad_constructor_arguments(kwargs, match):
         PartitionedKVVariable(2, **kwargs)
 
 
+@pytest.mark.parametrize("index", [[0, -1], [0, 2]])
+def test_an_index_out_of_range_is_an_error_not_a_dropped_row(index):
+    kv = new_variable(3, slots=sparse_optimizers.Adagrad().slots)
+    kv.lookup_or_insert([1, 2], global_step=1)
+    before = sorted_export(kv)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"variable 't': index must be in \[0, number of keys\)"):
+        sparse_optimizers.Adagrad().apply_indexed([kv], [tf.constant([1, 2], tf.int64)],
+                                                  [tf.constant(index, tf.int64)],
+                                                  [tf.ones([2, DIM])], 2)
+    for a, b in zip(sorted_export(kv), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bloom_counts_of_the_wrong_length_are_named():
+    kv = new_variable(2, admission=BloomFilter(2, expected_keys=100))
+    with pytest.raises(ValueError, match=rf"variable 't': counts must hold 2 shards x "
+                                         rf"{kv.bloom_filter_size} Bloom filter counters, got "
+                                         r"shape \(3,\)"):
+        kv.set_bloom_counts([1, 2, 3])
+
+
 def test_shards_are_placed_on_the_given_devices():
     kv = PartitionedKVVariable(2, 3, devices=["/cpu:0"])
     kv.lookup_or_insert([1, 2, 3])

@@ -19,13 +19,14 @@ per shard with the same results.
 import weakref
 from typing import List, NamedTuple, Optional
 
-from deeprec_lite._checks import check_int
+from deeprec_lite._checks import check_int, is_int
 from deeprec_lite.compat import keras, tf
 # after compat, which sets up TensorFlow's import
 from tensorflow.python.eager import record as _record, tape as _tape  # pylint: disable=C0411
 from deeprec_lite.kv import device_transfers, op_library
 from deeprec_lite.kv.partitioned_variable import (KV_VARIABLES, PartitionedKVVariable,
                                                   parameter_server_devices)
+from deeprec_lite.kv.sparse_optimizers import SparseOptimizer
 from deeprec_lite.kv.table_config import TableConfig, as_table_config
 from deeprec_lite.kv.variable import KVVariable
 
@@ -102,12 +103,20 @@ class KVEmbedding(keras.layers.Layer):
             raise ValueError(f"sequence=True returns every position; combiner={combiner!r} "
                              "contradicts it")
         check_int(max_length, "max_length", minimum=1, none_ok=True)
+        if optimizer is not None and not isinstance(optimizer, SparseOptimizer):
+            raise ValueError(f"optimizer must be a deeprec_lite.kv.sparse_optimizers optimizer "
+                             f"or None, got {optimizer!r}")
         if shared_table is not None and not isinstance(shared_table, KV_VARIABLES):
             raise ValueError(f"shared_table must be a KVVariable or PartitionedKVVariable, got "
                              f"{shared_table!r}")
         self.table = as_table_config(table)
         self.dim = self.table.dim
         self.key_dtype = self.table.key_dtype
+        if padding_id is not None and not (
+                is_int(padding_id) if self.key_dtype == "int64" else isinstance(padding_id,
+                                                                                (str, bytes))):
+            raise ValueError(f"padding_id must be an id of the table's key dtype "
+                             f"({self.key_dtype}) or None, got {padding_id!r}")
         self.combiner = combiner
         self.sequence = sequence
         self.max_length = max_length
@@ -274,12 +283,44 @@ class KVEmbedding(keras.layers.Layer):
 
     def call(self, ids, weights=None, training=None):
         training = bool(training) if training is not None else False
-        return self._embed(self._ids(ids), weights, training)
+        ids = self._ids(ids)
+        return self._embed(ids, self._weights(ids, weights), training)
+
+    def _weights(self, ids, weights):
+        """`weights` (None, or one per id) checked against `ids` as _ids returned them:
+        dense weights of the ids' shape, or ragged (or sparse) weights of the ragged
+        ids' row lengths."""
+        if weights is None:
+            return None
+        if self.sequence or (self.combiner is None and not isinstance(ids, tf.RaggedTensor)):
+            raise ValueError(f"{self.name}: weights are for pooled ids (a combiner, or ragged or "
+                             f"sparse ids), but combiner={self.combiner!r} and "
+                             f"sequence={self.sequence}")
+        if isinstance(weights, tf.SparseTensor):
+            weights = tf.RaggedTensor.from_sparse(weights)
+        if not isinstance(weights, tf.RaggedTensor):
+            weights = tf.convert_to_tensor(weights)
+        if isinstance(weights, tf.RaggedTensor) != isinstance(ids, tf.RaggedTensor):
+            raise ValueError(f"{self.name}: weights must be ragged (or sparse) exactly when the "
+                             f"ids are, got weights {type(weights).__name__} for ids "
+                             f"{type(ids).__name__}")
+        message = f"{self.name}: weights must have the shape of the ids"
+        if isinstance(ids, tf.RaggedTensor):
+            check = _assert_same(weights.row_splits, ids.row_splits, message)
+            with tf.control_dependencies([check]):
+                return weights.with_flat_values(tf.identity(weights.flat_values))
+        if not weights.shape.is_compatible_with(ids.shape):
+            raise ValueError(f"{message} {ids.shape}, got {weights.shape}")
+        with tf.control_dependencies([_assert_same(tf.shape(weights), tf.shape(ids), message)]):
+            return tf.identity(weights)
 
     def _flat_ids(self, ids):
         """The flat vector [N] of `ids` (checked by _ids) that one lookup embeds."""
         if isinstance(ids, tf.RaggedTensor):
             return ids.flat_values
+        if self.sequence and ids.shape.rank != 2:
+            raise ValueError(f"{self.name}: sequence ids must be ragged or dense [B, L], got "
+                             f"shape {ids.shape}")
         if not self.sequence:
             if ids.shape.rank not in (1, 2):
                 raise ValueError(f"{self.name}: ids must have rank 1 or 2, got shape {ids.shape}")
@@ -380,6 +421,15 @@ class KVEmbedding(keras.layers.Layer):
             opt = config["optimizer"]
             config["optimizer"] = getattr(sparse_optimizers, opt["class_name"])(**opt["config"])
         return cls(**config)
+
+
+def _assert_same(a, b, message):
+    """An op that fails with `message` unless tensors a and b have the same shape and
+    values (shapes first: comparing values of other shapes would fail unnamed)."""
+    shapes = tf.debugging.assert_equal(tf.shape(a, out_type=tf.int64),
+                                       tf.shape(b, out_type=tf.int64), message=message)
+    with tf.control_dependencies([shapes]):
+        return tf.debugging.assert_equal(a, tf.cast(b, a.dtype), message=message)
 
 
 def _flat_weights(weights):

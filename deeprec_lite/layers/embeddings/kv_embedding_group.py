@@ -71,6 +71,7 @@ class KVEmbeddingGroup(keras.layers.Layer):
         training = bool(training) if training is not None else False
         ids = [m._ids(x) for m, x in zip(self.embeddings, self._check_list(ids, "ids"))]
         weights = [None] * len(ids) if weights is None else self._check_list(weights, "weights")
+        weights = [m._weights(x, w) for m, x, w in zip(self.embeddings, ids, weights)]
         together = [i for i, m in enumerate(self.embeddings) if training and m.table.grouped]
         out = dict(zip(together, lookup_for_training([self.embeddings[i] for i in together],
                                                      [ids[i] for i in together],

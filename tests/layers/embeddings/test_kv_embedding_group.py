@@ -259,6 +259,13 @@ def test_counts_of_the_group_lookup_add_up_per_distinct_id():
     records = sorted_records(kv)
     assert records["keys"].tolist() == [5, 6] and records["freqs"].tolist() == [6, 3]
     assert records["admitted"].tolist() == [True, False]  # 6 >= 5 > 3
+    # a sum past int64 stays at its largest value (wrapped, 6 would read as never seen)
+    ops.drl_kv_group_find_or_insert(
+        [kv.resource_handle], [tf.constant([6, 6], tf.int64)], [tf.constant(4, tf.int64)],
+        [tf.zeros([0], tf.int64)], [tf.zeros([0])], [tf.constant([2 ** 63 - 2, 7], tf.int64)])
+    records = sorted_records(kv)
+    assert records["freqs"].tolist() == [6, 2 ** 63 - 1]
+    assert records["admitted"].tolist() == [True, True]
 
 
 def test_bad_index_and_ids_are_named():
