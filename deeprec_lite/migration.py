@@ -131,18 +131,38 @@ def _load_source(source):
     return tables, _dense_variables(model)
 
 
+def _patterns(patterns, name):
+    """Compiled regular expressions of `patterns` (a string, a list of strings or None)."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    try:
+        return [re.compile(p) for p in patterns]
+    except (re.error, TypeError) as e:
+        raise ValueError(f"{name} must be regular expressions, got {patterns!r} ({e})") from None
+
+
 class _Selector:
     """New name <- old name under `rename`, filtered by `include` / `exclude`."""
 
     def __init__(self, rename, include, exclude):
-        self.rename = dict(rename or {})
-        self.include = [re.compile(p) for p in ([include] if isinstance(include, str)
-                                                else include or [])]
-        self.exclude = [re.compile(p) for p in ([exclude] if isinstance(exclude, str)
-                                                else exclude or [])]
+        rename = {} if rename is None else rename
+        if not isinstance(rename, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in rename.items()):
+            raise ValueError(f"rename must be a mapping of old name to new name (strings), got "
+                             f"{rename!r}")
+        self.rename = dict(rename)
+        self.include = _patterns(include, "include")
+        self.exclude = _patterns(exclude, "exclude")
 
-    def new_name(self, old_name):
-        return self.rename.get(old_name, old_name)
+    def renamed(self, by_old_name, kind):
+        """{new name: value} of {old name: value}; two old names may not take one name."""
+        out, old_of = {}, {}
+        for old, value in by_old_name.items():
+            new = self.rename.get(old, old)
+            if new in out:
+                raise ValueError(f"rename: the source's {kind} {old_of[new]!r} and {old!r} "
+                                 f"would both become {new!r}; rename the other one too")
+            out[new], old_of[new] = value, old
+        return out
 
     def wanted(self, new_name):
         if self.include and not any(p.search(new_name) for p in self.include):
@@ -325,7 +345,7 @@ def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
     select = _Selector(rename, include, exclude)
     report = WarmStartReport()
 
-    old_tables = {select.new_name(n): t for n, t in source_tables.items()}
+    old_tables = select.renamed(source_tables, "tables")
     new_tables = kv_tables(new_model)
     for name, kv in new_tables.items():
         if name in old_tables and select.wanted(name):
@@ -338,7 +358,7 @@ def warm_start(new_model, source, *, rename: Optional[Mapping[str, str]] = None,
     for name in sorted(set(old_tables) - set(new_tables)):
         report.add(f"table:{name}", UNUSED)
 
-    old_vars = {select.new_name(n): v for n, v in source_dense.items()}
+    old_vars = select.renamed(source_dense, "variables")
     new_vars = _dense_variables(new_model)
     for name, variables in new_vars.items():
         old = old_vars.get(name)

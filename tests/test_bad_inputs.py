@@ -4,9 +4,12 @@ file) and shows the value; never a crash, a hang, or a silent default.
 
 Tables, policies, sparse optimizers, layers, schema fields, readers, export and warm
 start; the command line's flags are covered in test_train_job.py."""
+import json
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -285,6 +288,59 @@ def test_reading_a_damaged_export_names_the_file(table, tmp_path, garbage):
     (out / "manifest.json").write_bytes(garbage)
     with pytest.raises(ValueError, match="manifest.json"):
         read_embeddings(str(out))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threads": 0}, "threads must be a positive integer or None, got 0"),
+    ({"threads": 1.5}, "threads must be a positive integer or None, got 1.5"),
+    ({"compression": "zzz"}, r"compression must be None, 'none' or a Parquet codec .*got 'zzz'"),
+    ({"compression": 3}, r"compression must be None, 'none' or a Parquet codec .*got 3"),
+    ({"global_step": 7.9}, "global_step must be a non-negative integer, got 7.9"),
+    ({"global_step": "abc"}, "global_step must be a non-negative integer, got 'abc'")])
+def test_export_arguments(table, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        export_embeddings({"t": table}, str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda m: m.pop("tables"), lambda m: m.update(tables=["t"]),
+    lambda m: m["tables"]["t"].pop("files"), lambda m: m["tables"]["t"].pop("kept"),
+    lambda m: m["tables"]["t"]["files"][0].pop("sha256")])
+def test_a_manifest_without_its_fields_is_named(table, tmp_path, tamper):
+    out = tmp_path / "export"
+    export_embeddings({"t": table}, str(out))
+    meta = json.loads((out / "manifest.json").read_text())
+    tamper(meta)
+    (out / "manifest.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="manifest.json is malformed"):
+        read_embeddings(str(out))
+
+
+def test_keys_of_another_dtype_than_the_manifest_says_are_named(table, tmp_path):
+    out = tmp_path / "export"
+    export_embeddings({"t": table}, str(out))
+    path = out / json.loads((out / "manifest.json").read_text())["tables"]["t"]["files"][0]["path"]
+    part = pq.read_table(path)
+    pq.write_table(part.set_column(0, "key", pa.array(
+        [str(k) for k in part.column("key").to_pylist()])), path)
+    with pytest.raises(ValueError, match="table 't' has keys string, the manifest says int64"):
+        read_embeddings(str(out), verify=False)  # the checksum would catch it first
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rename": ["emb_a"]}, r"rename must be a mapping of old name to new name \(strings\), "
+                            r"got \['emb_a'\]"),
+    ({"rename": {"emb_a": 3}}, "rename must be a mapping"),
+    # the source's emb_b would vanish: neither migrated nor reported unused
+    ({"rename": {"emb_a": "emb_b"}}, "rename: the source's tables 'emb_a' and 'emb_b' would "
+                                     "both become 'emb_b'"),
+    ({"include": "["}, r"include must be regular expressions, got \['\['\]"),
+    ({"exclude": [3]}, r"exclude must be regular expressions, got \[3\]")])
+def test_warm_start_selection(models, kwargs, match):
+    old, new = models
+    with pytest.raises(ValueError, match=match):
+        warm_start(new, old, **kwargs)
 
 
 @SETTINGS

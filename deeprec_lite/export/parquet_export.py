@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_int, check_positive_int
 from deeprec_lite.export import arrow_tables, atomic, deltas, manifest, sources, validation
 from deeprec_lite.export.filtering import TableFilter
 from deeprec_lite.kv import deltas as kv_deltas
@@ -85,6 +85,8 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     """
     validation.check_thresholds(min_freq, max_staleness)
     check_positive_int(max_file_bytes, "max_file_bytes")
+    check_int(threads, "threads", minimum=1, none_ok=True)
+    validation.check_compression(compression)
     source = sources.load_source(model_or_checkpoint)
     names = validation.select_tables(source.tables, tables)
     target = validation.check_out_dir(out_dir, source.checkpoint_dir)

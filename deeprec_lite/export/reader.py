@@ -37,6 +37,14 @@ def read_embeddings(directory, tables=None, verify=True):
     """
     directory = os.fspath(directory)
     meta = manifest.read(directory)
+    try:
+        return _read_export(directory, meta, tables, verify)
+    except (KeyError, TypeError, AttributeError) as e:  # a field missing or of another type
+        raise ValueError(f"export {directory!r}: {manifest.MANIFEST} is malformed ({e!r}); "
+                         "export again") from e
+
+
+def _read_export(directory, meta, tables, verify):
     if meta.get("kind") != "parquet":
         raise ValueError(f"{directory!r} is a deeprec-lite {meta.get('kind')!r} export, not a "
                          "Parquet embedding export")
@@ -76,6 +84,12 @@ def _read_table(directory, name, summary, verify):
         raise ValueError(f"export {directory!r}: table {name!r} holds "
                          f"{0 if table is None else table.num_rows} rows, the manifest says "
                          f"{summary['kept']}")
+    key_type = table.schema.field("key").type
+    int_keys = summary["key_dtype"] == "int64"
+    if int_keys != pa.types.is_int64(key_type) or not (
+            int_keys or pa.types.is_binary(key_type) or pa.types.is_string(key_type)):
+        raise ValueError(f"export {directory!r}: table {name!r} has keys {key_type}, the "
+                         f"manifest says {summary['key_dtype']}")
     value_type = table.schema.field("value").type
     if value_type.list_size != summary["dim"] or value_type.value_type != pa.float32():
         raise ValueError(f"export {directory!r}: table {name!r} has values {value_type}, the "

@@ -1,6 +1,8 @@
 """Argument checks shared by the exporters: thresholds, table names, output paths."""
 import os
 
+import pyarrow as pa
+
 from deeprec_lite._checks import check_int
 
 
@@ -12,8 +14,24 @@ def check_thresholds(min_freq, max_staleness):
 
 
 def check_global_step(global_step):
-    """The step staleness is measured from, as a Python int in [0, 2**63 - 1]."""
-    return check_int(int(global_step), "global_step", minimum=0)
+    """The step staleness is measured from (an int, or a scalar tensor or variable), as
+    a Python int in [0, 2**63 - 1]."""
+    if hasattr(global_step, "numpy"):
+        global_step = global_step.numpy()
+    return check_int(global_step, "global_step", minimum=0)
+
+
+def check_compression(compression):
+    """A Parquet codec this pyarrow writes ("snappy", "zstd", ...), or None / "none"."""
+    if compression is None or compression == "none":
+        return compression
+    try:
+        if isinstance(compression, str) and pa.Codec.is_available(compression):
+            return compression
+    except ValueError:  # not a codec's name
+        pass
+    raise ValueError(f"compression must be None, 'none' or a Parquet codec this pyarrow "
+                     f"writes (snappy, zstd, lz4, gzip, brotli), got {compression!r}")
 
 
 def select_tables(available, tables):

@@ -99,6 +99,10 @@ def load(directory, compile=True, restore_tables=True):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{meta_path} has format {found!r}, expected {FORMAT!r}")
+    missing = [key for key in ("model", "optimizer") if key not in meta]
+    if missing:
+        raise ValueError(f"{meta_path} has no {' and no '.join(map(repr, missing))} entry; save "
+                         "the model again (it holds the model's config)")
     prefix = tf.train.latest_checkpoint(directory)
     if prefix is None:
         raise ValueError(f"directory {directory!r} holds no TensorFlow checkpoint")

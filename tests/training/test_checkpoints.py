@@ -2,6 +2,7 @@
 any moment of a save leaves the previous checkpoint loadable, and damaged files get
 errors that name them."""
 import glob
+import json
 import os
 import re
 
@@ -78,4 +79,8 @@ def test_damaged_files_are_named_with_what_to_do(tmp_path):
     with open(os.path.join(directory, checkpoints.MODEL_FILE), "w") as f:
         f.write('{"format": "deeprec-lite-checkp')
     with pytest.raises(ValueError, match="model.json is damaged.*save the model again"):
+        checkpoints.load(directory)
+    with open(os.path.join(directory, checkpoints.MODEL_FILE), "w") as f:
+        f.write(json.dumps({"format": checkpoints.FORMAT, "optimizer": None}))
+    with pytest.raises(ValueError, match="model.json has no 'model' entry; save the model again"):
         checkpoints.load(directory)
