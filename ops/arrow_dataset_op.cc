@@ -494,6 +494,9 @@ class ArrowReaderDatasetOp : public tensorflow::data::DatasetOpKernel {
     OP_REQUIRES(ctx, batch_size_ >= 1 && format_.batch_rows >= 1 && format_.block_size >= 1,
                 tensorflow::errors::InvalidArgument("batch_size, batch_rows and block_size must "
                                                     "be >= 1"));
+    OP_REQUIRES(ctx, format_.block_size <= INT32_MAX,  // Arrow's CSV block size is an int32
+                tensorflow::errors::InvalidArgument("block_size must be < 2**31, got ",
+                                                    format_.block_size));
     for (const auto& attr : def().attr()) {
       if (attr.first != "output_types" && attr.first != "output_shapes") {
         attrs_.emplace_back(attr.first, attr.second);
