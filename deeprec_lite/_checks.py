@@ -5,6 +5,7 @@ the value it received: ``dim must be a positive integer, got 0``, or with the na
 layer or class that checks, ``CIN: layer_sizes must be a positive integer; received
 layer_sizes=0``.
 """
+import math
 import numbers
 
 import numpy as np
@@ -59,9 +60,13 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
     (`low` / `high`, excluded when `low_open` / `high_open`); else ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(_message(owner, name, "a number", value))
-    value = float(value)
-    if not np.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    if not np.isfinite(number):
         raise ValueError(_message(owner, name, "finite", value))
+    value = number
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

@@ -12,6 +12,7 @@ rebuild a serving model from a serving delta.
 """
 import argparse
 import dataclasses
+import os
 import sys
 
 from deeprec_lite._quiet_start import import_tensorflow_quietly
@@ -132,11 +133,25 @@ def model_inputs(model, dataset):
         {k: v for k, v in features.items() if k in names}, label))
 
 
+def check_writable_dir(path, flag):
+    """ValueError naming `flag` when `path`, or the nearest of its parents that exists, is
+    not a directory: the directory could not be made (checked before training, not after)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == os.path.abspath(path) else f": {existing!r}"
+        raise ValueError(f"{flag} {path!r}{where} exists and is not a directory")
+
+
 def train(args):
     """Trains a zoo model on synthetic data day after day (from --start-day), evaluating
     on the next day; optionally warm-started from a checkpoint first."""
     from deeprec_lite.migration import warm_start
 
+    for path, flag in ((args.checkpoint_dir, "--checkpoint-dir"), (args.log_dir, "--log-dir")):
+        if path:
+            check_writable_dir(path, flag)
     generator = demo_generator(args)
     model = build_model(args.model, model_schema(generator, args.hold_out_fields),
                         args.embedding_dim, args.min_count, args.max_staleness, args.evict_every)

@@ -468,7 +468,9 @@ class CsvItemReader : public ItemReader {
     read.use_threads = true;
     read.block_size = static_cast<int32_t>(format.block_size);
     read.column_names = names_;
-    read.skip_rows = static_cast<int32_t>((format.header && start == 0 ? 1 : 0) + skip_rows);
+    read.skip_rows = format.header && start == 0 ? 1 : 0;
+    // Records, not lines (Arrow's skip_rows counts lines: blank ones, quoted line breaks).
+    skip_records_ = skip_rows;
     auto parse = arrow::csv::ParseOptions::Defaults();
     parse.delimiter = format.delimiter;
     parse.quoting = format.quoting;
@@ -505,7 +507,11 @@ class CsvItemReader : public ItemReader {
       auto status = reader_->ReadNext(&next);
       if (!status.ok()) return ParseFailure(status, error);
       if (next == nullptr) return false;
-      if (next->num_rows() == 0) continue;
+      if (next->num_rows() <= skip_records_) {
+        skip_records_ -= next->num_rows();
+        continue;
+      }
+      if (skip_records_ > 0) next = next->Slice(std::exchange(skip_records_, 0));
       return ConvertBatch(*next, *specs_, batch, error);
     }
     return false;
@@ -550,6 +556,7 @@ class CsvItemReader : public ItemReader {
   const std::vector<ColumnSpec>* specs_;
   std::vector<std::string> names_;
   std::shared_ptr<arrow::csv::StreamingReader> reader_;
+  int64_t skip_records_ = 0;  // parsed records still to drop (a restored position)
 };
 
 }  // namespace

@@ -67,11 +67,51 @@ DataType ValueType(const ColumnSpec& column) {
   }
 }
 
-// `file 'PATH', column 'NAME': PROBLEM`, as BadFileError writes it.
+// `text` with each byte that is not part of valid UTF-8 written as \xNN: messages quote
+// file data (cells, names, paths), and Python decodes TensorFlow's messages as strict UTF-8.
+std::string EscapeNonUtf8(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range (no overlong forms,
+    if (c < 0x80) {                       // surrogates or code points above U+10FFFF)
+      len = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    }
+    bool valid = len > 0 && i + len <= n;
+    for (size_t k = 1; valid && k < len; ++k) {
+      valid = k == 1 ? s[i + k] >= lo && s[i + k] <= hi : s[i + k] >= 0x80 && s[i + k] <= 0xBF;
+    }
+    if (valid) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+      ++i;
+    }
+  }
+  return out;
+}
+
+// `file 'PATH', column 'NAME': PROBLEM`, as BadFileError writes it (valid UTF-8).
 std::string Describe(const std::string& path, const ReadError& error) {
   std::string out = "file '" + path + "'";
   if (!error.column.empty()) out += ", column '" + error.column + "'";
-  return out + ": " + error.message;
+  return EscapeNonUtf8(out + ": " + error.message);
 }
 
 struct Item {
@@ -454,6 +494,9 @@ class ArrowReaderDatasetOp : public tensorflow::data::DatasetOpKernel {
     OP_REQUIRES(ctx, batch_size_ >= 1 && format_.batch_rows >= 1 && format_.block_size >= 1,
                 tensorflow::errors::InvalidArgument("batch_size, batch_rows and block_size must "
                                                     "be >= 1"));
+    OP_REQUIRES(ctx, format_.block_size <= INT32_MAX,  // Arrow's CSV block size is an int32
+                tensorflow::errors::InvalidArgument("block_size must be < 2**31, got ",
+                                                    format_.block_size));
     for (const auto& attr : def().attr()) {
       if (attr.first != "output_types" && attr.first != "output_shapes") {
         attrs_.emplace_back(attr.first, attr.second);

@@ -40,6 +40,7 @@ def test_owner_prefixes_the_message():
     (True, {}, "x must be a number, got True"),
     ("1", {}, "x must be a number, got '1'"),
     (float("nan"), {}, "x must be finite, got nan"),
+    (10 ** 400, {}, rf"x must be finite, got {10 ** 400}"),
     (0.0, {"low": 0, "low_open": True}, "x must be > 0, got 0.0"),
     (1.0, {"low": 0, "high": 1, "high_open": True}, "x must be >= 0 and < 1, got 1.0"),
 ])

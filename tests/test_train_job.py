@@ -121,3 +121,18 @@ def test_cli_rejects_nonsense_with_a_one_line_error(argv, flag, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("deeprec-lite ") and f"argument {flag}: " in error
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint-dir", "--log-dir"])
+def test_cli_refuses_a_directory_flag_naming_a_file_before_training(capsys, tmp_path, flag):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for path, named in ((taken, f"'{taken}' exists"), (taken / "sub", f"'{taken}' exists")):
+        assert cli.main(["train", "--days", "1", "--rows-per-day", "500", "--batch-size", "500",
+                         "--categorical-fields", "2", "--numeric-fields", "1", "--verbose", "0",
+                         flag, str(path)]) == 2
+        captured = capsys.readouterr()
+        assert f"deeprec-lite train: error: {flag} '{path}'" in captured.err
+        assert named in captured.err and "is not a directory" in captured.err
+        assert "== day" not in captured.out  # refused before any training
+    assert taken.read_text() == "x"

@@ -44,12 +44,15 @@ def _is_list(t: pa.DataType) -> bool:
 
 def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, path: str) -> None:
     """Raises BadFileError when a column is missing or has a type the field cannot take."""
-    names = set(arrow_schema.names)
     for field in schema.fields:
-        if field.name not in names:
+        found = arrow_schema.get_all_field_indices(field.name)
+        if not found:
             raise BadFileError(path, f"column is missing (file has columns "
                                f"{arrow_schema.names})", column=field.name)
-        t = arrow_schema.field(field.name).type
+        if len(found) > 1:
+            raise BadFileError(path, f"column appears {len(found)} times in the file (columns "
+                               f"{arrow_schema.names})", column=field.name)
+        t = arrow_schema.field(found[0]).type
         if pa.types.is_dictionary(t):
             t = t.value_type
         if pa.types.is_null(t):

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_int
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns
 from deeprec_lite.data.formats.column_batch import ColumnBatch
@@ -42,8 +42,9 @@ class CsvFormat:
       header: the first line holds the column names.
       column_names: every column of a header-less file, in order (required when
         ``header`` is False, ignored otherwise).
-      missing_values: cell texts that mean "missing" (default: the empty cell).
-      quote_char: quoting character, or False for none.
+      missing_values: cell texts that mean "missing" (default: the empty cell): a list of
+        strings, or one string.
+      quote_char: quoting character (one character), or False (or None) for none.
     """
 
     def __init__(self, delimiter: str = ",", header: bool = True,
@@ -59,7 +60,20 @@ class CsvFormat:
         self.delimiter = delimiter
         self.header = bool(header)
         self.column_names = list(column_names) if column_names is not None else None
-        self.missing_values = list(missing_values)
+        if isinstance(missing_values, str):
+            missing_values = [missing_values]
+        elif (isinstance(missing_values, (list, tuple))
+              and all(isinstance(v, str) for v in missing_values)):
+            missing_values = list(missing_values)
+        else:
+            raise ValueError("missing_values must be a string or a list of strings, got "
+                             f"{missing_values!r}")
+        if quote_char is None or quote_char is False:
+            quote_char = False
+        elif not isinstance(quote_char, str) or len(quote_char) != 1:
+            raise ValueError("quote_char must be one character, or False or None for no quoting, "
+                             f"got {quote_char!r}")
+        self.missing_values = missing_values
         self.quote_char = quote_char
 
 
@@ -97,6 +111,12 @@ def check_csv_file(path: str, schema: Schema, fmt: CsvFormat) -> None:
             raise BadFileError(path, f"column is missing ({source}: {names})", column=field.name)
 
 
+def check_block_size(block_size) -> int:
+    """`block_size` (bytes per block parsed) if it is an integer in [1, 2**31) (Arrow's
+    CSV block size is an int32); else ValueError."""
+    return check_int(block_size, "block_size", minimum=1, below=2 ** 31)
+
+
 def _options(names: List[str], schema: Schema, fmt: CsvFormat, block_size: int, skip_header: bool):
     read = pacsv.ReadOptions(column_names=names, skip_rows=1 if skip_header else 0,
                              block_size=block_size, use_threads=True)
@@ -128,6 +148,7 @@ def read_csv_rows(path: str, schema: Schema, fmt: CsvFormat, start: int = 0,
     ``offsets`` (from :func:`deeprec_lite.data.formats.line_index.row_offsets`) saves the
     line scan when reading many ranges of one file.
     """
+    block_size = check_block_size(block_size)
     names = file_column_names(path, fmt)
     if os.path.getsize(path) == 0:
         return
@@ -185,11 +206,12 @@ def read_csv(paths: Paths, schema: Schema, batch_size: int, *, delimiter: str = 
     read (or skips the file with ``skip_bad_files``).
     """
     fmt = CsvFormat(delimiter, header, column_names, missing_values, quote_char)
-    check_positive_int(block_size, "block_size")
+    block_size = check_block_size(block_size)
     return native_files_dataset(
         paths, schema,
         check_file=lambda p: check_csv_file(p, schema, fmt),
-        csv=CsvOptions(delimiter, header, column_names, missing_values, quote_char, block_size),
+        csv=CsvOptions(fmt.delimiter, fmt.header, fmt.column_names, fmt.missing_values,
+                       fmt.quote_char, block_size),
         batch_size=batch_size, num_parallel_reads=num_parallel_reads,
         drop_remainder=drop_remainder, deterministic=deterministic,
         skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)

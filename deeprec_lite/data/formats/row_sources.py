@@ -110,8 +110,9 @@ class CsvSource(RowSource):
                  missing_values: Sequence[str] = ("",), quote_char="\""):
         self.schema = schema
         self.format = CsvFormat(delimiter, header, column_names, missing_values, quote_char)
-        self.csv_options = CsvOptions(delimiter, header, column_names, missing_values,
-                                      quote_char, DEFAULT_BLOCK_SIZE)
+        fmt = self.format
+        self.csv_options = CsvOptions(fmt.delimiter, fmt.header, fmt.column_names,
+                                      fmt.missing_values, fmt.quote_char, DEFAULT_BLOCK_SIZE)
         self._index = _LineIndexCache(self.format.header)
 
     def check(self, path):

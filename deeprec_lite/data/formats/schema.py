@@ -25,10 +25,9 @@ Conventions (what the readers produce for each kind of field):
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Dict, List, Optional, Tuple, Union
 
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_int, check_number, check_positive_int
 
 ID_DTYPES = ("int64", "string")
 CATEGORICAL_KINDS = ("single", "multi", "sequence")
@@ -134,8 +133,8 @@ class CategoricalField:
         default = self.default
         if default is None:
             default = DEFAULT_MISSING_INT if self.dtype == "int64" else DEFAULT_MISSING_STRING
-        elif self.dtype == "int64" and (isinstance(default, bool) or not isinstance(default, int)):
-            raise ValueError(f"{where}: default for int64 ids must be an int, got {default!r}")
+        elif self.dtype == "int64":
+            default = check_int(default, "default", owner=where)
         elif self.dtype == "string" and not isinstance(default, str):
             raise ValueError(f"{where}: default for string ids must be a str, got {default!r}")
         object.__setattr__(self, "default", default)
@@ -192,10 +191,8 @@ class NumericField:
                 f"{where}: transform must be one of {NUMERIC_TRANSFORMS}, got {self.transform!r}")
         for attr in ("min", "max", "fill_value"):
             value = getattr(self, attr)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{where}: {attr} must be a finite number, got {value!r}")
+            if value is not None or attr == "fill_value":
+                check_number(value, attr, owner=where)
         if self.transform == "minmax":
             if self.min is None or self.max is None:
                 raise ValueError(

@@ -77,3 +77,28 @@ def test_libsvm_labels_must_be_finite(tmp_path):
     path.write_text("-1 0:1 5:1\n1 1:1 6:1\n")  # binary_label maps -1 / 1 to 0 / 1
     (features, labels), = read_libsvm(str(path), batch_size=4, **layout)
     np.testing.assert_array_equal(labels.numpy(), [0, 1])
+
+
+def _latin1_files(tmp_path):
+    """A CSV with a Latin-1 cell in an int64 id column, a Parquet file with one in a
+    multi-valued int64 field: (path, column, the message's quote of the bad value)."""
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes(b"y,c,n\n1,5,1\n0,caf\xe9,2\n")
+    parquet = str(tmp_path / "latin1.parquet")
+    ids = pa.array([b"1|2", b"3|caf\xe9"], pa.binary()).view(pa.string())  # not validated
+    pq.write_table(pa.table({"y": [1.0, 0.0], "m": ids, "n": [1.0, 2.0]}), parquet)
+    multi = Schema(labels=[LabelField("y")], categorical=[CategoricalField("m", kind="multi")],
+                   numeric=[NumericField("n")])
+    return [(read_csv, str(csv), schema(), "c"), (read_parquet, parquet, multi, "m")]
+
+
+def test_non_utf8_values_are_escaped_in_errors(tmp_path):
+    for read_files, path, fields, column in _latin1_files(tmp_path):
+        with pytest.raises(Exception, match=rf"{path}', column '{column}': .*'caf\\xe9'"):
+            list(read_files(path, fields, batch_size=8))
+        counter = BadFileCounter()
+        assert list(read_files(path, fields, batch_size=8, skip_bad_files=True,
+                               bad_files=counter)) == []
+        assert counter.skipped[0][0] == path
+        assert rf"column '{column}'" in counter.skipped[0][1]
+        assert r"'caf\xe9'" in counter.skipped[0][1]

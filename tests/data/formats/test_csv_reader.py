@@ -3,6 +3,8 @@ import math
 import os
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 
 from deeprec_lite.compat import tf
@@ -139,11 +141,45 @@ def test_missing_column_and_skip(data):
     assert counter.count == 2 and "column 'app'" in counter.skipped[1][1]
 
 
-def test_format_argument_errors():
-    with pytest.raises(ValueError, match="column_names"):
-        CsvFormat(header=False)
-    with pytest.raises(ValueError, match="delimiter"):
-        CsvFormat(delimiter="ab")
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(header=False), "column_names"),
+    (dict(delimiter="ab"), "delimiter.*'ab'"),
+    (dict(missing_values=None), "missing_values must be a string or a list of strings, got None"),
+    (dict(missing_values=["NA", 0]), r"missing_values .* got \['NA', 0\]"),
+    (dict(quote_char=True), "quote_char must be one character.*got True"),
+    (dict(quote_char="ab"), "quote_char must be one character.*got 'ab'"),
+])
+def test_format_argument_errors(data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CsvFormat(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        read_csv(data[1], SCHEMA, 4, **kwargs)
+
+
+@pytest.mark.parametrize("block_size", [0, 2 ** 31, 2 ** 32, 1.5])
+def test_block_size_must_fit_arrow_int32(data, block_size):
+    with pytest.raises(ValueError, match=rf"block_size must be an integer in \[1, 2147483648\), "
+                                         rf"got {block_size}"):
+        read_csv(data[1], SCHEMA, 4, block_size=block_size)
+    with pytest.raises(ValueError, match=r"block_size must be"):
+        list(read_csv_rows(data[1][0], SCHEMA, CsvFormat(), block_size=block_size))
+
+
+@pytest.mark.parametrize("quote_char", [None, False])
+def test_one_missing_value_string_and_no_quoting(tmp_path, quote_char):
+    path = tmp_path / "na.csv"
+    path.write_text('y,site,app,kw,n1,n2\n1,NA,3,"a"|b,NA,2\n0,"s",NA,NA,5,NA\n')
+    got, _ = dataset_columns(read_csv(str(path), SCHEMA, 8, missing_values="NA",
+                                      quote_char=quote_char))
+    want = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(quote_char=False),
+                          convert_options=pacsv.ConvertOptions(
+                              null_values=["NA"], strings_can_be_null=True,
+                              column_types={"site": pa.string(), "kw": pa.string()})).to_pydict()
+    assert got["site"] == ["__missing__", want["site"][1]] == ["__missing__", '"s"']
+    assert got["app"] == [want["app"][0], -1] == [3, -1]
+    assert got["kw"] == [want["kw"][0].split("|"), []] == [['"a"', "b"], []]
+    assert got["n1"] == [0.0, float(np.float32(math.log1p(want["n1"][1])))]
+    assert got["n2"] == [want["n2"][0], 7.5] == [2.0, 7.5]
 
 
 CRITEO_TSV = "/work/shared/data/criteo/criteo_head_10k.tsv"

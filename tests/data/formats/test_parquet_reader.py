@@ -156,6 +156,23 @@ def test_missing_column_names_file_and_column(tmp_path):
     assert e.value.column == "city" and e.value.path == str(path)
 
 
+def test_duplicated_column_names_file_and_column(files, tmp_path):
+    path = str(tmp_path / "twice.parquet")
+    columns = [[1.0], [1], ["a"], [[1]], [["h"]], [1.0], [20.0], [2]]
+    names = ["click", "user", "city", "tags", "hist", "price", "age", "user"]
+    pq.write_table(pa.Table.from_arrays([pa.array(c) for c in columns], names), path)
+    with pytest.raises(BadFileError, match=r"twice\.parquet.*column 'user'.*appears 2 times"):
+        read_parquet(path, SCHEMA, 8)
+    with pytest.raises(BadFileError, match=r"twice\.parquet.*column 'user'.*appears 2 times"):
+        list(read_parquet_rows(path, SCHEMA))
+    counter = BadFileCounter()
+    got, _ = dataset_columns(read_parquet([path, files[0][0]], SCHEMA, 10, skip_bad_files=True,
+                                          bad_files=counter, num_parallel_reads=1))
+    assert got["user"] == _expected(files[1][:100])["user"]
+    assert [p for p, _ in counter.skipped] == [path]
+    assert "column 'user'" in counter.skipped[0][1]
+
+
 def test_wrong_column_type_names_file_and_column(files, tmp_path):
     rows = files[1][:5]
     path = str(tmp_path / "wrongtype.parquet")

@@ -72,6 +72,8 @@ def test_yaml_needs_pyyaml(tmp_path):
     (lambda: CategoricalField("a", kind="multi", max_len=0), r"field 'a'.*max_len.*0"),
     (lambda: CategoricalField("a", default="x"), r"field 'a'.*default.*'x'"),
     (lambda: CategoricalField("a", dtype="string", default=3), r"field 'a'.*default.*3"),
+    (lambda: CategoricalField("a", default=2 ** 63), r"field 'a'.*default.*int64.*9223372036854775808"),
+    (lambda: CategoricalField("a", default=True), r"field 'a'.*default.*True"),
     (lambda: CategoricalField("a", keep="middle"), r"field 'a'.*keep.*'middle'"),
     (lambda: CategoricalField("a", hash_to_int64=True), r"field 'a'.*hash_to_int64.*'int64'"),
     (lambda: CategoricalField("a", dtype="string", hash_to_int64=1),
@@ -81,6 +83,9 @@ def test_yaml_needs_pyyaml(tmp_path):
     (lambda: NumericField("x", transform="minmax", min=3, max=3), r"field 'x'.*min < max.*3"),
     (lambda: NumericField("x", min=1), r"field 'x'.*min/max only"),
     (lambda: NumericField("x", fill_value=float("nan")), r"field 'x'.*fill_value.*nan"),
+    (lambda: NumericField("x", fill_value=None), r"field 'x'.*fill_value.*None"),
+    (lambda: NumericField("x", transform="minmax", min=0, max=10 ** 400),
+     r"field 'x'.*max must be finite"),
     (lambda: LabelField("y", dtype="bool"), r"field 'y'.*dtype.*'bool'"),
     (lambda: LabelField(""), r"non-empty"),
     (lambda: CategoricalField("__work_item__"), r"reserved"),
@@ -124,6 +129,11 @@ def test_load_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json.*not valid"):
         load_schema(str(bad))
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"numeric": [{"name": "x", "transform": "minmax", "min": 0, "max": 1%s}]}'
+                    % ("0" * 400))
+    with pytest.raises(ValueError, match=r"huge.json.*field 'x'.*max must be finite"):
+        load_schema(str(huge))
     txt = tmp_path / "s.txt"
     txt.write_text("{}")
     with pytest.raises(ValueError, match="unknown extension"):
