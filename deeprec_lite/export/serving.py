@@ -111,8 +111,32 @@ def predict_as_served(model, inputs, input_signature=None, hashed_id_inputs=()):
     counter = tf.Variable(0, dtype=tf.int64, trainable=False)
     spec = _raw_id_spec(serving_signature.model_input_spec(model, input_signature),
                        hashed_id_inputs)
+    _check_batch(spec, inputs)
     return tf.function(_serving_call(model, counter, hashed_id_inputs),
                        input_signature=[spec])(inputs)
+
+
+def _check_batch(spec, inputs):
+    """Names the inputs a batch lacks, and refuses float values for integer or string
+    inputs: the signature would cast them, and a float id rounds to another key."""
+    if isinstance(spec, dict):
+        if not isinstance(inputs, dict):
+            raise ValueError(f"inputs must be a dict with the keys {sorted(spec)}, got "
+                             f"{type(inputs).__name__}")
+        missing = sorted(set(spec) - set(inputs))
+        if missing:
+            raise ValueError(f"inputs: the batch has no {missing} (the model takes "
+                             f"{sorted(spec)})")
+        pairs = [(name, s, inputs[name]) for name, s in spec.items()]
+    else:
+        pairs = [("inputs", spec, inputs)]
+    for name, s, value in pairs:
+        dtype = getattr(value, "dtype", None)
+        is_float = (dtype.is_floating if isinstance(dtype, tf.dtypes.DType)
+                    else dtype is not None and np.issubdtype(dtype, np.floating))
+        if is_float and not getattr(s, "dtype", tf.float32).is_floating:
+            raise ValueError(f"inputs[{name!r}] must be {s.dtype.name}, got {dtype.name} values "
+                             "(a cast would round ids to other keys)")
 
 
 @contextlib.contextmanager

@@ -3,9 +3,18 @@ from deeprec_lite.layers.embeddings.kv_embedding import KVEmbedding
 
 
 def kv_tables(model):
-    """{table name: KVVariable} of every KV table a model uses (shared ones once)."""
-    tables = {}
+    """{table name: KVVariable} of every KV table a model uses (shared ones once).
+    ValueError when two tables share a name: exports, checkpoints' readers and warm
+    start tell a model's tables apart by name."""
+    tables, layer_of = {}, {}
     for layer in model.submodules:
-        if isinstance(layer, KVEmbedding) and all(t is not layer.kv for t in tables.values()):
-            tables[layer.kv.name] = layer.kv
+        if not isinstance(layer, KVEmbedding):
+            continue
+        name = layer.kv.name
+        if name not in tables:
+            tables[name], layer_of[name] = layer.kv, layer.name
+        elif tables[name] is not layer.kv:
+            raise ValueError(f"model {getattr(model, 'name', model)!r}: layers "
+                             f"{layer_of[name]!r} and {layer.name!r} have two KV tables named "
+                             f"{name!r}; give the layers (or their tables) distinct names")
     return tables

@@ -14,6 +14,8 @@ Weights that a layer tags with an optimizer group (`variable._drl_optimizer_grou
 the AutoFIS gates, group "autofis_gates") go to the tf_keras optimizer given for that
 group in `groups` (e.g. layers.GRDA), or to `dense` when no optimizer is given for it.
 """
+from collections.abc import Mapping
+
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.layers.embeddings.kv_embedding import apply_gradients as apply_kv_gradients
 from deeprec_lite.compat import keras, tf
@@ -49,11 +51,21 @@ class KVOptimizer(keras.optimizers.Optimizer):
                              f"{sparse!r}")
         if not isinstance(dense, _KERAS_OPTIMIZERS):
             raise ValueError(f"dense must be a tf_keras optimizer, got {dense!r}")
+        if groups is not None and not isinstance(groups, Mapping):
+            raise ValueError(f"groups must be a mapping of group name to tf_keras optimizer, "
+                             f"got {groups!r}")
         groups = dict(groups or {})
+        used = [dense]
         for group, optimizer in groups.items():
             if not isinstance(optimizer, _KERAS_OPTIMIZERS):
                 raise ValueError(f"groups[{group!r}] must be a tf_keras optimizer, got "
                                  f"{optimizer!r}")
+            # one optimizer in two roles would update its weights twice a step and count
+            # two iterations (the step KV versions are stamped with)
+            if any(optimizer is o for o in used):
+                raise ValueError(f"groups[{group!r}] is an optimizer that dense or another "
+                                 "group already uses; give each its own optimizer instance")
+            used.append(optimizer)
         super().__init__(name=name, **kwargs)
         self.sparse = sparse
         self.dense = dense

@@ -214,6 +214,21 @@ def test_bad_input_is_refused(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_batch_predict_as_served_would_cast_or_miss_is_named():
+    inputs = {n: keras.Input((), dtype=tf.int64, name=n) for n in ("a", "b")}
+    out = keras.layers.Concatenate()([KVEmbedding(2, name=f"emb_{n}")(x)
+                                      for n, x in inputs.items()])
+    model = keras.Model(inputs, keras.layers.Dense(1)(out))
+    ids = np.array([8458032196122031070, 3], np.int64)  # a float64 rounds the first to ...104
+    predict_as_served(model, {"a": ids, "b": ids})
+    with pytest.raises(ValueError, match=r"inputs\['a'\] must be int64, got float64 values"):
+        predict_as_served(model, {"a": ids.astype(np.float64), "b": ids})
+    with pytest.raises(ValueError, match=r"inputs\['b'\] must be int64, got float32 values"):
+        predict_as_served(model, {"a": ids, "b": tf.cast(ids, tf.float32)})
+    with pytest.raises(ValueError, match=r"inputs: the batch has no \['b'\]"):
+        predict_as_served(model, {"a": ids})
+
+
 def test_hashed_id_inputs_serve_raw_string_ids(tmp_path):
     from deeprec_lite.data import hash_string_ids
 

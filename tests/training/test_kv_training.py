@@ -313,3 +313,60 @@ def test_steps_per_execution_trains_the_same_records_as_one_step_per_call():
         for key, record in once[name].items():
             for a, b in zip(record, thrice[name][key]):
                 np.testing.assert_array_equal(a, b)
+
+
+# ----- what would lose or corrupt a model's tables is refused, named ------------------
+
+def kv_model_of_zoo_class(dim=4):
+    from deeprec_lite.training.kv_model import KVModel
+    ids = keras.Input((), dtype=tf.int64, name="ids")
+    emb = KVEmbedding(TableConfig(dim), name="emb")(ids)
+    return KVModel(ids, keras.layers.Dense(1, activation="sigmoid", name="out")(emb))
+
+
+@pytest.mark.parametrize("method, path, save_format", [
+    ("save", "m.keras", None), ("save", "m.h5", None), ("save", "m", "h5"),
+    ("save_weights", "w.weights.h5", None), ("save_weights", "w.h5", None)])
+def test_file_formats_that_cannot_hold_tables_are_refused_before_writing(tmp_path, method,
+                                                                       path, save_format):
+    model = kv_model_of_zoo_class()
+    model.compile(optimizer=optimizers.Adagrad(0.1), loss="binary_crossentropy")
+    ids, labels = make_data(64)
+    model.fit(ids, labels, batch_size=32, verbose=0)
+    target = tmp_path / path
+    with pytest.raises(ValueError, match=rf"{method}: filepath=.* cannot hold KV tables; save "
+                                         "the model as a SavedModel directory"):
+        getattr(model, method)(str(target), save_format=save_format)
+    assert list(tmp_path.iterdir()) == []
+    plain = kv_model()  # a keras.Model: refused by its layers (.keras and .weights.h5)
+    with pytest.raises(ValueError, match="emb: a KV table cannot be saved to a .keras"):
+        plain.save(str(tmp_path / "plain.keras"))
+
+
+def test_a_model_with_tables_needs_a_kv_optimizer():
+    model = kv_model_of_zoo_class()
+    with pytest.raises(ValueError, match="has KV tables: optimizer must be a "
+                                         "deeprec_lite.optimizers.KVOptimizer"):
+        model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    dense = keras.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match=r"groups\['gates'\] is an optimizer that dense or "
+                                         "another group already uses"):
+        optimizers.KVOptimizer(sparse_optimizers.SGD(0.1), dense, groups={"gates": dense})
+    other = keras.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match=r"groups\['b'\] is an optimizer"):
+        optimizers.KVOptimizer(sparse_optimizers.SGD(0.1), dense, groups={"a": other, "b": other})
+    with pytest.raises(ValueError, match="groups must be a mapping of group name"):
+        optimizers.KVOptimizer(sparse_optimizers.SGD(0.1), dense, groups=[1, 2])
+
+
+def test_two_tables_of_one_name_are_refused():
+    from deeprec_lite.export import export_embeddings
+    from deeprec_lite.training.model_tables import kv_tables
+    inputs = [keras.Input((), dtype=tf.int64, name=n) for n in ("a", "b")]
+    towers = [keras.Model(x, KVEmbedding(4, name="ids")(x), name=f"tower_{i}")
+              for i, x in enumerate(inputs)]
+    model = keras.Model(inputs, keras.layers.Concatenate()([t(x) for t, x in zip(towers, inputs)]))
+    with pytest.raises(ValueError, match="layers 'ids' and 'ids' have two KV tables named 'ids'"):
+        kv_tables(model)
+    with pytest.raises(ValueError, match="two KV tables named 'ids'"):
+        export_embeddings(model, "unused")

@@ -31,6 +31,10 @@ from deeprec_lite.kv.table_config import TableConfig, as_table_config
 from deeprec_lite.kv.variable import KVVariable
 
 _COMBINERS = (None, "sum", "mean", "sqrtn")
+# Where a model's KV tables can be saved (streamed shard by shard, every record).
+TABLE_FORMATS = ("save the model as a SavedModel directory (model.save(path) without an "
+                 ".keras or .h5 suffix), its weights as a TensorFlow checkpoint "
+                 "(save_weights(path) without .h5), or with deeprec_lite.checkpoints.save")
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -382,6 +386,17 @@ class KVEmbedding(keras.layers.Layer):
             pad = tf.maximum(self.max_length - tf.shape(out)[1], 0)
             out = tf.pad(out, [[0, 0], [0, pad], [0, 0]])
         return out
+
+    def save_own_variables(self, store):
+        """Keras calls this for .keras and .weights.h5 files, whose stores hold one
+        in-memory array per weight: not a KV table (it refuses them; a KVModel refuses
+        before anything is written)."""
+        raise ValueError(f"{self.name}: a KV table cannot be saved to a .keras or "
+                         f".weights.h5 file; {TABLE_FORMATS}")
+
+    def load_own_variables(self, store):
+        raise ValueError(f"{self.name}: a KV table cannot be loaded from a .keras or "
+                         f".weights.h5 file; {TABLE_FORMATS}")
 
     def compute_mask(self, ids, mask=None):
         if not self.sequence:
