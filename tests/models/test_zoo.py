@@ -5,6 +5,7 @@ import pytest
 
 from deeprec_lite import cli, models
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.data.formats.schema import Schema
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.training import optimizers
@@ -103,3 +104,22 @@ def test_autofis_search_with_grda_gates_under_fit():
     config = model.optimizer.get_config()
     clone = optimizers.KVOptimizer.from_config(config)
     assert isinstance(clone.groups["autofis_gates"], GRDA)
+
+
+
+@pytest.mark.parametrize("name, num_categorical", [("can", 3), ("widedeep", 1), ("gdcn", 1)])
+def test_model_with_a_one_member_group_saves_and_loads(name, num_categorical, data, tmp_path):
+    """CAN's induction group has one member, as has every group of a schema with one
+    categorical field: load_model rebuilds them (Keras hands back a bare tensor)."""
+    schema, train, features = data
+    schema = Schema(labels=schema.labels, categorical=schema.categorical[:num_categorical],
+                    numeric=schema.numeric)
+    names = [f.name for f in schema.categorical + schema.numeric]
+    features = {k: features[k] for k in names}
+    model = build(name, schema)
+    model.fit(train.take(2).map(lambda x, y: ({k: x[k] for k in names}, y)), verbose=0)
+    expected = predict(model, features)
+    model.save(str(tmp_path / "saved"))
+    loaded = keras.models.load_model(str(tmp_path / "saved"))
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(predict(loaded, features), expected)
