@@ -123,3 +123,9 @@ def test_model_with_a_one_member_group_saves_and_loads(name, num_categorical, da
     loaded = keras.models.load_model(str(tmp_path / "saved"))
     assert type(loaded) is type(model)
     np.testing.assert_array_equal(predict(loaded, features), expected)
+
+
+def test_deepfm_without_categorical_fields_is_named(data):
+    schema = Schema(labels=data[0].labels, numeric=data[0].numeric)
+    with pytest.raises(ValueError, match="DeepFM needs at least one categorical field"):
+        models.DeepFM(schema, table=DIM)
