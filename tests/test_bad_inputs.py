@@ -20,7 +20,8 @@ from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.compat import tf
 from deeprec_lite.kv import TableConfig, initializers as kv_initializers, policies, sparse_optimizers
 from deeprec_lite.kv.variable import KVVariable
-from deeprec_lite.layers import CIN, DNN, CrossNet, CrossNetV2, KVEmbedding
+from deeprec_lite.layers import (CIN, DNN, GRDA, AutoDis, AutoFISGate, CrossNet, CrossNetV2,
+                                 KVEmbedding)
 from deeprec_lite.migration import warm_start
 import kill_trials
 
@@ -177,6 +178,19 @@ def test_layer_sizes(layer, value):
         cls(**{name: argument})
     assert_names(error, name, value)
     assert cls.__name__ in str(error.value)
+
+
+@SETTINGS
+@given(layer=st.sampled_from([
+    (lambda **kw: AutoDis(4, **kw), "skip_factor"), (lambda **kw: AutoDis(4, **kw), "temperature"),
+    (lambda **kw: AutoDis(4, **kw), "leaky_relu_alpha"), (AutoFISGate, "epsilon"),
+    (CrossNetV2, "diag_scale"), (GRDA, "c"), (GRDA, "mu"), (GRDA, "learning_rate")]),
+    value=not_a_number())
+def test_layer_numbers(layer, value):
+    make, name = layer
+    with pytest.raises(ValueError) as error:
+        make(**{name: value})
+    assert_names(error, name, value)
 
 
 @SETTINGS

@@ -1,10 +1,8 @@
 """Helpers shared by the layers of every group: argument checks that name the layer, the
 stacked field-embedding input ``(batch, F, D)``, a fresh initializer per weight, and the
 building of sublayers."""
-import numbers
-
 from deeprec_lite.compat import tf
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_number, check_positive_int
 
 
 def check_choice(value, options, arg_name, layer_name):
@@ -24,19 +22,9 @@ def check_units(units, arg_name, layer_name, allow_empty=True):
 
 
 def check_float(value, arg_name, layer_name, low=None, high=None, low_open=False):
-    """Return ``float(value)`` if it is a real number within the bounds, else raise ValueError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        if low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value <= high
-    if not ok:
-        bound = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{layer_name}: {arg_name} must be a number in {bound}; "
-                         f"received {arg_name}={value!r}")
-    return value
+    """Return ``float(value)`` if it is a finite real number within the bounds, else raise
+    ValueError naming the layer and the argument (see `_checks.check_number`)."""
+    return check_number(value, arg_name, low=low, high=high, low_open=low_open, owner=layer_name)
 
 
 def build_sublayer(sublayer, input_shape):

@@ -1,9 +1,9 @@
 """CrossNetV2: the DCN-v2 cross network, full rank or low rank (Wang et al., WWW 2021)."""
-import numbers
 
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
 from deeprec_lite._checks import check_positive_int
+from deeprec_lite.layers._common import check_float
 from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
@@ -55,12 +55,7 @@ class CrossNetV2(CrossLayerBase):
         if projection_dim is not None:
             projection_dim = check_positive_int(projection_dim, "projection_dim", "CrossNetV2")
         self.projection_dim = projection_dim
-        if (isinstance(diag_scale, bool) or not isinstance(diag_scale, numbers.Real)
-                or not diag_scale >= 0):
-            raise ValueError(
-                f"CrossNetV2: diag_scale must be a non-negative number; "
-                f"received diag_scale={diag_scale!r}")
-        self.diag_scale = float(diag_scale)
+        self.diag_scale = check_float(diag_scale, "diag_scale", "CrossNetV2", low=0.0)
         self.use_bias = bool(use_bias)
         self.pre_activation = (None if pre_activation is None
                                else keras.activations.get(pre_activation))
