@@ -20,8 +20,8 @@ from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.compat import tf
 from deeprec_lite.kv import TableConfig, initializers as kv_initializers, policies, sparse_optimizers
 from deeprec_lite.kv.variable import KVVariable
-from deeprec_lite.layers import (CIN, DNN, GRDA, AutoDis, AutoFISGate, CrossNet, CrossNetV2,
-                                 KVEmbedding)
+from deeprec_lite.layers import (CIN, DNN, FM, GRDA, PIN, AutoDis, AutoFISGate, CrossNet,
+                                 CrossNetV2, InnerProduct, KVEmbedding, OuterProduct)
 from deeprec_lite.migration import warm_start
 import kill_trials
 
@@ -191,6 +191,20 @@ def test_layer_numbers(layer, value):
     with pytest.raises(ValueError) as error:
         make(**{name: value})
     assert_names(error, name, value)
+
+
+@pytest.mark.parametrize("make, shape, match", [
+    (InnerProduct, (2, 1, 3), "InnerProduct needs at least 2 fields"),
+    (OuterProduct, (2, 1, 3), "OuterProduct needs at least 2 fields"),
+    (AutoFISGate, (2, 1, 3), "AutoFISGate needs at least 2 fields"),
+    (InnerProduct, (2, 0, 3), "at least 2 fields"), (FM, (2, 3, 0), "embedding_dim >= 1"),
+    (FM, (2, 0, 3), "at least 1 field"), (lambda: PIN(1), (2, 3, 0), "embedding_dim >= 1"),
+    (lambda: CrossNet(1), (2, 0), "known d >= 1"),
+    (lambda: AutoDis(4), (2, 0), "num_fields >= 1")])
+def test_layer_input_sizes(make, shape, match):
+    with pytest.raises(ValueError, match=match) as error:
+        make()(tf.zeros(shape))
+    assert str(shape) in str(error.value)
 
 
 @SETTINGS

@@ -33,13 +33,18 @@ def build_sublayer(sublayer, input_shape):
         sublayer.build(input_shape)
 
 
-def field_shape(input_shape, layer_name):
-    """Validate a ``(batch, F, D)`` input shape with known ``F`` and ``D``; return ``(F, D)``."""
+def field_shape(input_shape, layer_name, min_fields=1):
+    """Validate a ``(batch, F, D)`` input shape with known ``F >= min_fields`` and ``D >= 1``;
+    return ``(F, D)``."""
     shape = tf.TensorShape(input_shape)
     if shape.rank != 3 or shape[1] is None or shape[2] is None:
         raise ValueError(
             f"{layer_name} expects stacked field embeddings of shape (batch, num_fields, "
             f"embedding_dim) with known num_fields and embedding_dim; received input_shape={shape}")
+    if shape[1] < min_fields or shape[2] < 1:
+        raise ValueError(f"{layer_name} needs at least {min_fields} field"
+                         f"{'s' if min_fields > 1 else ''} and embedding_dim >= 1; "
+                         f"received input_shape={shape}")
     return int(shape[1]), int(shape[2])
 
 

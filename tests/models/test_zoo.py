@@ -129,3 +129,11 @@ def test_deepfm_without_categorical_fields_is_named(data):
     schema = Schema(labels=data[0].labels, numeric=data[0].numeric)
     with pytest.raises(ValueError, match="DeepFM needs at least one categorical field"):
         models.DeepFM(schema, table=DIM)
+
+
+@pytest.mark.parametrize("name, match", [("ipnn", "InnerProduct"), ("opnn", "OuterProduct"),
+                                         ("autofis", "AutoFISGate")])
+def test_pair_models_need_two_fields(name, match, data):
+    schema = Schema(labels=data[0].labels, categorical=data[0].categorical[:1])
+    with pytest.raises(ValueError, match=f"{match} needs at least 2 fields"):
+        build(name, schema)

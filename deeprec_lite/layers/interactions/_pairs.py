@@ -45,9 +45,9 @@ def cross_input_dim(input_shape, layer_name):
     if len(shapes) not in (1, 2):
         raise ValueError(f"{layer_name} expects x0 or [x0, x]; received {len(shapes)} inputs")
     for s in shapes:
-        if s.rank != 2 or s[-1] is None:
+        if s.rank != 2 or s[-1] is None or s[-1] < 1:
             raise ValueError(
-                f"{layer_name} expects inputs of shape (batch, d) with known d (flatten field "
+                f"{layer_name} expects inputs of shape (batch, d) with known d >= 1 (flatten field "
                 f"embeddings first); received input_shape={s}")
     if len(shapes) == 2 and shapes[0][-1] != shapes[1][-1]:
         raise ValueError(
