@@ -4,7 +4,6 @@ from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.layers._common import check_float
-from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -61,7 +60,7 @@ class CrossNetV2(CrossLayerBase):
                                else keras.activations.get(pre_activation))
 
     def build(self, input_shape):
-        dim = cross_input_dim(input_shape, "CrossNetV2")
+        dim = self._input_dim(input_shape)
         rank = self.projection_dim
         self.down_kernels = self._weights("down_kernel", (dim, rank)) if rank else []
         self.kernels = self._weights("kernel", (rank or dim, dim))
@@ -69,7 +68,7 @@ class CrossNetV2(CrossLayerBase):
         super().build(input_shape)
 
     def call(self, inputs):
-        x0, x = split_cross_inputs(inputs)
+        x0, x = self._split(inputs)
         for i in range(self.num_layers):
             y = tf.matmul(x, self.down_kernels[i]) if self.projection_dim else x
             y = tf.matmul(y, self.kernels[i])
