@@ -81,7 +81,8 @@ class AutoFISGate(keras.layers.Layer):
                 name="pair_batch_norm")
 
     def build(self, input_shape):
-        num_fields, _ = field_shape(input_shape, _NAME, min_fields=2)
+        num_fields, dim = field_shape(input_shape, _NAME, min_fields=2)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         rows, cols = pair_indices(num_fields)
         self._num_pairs = len(rows)
         if self.comb_mask is not None:
