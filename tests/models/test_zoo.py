@@ -137,3 +137,15 @@ def test_pair_models_need_two_fields(name, match, data):
     schema = Schema(labels=data[0].labels, categorical=data[0].categorical[:1])
     with pytest.raises(ValueError, match=f"{match} needs at least 2 fields"):
         build(name, schema)
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("can", dict(feed_dim=0), "CAN: feed_dim must be a positive integer; received feed_dim=0"),
+    ("can", dict(feed_dim=2.5), "received feed_dim=2.5"),
+    ("can", dict(coaction_units=()), "CAN: coaction_units must be a non-empty list"),
+    ("xdeepint", dict(num_subspaces=0), "PIN: num_subspaces must be a positive integer")])
+def test_zoo_arguments_are_named(name, kwargs, match, data):
+    with pytest.raises(ValueError, match=match):
+        models.get(name)(data[0], table=DIM, **kwargs)
+    with pytest.raises(ValueError, match="unknown model None"):
+        models.get(None)
