@@ -37,5 +37,5 @@ def get(name):
     """The model builder called `name` (see `MODELS`)."""
     try:
         return MODELS[name.lower()]
-    except KeyError:
+    except (KeyError, AttributeError):  # AttributeError: not a string
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None

@@ -1,5 +1,7 @@
 """CAN (Bian et al., WSDM 2022) on KV embeddings: co-action units next to a DNN."""
+from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import keras
+from deeprec_lite.layers._common import check_units
 from deeprec_lite.layers import CoActionUnit
 from deeprec_lite.models.common import ZooFeatures, dnn_logit, prediction_model
 
@@ -36,6 +38,8 @@ def CAN(schema, table=16, induction_field=None, feed_fields=None, feed_dim=16,
     if isinstance(feed_fields, str) or not feed_fields or induction_field in feed_fields:
         raise ValueError(f"CAN: feed_fields must be a non-empty list of categorical fields other "
                          f"than {induction_field!r}; received feed_fields={feed_fields!r}")
+    check_positive_int(feed_dim, "feed_dim", "CAN")
+    check_units(coaction_units, "coaction_units", "CAN", allow_empty=False)
     features = ZooFeatures(schema, table, layer_factory, optimizer)
     embeddings = features.field_matrix(features.dim)
     size = CoActionUnit.induction_size(feed_dim, coaction_units, orders, order_independent)

@@ -16,8 +16,10 @@ def DeepFM(schema, table=16, dnn=(256, 128, 64), dropout=0.0, name="deepfm",
     numeric fields; FM and DNN share the field embeddings of `table` (a TableConfig, or the
     int dim of a default one); the numeric fields also feed the DNN. `layer_factory` and
     `optimizer`: see FieldEmbeddings. Both sets of tables are looked up in one
-    KVEmbeddingGroup.
+    KVEmbeddingGroup. Needs >= 1 categorical field.
     """
+    if not schema.categorical:
+        raise ValueError(f"DeepFM needs at least one categorical field; received schema={schema!r}")
     inputs = build_inputs(schema)
     table = as_table_config(table)
     embeddings, linear = stacked_together(

@@ -1,5 +1,7 @@
 """GDCN (Wang et al., CIKM 2023) on KV embeddings: gated cross network with a DNN,
 optionally with per-field embedding dims (e.g. proposed by models.fdo)."""
+from collections.abc import Mapping
+
 from deeprec_lite._checks import is_int
 from deeprec_lite.compat import keras
 from deeprec_lite.layers import GatedCrossNet
@@ -33,12 +35,16 @@ def GDCN(schema, table=16, cross_layers=3, dnn=(400, 400, 400), dropout=0.0,
 
 def _mixed_width_input(features, field_dims):
     names = [f.name for f in features.schema.categorical]
-    unknown = sorted(set(field_dims) - set(names))
-    bad = {k: v for k, v in field_dims.items() if not is_int(v) or v <= 0}
-    if unknown or bad:
+    if (not isinstance(field_dims, Mapping) or set(field_dims) - set(names)
+            or not all(is_int(v) and v > 0 for v in field_dims.values())):
         raise ValueError(f"GDCN: field_dims must map categorical fields ({', '.join(names)}) to "
                          f"positive ints; received field_dims={field_dims!r}")
     dims = {n: field_dims.get(n, features.dim) for n in names}
+    for table in dict.fromkeys(f.table for f in features.schema.categorical):
+        sharing = {f.name: dims[f.name] for f in features.schema.categorical if f.table == table}
+        if len(set(sharing.values())) > 1:
+            raise ValueError(f"GDCN: fields sharing table {table!r} must get the same dim; "
+                             f"received dims {sharing} (field_dims={dict(field_dims)!r})")
     parts = []
     for dim in sorted(set(dims.values())):
         group = [n for n in names if dims[n] == dim]

@@ -6,6 +6,7 @@ Tables, policies, sparse optimizers, layers, schema fields, readers, export and 
 start; the command line's flags are covered in test_train_job.py."""
 import json
 import math
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,9 @@ from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.compat import tf
 from deeprec_lite.kv import TableConfig, initializers as kv_initializers, policies, sparse_optimizers
 from deeprec_lite.kv.variable import KVVariable
-from deeprec_lite.layers import CIN, DNN, CrossNet, CrossNetV2, KVEmbedding
+from deeprec_lite.layers import (CIN, DNN, FM, GRDA, PIN, RFM, AutoDis, AutoFISGate, CrossNet,
+                                 CrossNetV2, DynInt, EulerNet, FRNet, InnerProduct, KVEmbedding,
+                                 OuterProduct)
 from deeprec_lite.migration import warm_start
 import kill_trials
 
@@ -177,6 +180,47 @@ def test_layer_sizes(layer, value):
         cls(**{name: argument})
     assert_names(error, name, value)
     assert cls.__name__ in str(error.value)
+
+
+@SETTINGS
+@given(layer=st.sampled_from([
+    (lambda **kw: AutoDis(4, **kw), "skip_factor"), (lambda **kw: AutoDis(4, **kw), "temperature"),
+    (lambda **kw: AutoDis(4, **kw), "leaky_relu_alpha"), (AutoFISGate, "epsilon"),
+    (CrossNetV2, "diag_scale"), (GRDA, "c"), (GRDA, "mu"), (GRDA, "learning_rate")]),
+    value=not_a_number())
+def test_layer_numbers(layer, value):
+    make, name = layer
+    with pytest.raises(ValueError) as error:
+        make(**{name: value})
+    assert_names(error, name, value)
+
+
+@pytest.mark.parametrize("make, shape, match", [
+    (InnerProduct, (2, 1, 3), "InnerProduct needs at least 2 fields"),
+    (OuterProduct, (2, 1, 3), "OuterProduct needs at least 2 fields"),
+    (AutoFISGate, (2, 1, 3), "AutoFISGate needs at least 2 fields"),
+    (InnerProduct, (2, 0, 3), "at least 2 fields"), (FM, (2, 3, 0), "embedding_dim >= 1"),
+    (FM, (2, 0, 3), "at least 1 field"), (lambda: PIN(1), (2, 3, 0), "embedding_dim >= 1"),
+    (lambda: CrossNet(1), (2, 0), "known d >= 1"),
+    (lambda: AutoDis(4), (2, 0), "num_fields >= 1")])
+def test_layer_input_sizes(make, shape, match):
+    with pytest.raises(ValueError, match=match) as error:
+        make()(tf.zeros(shape))
+    assert str(shape) in str(error.value)
+
+
+@pytest.mark.parametrize("make, built, called", [
+    (DynInt, (2, 3, 4), (2, 6, 2)), (DynInt, (2, 3, 4), (2, 3, 2)),
+    (lambda: FRNet(attention_size=2, cie_hidden_units=4), (2, 4, 3), (1, 8, 3)),
+    (lambda: AutoFISGate(output_mode="pairs"), (2, 4, 3), (2, 5, 3)),
+    (lambda: EulerNet([3]), (2, 4, 5), (2, 1, 5)),
+    (lambda: RFM(hidden_units=4), (2, 4, 6), (2, 5, 6)),
+    (lambda: AutoDis(4, num_buckets=3), (2, 3), (2, 1)), (FM, (2, 3, 4), (2, 4))])
+def test_a_later_call_of_another_shape_is_refused(make, built, called):
+    layer = make()
+    layer(tf.ones(built))
+    with pytest.raises(ValueError, match="incompatible with the layer.*" + re.escape(str(called))):
+        layer(tf.ones(called))
 
 
 @SETTINGS

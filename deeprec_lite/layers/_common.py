@@ -1,10 +1,8 @@
 """Helpers shared by the layers of every group: argument checks that name the layer, the
 stacked field-embedding input ``(batch, F, D)``, a fresh initializer per weight, and the
 building of sublayers."""
-import numbers
-
 from deeprec_lite.compat import tf
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_number, check_positive_int
 
 
 def check_choice(value, options, arg_name, layer_name):
@@ -24,19 +22,9 @@ def check_units(units, arg_name, layer_name, allow_empty=True):
 
 
 def check_float(value, arg_name, layer_name, low=None, high=None, low_open=False):
-    """Return ``float(value)`` if it is a real number within the bounds, else raise ValueError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        if low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value <= high
-    if not ok:
-        bound = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{layer_name}: {arg_name} must be a number in {bound}; "
-                         f"received {arg_name}={value!r}")
-    return value
+    """Return ``float(value)`` if it is a finite real number within the bounds, else raise
+    ValueError naming the layer and the argument (see `_checks.check_number`)."""
+    return check_number(value, arg_name, low=low, high=high, low_open=low_open, owner=layer_name)
 
 
 def build_sublayer(sublayer, input_shape):
@@ -45,13 +33,18 @@ def build_sublayer(sublayer, input_shape):
         sublayer.build(input_shape)
 
 
-def field_shape(input_shape, layer_name):
-    """Validate a ``(batch, F, D)`` input shape with known ``F`` and ``D``; return ``(F, D)``."""
+def field_shape(input_shape, layer_name, min_fields=1):
+    """Validate a ``(batch, F, D)`` input shape with known ``F >= min_fields`` and ``D >= 1``;
+    return ``(F, D)``."""
     shape = tf.TensorShape(input_shape)
     if shape.rank != 3 or shape[1] is None or shape[2] is None:
         raise ValueError(
             f"{layer_name} expects stacked field embeddings of shape (batch, num_fields, "
             f"embedding_dim) with known num_fields and embedding_dim; received input_shape={shape}")
+    if shape[1] < min_fields or shape[2] < 1:
+        raise ValueError(f"{layer_name} needs at least {min_fields} field"
+                         f"{'s' if min_fields > 1 else ''} and embedding_dim >= 1; "
+                         f"received input_shape={shape}")
     return int(shape[1]), int(shape[2])
 
 

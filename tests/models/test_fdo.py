@@ -52,3 +52,17 @@ def test_propose_field_dims_on_a_model_and_retrain_gdcn_with_them():
     assert smaller.get_layer("embedding_C3").kv.dim == 3
     with pytest.raises(ValueError, match="field_dims"):
         GDCN(generator.schema, field_dims={"C9": 2})
+
+
+def test_gdcn_field_dims_keep_shared_tables_shared():
+    from deeprec_lite.data.formats.schema import CategoricalField, LabelField, Schema
+    schema = Schema(labels=[LabelField("y")], categorical=[
+        CategoricalField("a", table="t"), CategoricalField("b", table="t"), CategoricalField("c")])
+    model = GDCN(schema, table=4, cross_layers=1, dnn=(4,), field_dims={"a": 2, "b": 2})
+    assert model.get_layer("embedding_a").kv is model.get_layer("embedding_b").kv
+    assert model.get_layer("embedding_a").kv.dim == 2
+    with pytest.raises(ValueError, match="fields sharing table 't' must get the same dim; "
+                                         "received dims \\{'a': 2, 'b': 4\\}"):
+        GDCN(schema, table=4, field_dims={"a": 2})
+    with pytest.raises(ValueError, match="field_dims=\\[\\('a', 2\\)\\]"):
+        GDCN(schema, table=4, field_dims=[("a", 2)])

@@ -5,6 +5,7 @@ import pytest
 
 from deeprec_lite import cli, models
 from deeprec_lite.compat import keras, tf
+from deeprec_lite.data.formats.schema import Schema
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.kv import sparse_optimizers
 from deeprec_lite.training import optimizers
@@ -103,3 +104,48 @@ def test_autofis_search_with_grda_gates_under_fit():
     config = model.optimizer.get_config()
     clone = optimizers.KVOptimizer.from_config(config)
     assert isinstance(clone.groups["autofis_gates"], GRDA)
+
+
+
+@pytest.mark.parametrize("name, num_categorical", [("can", 3), ("widedeep", 1), ("gdcn", 1)])
+def test_model_with_a_one_member_group_saves_and_loads(name, num_categorical, data, tmp_path):
+    """CAN's induction group has one member, as has every group of a schema with one
+    categorical field: load_model rebuilds them (Keras hands back a bare tensor)."""
+    schema, train, features = data
+    schema = Schema(labels=schema.labels, categorical=schema.categorical[:num_categorical],
+                    numeric=schema.numeric)
+    names = [f.name for f in schema.categorical + schema.numeric]
+    features = {k: features[k] for k in names}
+    model = build(name, schema)
+    model.fit(train.take(2).map(lambda x, y: ({k: x[k] for k in names}, y)), verbose=0)
+    expected = predict(model, features)
+    model.save(str(tmp_path / "saved"))
+    loaded = keras.models.load_model(str(tmp_path / "saved"))
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(predict(loaded, features), expected)
+
+
+def test_deepfm_without_categorical_fields_is_named(data):
+    schema = Schema(labels=data[0].labels, numeric=data[0].numeric)
+    with pytest.raises(ValueError, match="DeepFM needs at least one categorical field"):
+        models.DeepFM(schema, table=DIM)
+
+
+@pytest.mark.parametrize("name, match", [("ipnn", "InnerProduct"), ("opnn", "OuterProduct"),
+                                         ("autofis", "AutoFISGate")])
+def test_pair_models_need_two_fields(name, match, data):
+    schema = Schema(labels=data[0].labels, categorical=data[0].categorical[:1])
+    with pytest.raises(ValueError, match=f"{match} needs at least 2 fields"):
+        build(name, schema)
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("can", dict(feed_dim=0), "CAN: feed_dim must be a positive integer; received feed_dim=0"),
+    ("can", dict(feed_dim=2.5), "received feed_dim=2.5"),
+    ("can", dict(coaction_units=()), "CAN: coaction_units must be a non-empty list"),
+    ("xdeepint", dict(num_subspaces=0), "PIN: num_subspaces must be a positive integer")])
+def test_zoo_arguments_are_named(name, kwargs, match, data):
+    with pytest.raises(ValueError, match=match):
+        models.get(name)(data[0], table=DIM, **kwargs)
+    with pytest.raises(ValueError, match="unknown model None"):
+        models.get(None)

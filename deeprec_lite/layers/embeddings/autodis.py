@@ -78,10 +78,11 @@ class AutoDis(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tf.TensorShape(input_shape)
-        if shape.rank != 2 or shape[1] is None:
+        if shape.rank != 2 or shape[1] is None or shape[1] < 1:
             raise ValueError(f"{_NAME} expects numeric inputs of shape (batch, num_fields) with "
-                             f"known num_fields; received input_shape={shape}")
+                             f"known num_fields >= 1; received input_shape={shape}")
         f, h = int(shape[1]), self.num_buckets
+        self.input_spec = keras.layers.InputSpec(ndim=2, axes={1: f})
         self.meta_embeddings = self.add_weight(
             name="meta_embeddings", shape=(f, h, self.embedding_dim),
             initializer=fresh_initializer(self.meta_embeddings_initializer),

@@ -25,7 +25,8 @@ class KVEmbeddingGroup(keras.layers.Layer):
       embeddings: the KVEmbedding layers, one per feature (F of them).
 
     Input shape: a list of F id tensors (member i's ids, any shape member i accepts), and
-    optionally ``weights``: a list of F weight tensors or None.
+    optionally ``weights``: a list of F weight tensors or None. A group of one member
+    also takes its bare id (and weight) tensor.
     Output shape: a list of F tensors, member i's output (``[B, D_i]``, or
     ``[B, L, D_i]`` for a sequence member).
 
@@ -62,6 +63,8 @@ class KVEmbeddingGroup(keras.layers.Layer):
         super().build(input_shape)
 
     def _check_list(self, values, name):
+        if len(self.embeddings) == 1 and not isinstance(values, (list, tuple)):
+            values = [values]  # Keras hands a one-element list input back as a bare tensor
         if not isinstance(values, (list, tuple)) or len(values) != len(self.embeddings):
             raise ValueError(f"{self.name}: {name} must be a list of {len(self.embeddings)} "
                              f"tensors, one per member, got {values!r}")
@@ -80,7 +83,7 @@ class KVEmbeddingGroup(keras.layers.Layer):
                 for i, m in enumerate(self.embeddings)]
 
     def compute_mask(self, ids, mask=None):
-        return [m.compute_mask(x) for m, x in zip(self.embeddings, ids)]
+        return [m.compute_mask(x) for m, x in zip(self.embeddings, self._check_list(ids, "ids"))]
 
     def get_config(self):
         config = super().get_config()

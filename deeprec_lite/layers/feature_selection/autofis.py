@@ -38,7 +38,7 @@ class AutoFISGate(keras.layers.Layer):
         alpha_initializer: default ``RandomUniform(0.599, 0.601)`` (reference ``0.6 +- 0.001``).
         alpha_regularizer: optional regularizer of ``alpha``.
 
-    Input shape: ``[B, F, D]``.
+    Input shape: ``[B, F, D]`` with ``F >= 2``.
     Output shape: ``[B, 1]`` (``"sum"``) or ``[B, P_kept]`` (``"pairs"``; ``P_kept =
     F*(F-1)/2`` without ``comb_mask``).
 
@@ -81,7 +81,8 @@ class AutoFISGate(keras.layers.Layer):
                 name="pair_batch_norm")
 
     def build(self, input_shape):
-        num_fields, _ = field_shape(input_shape, _NAME)
+        num_fields, dim = field_shape(input_shape, _NAME, min_fields=2)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         rows, cols = pair_indices(num_fields)
         self._num_pairs = len(rows)
         if self.comb_mask is not None:

@@ -165,7 +165,8 @@ class FRNet(keras.layers.Layer):
         self.ieu_w = _IEU(weight_type=self.weight_type, name="ieu_w", **shared)
 
     def build(self, input_shape):
-        field_shape(input_shape, _NAME)
+        num_fields, dim = field_shape(input_shape, _NAME)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         build_sublayer(self.ieu_g, input_shape)
         build_sublayer(self.ieu_w, input_shape)
         super().build(input_shape)

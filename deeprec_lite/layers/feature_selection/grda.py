@@ -16,6 +16,7 @@ small become exactly zero. With ``c = 0`` it is plain SGD on the accumulator
 which equals the reference's running sum of increments for a constant learning rate
 (the reference setting); with a schedule they differ slightly.
 """
+from deeprec_lite._checks import check_number
 from deeprec_lite.compat import keras, tf
 
 
@@ -54,9 +55,10 @@ class GRDA(keras.optimizers.Optimizer):
     (``tf.IndexedSlices``) are densified: the threshold moves every coordinate each step.
 
     Args:
-        learning_rate: ``lr`` (default 0.005; reference AutoFIS setting 1.0 for the gates).
-        c: strength of the sparsifying threshold (default 0.005; reference 5e-4).
-        mu: time exponent of the threshold (default 0.7; reference 0.8).
+        learning_rate: ``lr`` > 0, or a schedule (default 0.005; reference AutoFIS setting
+            1.0 for the gates).
+        c: strength of the sparsifying threshold, >= 0 (default 0.005; reference 5e-4).
+        mu: time exponent of the threshold, >= 0 (default 0.7; reference 0.8).
         **kwargs: the usual ``keras.optimizers.Optimizer`` arguments (``name``, ``clipnorm``...).
 
     Shapes: variables and gradients of any shape; each variable keeps its shape and gets an
@@ -81,13 +83,13 @@ class GRDA(keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.005, c=0.005, mu=0.7, name="GRDA", **kwargs):
         kwargs.setdefault("jit_compile", False)
         super().__init__(name=name, **kwargs)
-        for arg, value in (("c", c), ("mu", mu)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"GRDA: {arg} must be a non-negative number; "
-                                 f"received {arg}={value!r}")
+        self.c = check_number(c, "c", low=0.0, owner="GRDA")
+        self.mu = check_number(mu, "mu", low=0.0, owner="GRDA")
+        if not (callable(learning_rate) or tf.is_tensor(learning_rate)
+                or isinstance(learning_rate, tf.Variable)):  # a schedule, callable or tensor
+            learning_rate = check_number(learning_rate, "learning_rate", low=0.0, low_open=True,
+                                         owner="GRDA")
         self._learning_rate = self._build_learning_rate(learning_rate)
-        self.c = float(c)
-        self.mu = float(mu)
 
     def build(self, var_list):
         super().build(var_list)

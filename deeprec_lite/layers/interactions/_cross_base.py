@@ -2,6 +2,7 @@
 from deeprec_lite.compat import keras, tf
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.layers._common import fresh_initializer
+from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
 class CrossLayerBase(keras.layers.Layer):
@@ -24,6 +25,21 @@ class CrossLayerBase(keras.layers.Layer):
         return [self.add_weight(name=f"{name}_{i}", shape=shape, trainable=True,
                                 initializer=fresh_initializer(initializer), regularizer=regularizer)
                 for i in range(self.num_layers)]
+
+    def _input_dim(self, input_shape):
+        """The checked width ``d`` of the input (see `cross_input_dim`), for `build`."""
+        self._dim = cross_input_dim(input_shape, type(self).__name__)
+        return self._dim
+
+    def _split(self, inputs):
+        """``(x0, x)`` of a call, whose shapes are checked as in `build` and against the
+        width the layer was built for."""
+        shapes = ([t.shape for t in inputs] if isinstance(inputs, (list, tuple))
+                  else inputs.shape)
+        if cross_input_dim(shapes, type(self).__name__) != self._dim:
+            raise ValueError(f"{type(self).__name__} was built for inputs of width "
+                             f"d={self._dim}; received input_shape={shapes}")
+        return split_cross_inputs(inputs)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape[0] if isinstance(input_shape, list) else input_shape)

@@ -39,19 +39,20 @@ def cross_input_dim(input_shape, layer_name):
     """Validate the input of a cross network and return its width ``d``.
 
     Accepted: one shape ``(batch, d)`` (``x0``, the layer starts from ``x = x0``) or a
-    list of two equal shapes ``[(batch, d), (batch, d)]`` (``[x0, x]``).
+    list of two equal shapes ``[(batch, d), (batch, d)]`` (``[x0, x]``; an unknown batch
+    size matches any).
     """
     shapes = _cross_shapes(input_shape)
     if len(shapes) not in (1, 2):
         raise ValueError(f"{layer_name} expects x0 or [x0, x]; received {len(shapes)} inputs")
     for s in shapes:
-        if s.rank != 2 or s[-1] is None:
+        if s.rank != 2 or s[-1] is None or s[-1] < 1:
             raise ValueError(
-                f"{layer_name} expects inputs of shape (batch, d) with known d (flatten field "
+                f"{layer_name} expects inputs of shape (batch, d) with known d >= 1 (flatten field "
                 f"embeddings first); received input_shape={s}")
-    if len(shapes) == 2 and shapes[0][-1] != shapes[1][-1]:
+    if len(shapes) == 2 and not shapes[0].is_compatible_with(shapes[1]):
         raise ValueError(
-            f"{layer_name}: x0 and x must have the same width; received "
+            f"{layer_name}: x0 and x must have the same width and batch size; received "
             f"x0 shape={shapes[0]}, x shape={shapes[1]}")
     return int(shapes[0][-1])
 

@@ -53,11 +53,7 @@ class Bilinear(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def build(self, input_shape):
-        self.num_fields, dim = field_shape(input_shape, "Bilinear")
-        if self.num_fields < 2:
-            raise ValueError(
-                f"Bilinear needs at least 2 fields; "
-                f"received input_shape={tf.TensorShape(input_shape)}")
+        self.num_fields, dim = field_shape(input_shape, "Bilinear", min_fields=2)
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: self.num_fields, 2: dim})
         pairs = self.num_fields * (self.num_fields - 1) // 2
         shape = {"all": (dim, dim), "each": (self.num_fields - 1, dim, dim),

@@ -92,15 +92,25 @@ class CoActionUnit(keras.layers.Layer):
         _, block = _block_layout(int(feed_dim), list(hidden_units), bool(use_bias))
         return block * (int(orders) if order_independent else 1)
 
-    def build(self, input_shape):
+    def _check_shapes(self, input_shape):
+        """Check ``[induction, feed(, mask)]`` shapes (statically known sizes); return feed_dim."""
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (2, 3):
             raise ValueError(f"{_NAME} expects inputs [induction, feed] or [induction, feed, "
                              f"mask]; received input_shape={input_shape}")
-        ind, feed = tf.TensorShape(input_shape[0]), tf.TensorShape(input_shape[1])
+        shapes = [tf.TensorShape(s) for s in input_shape]
+        ind, feed = shapes[0], shapes[1]
         if ind.rank != 2 or feed.rank not in (2, 3) or feed[-1] is None:
             raise ValueError(f"{_NAME}: induction must be (batch, n) and feed (batch, T, d) or "
                              f"(batch, d) with known d; received shapes {ind} and {feed}")
-        self._layout, self._block = _block_layout(int(feed[-1]), self.hidden_units, self.use_bias)
+        if len(shapes) == 3:
+            history = feed[1] if feed.rank == 3 else 1
+            if not shapes[2].is_compatible_with([None, history]):
+                raise ValueError(f"{_NAME}: mask must be (batch, T) with the feed's T={history}; "
+                                 f"received mask shape {shapes[2]} for feed shape {feed}")
+        batches = {s[0] for s in shapes if s[0] is not None}
+        if len(batches) > 1:
+            raise ValueError(f"{_NAME}: induction, feed and mask must have the same batch size; "
+                             f"received shapes {', '.join(str(s) for s in shapes)}")
         expected = self.induction_size(feed[-1], self.hidden_units, self.orders,
                                        self.order_independent, self.use_bias)
         if ind[-1] is not None and ind[-1] != expected:
@@ -109,9 +119,17 @@ class CoActionUnit(keras.layers.Layer):
                 f"{expected} values for hidden_units={self.hidden_units}, orders={self.orders}, "
                 f"order_independent={self.order_independent}, use_bias={self.use_bias}; "
                 f"received induction shape {ind}")
+        return int(feed[-1])
+
+    def build(self, input_shape):
+        self._feed_dim = self._check_shapes(input_shape)
+        self._layout, self._block = _block_layout(self._feed_dim, self.hidden_units, self.use_bias)
         super().build(input_shape)
 
     def call(self, inputs):
+        if self._check_shapes([t.shape for t in inputs]) != self._feed_dim:
+            raise ValueError(f"{_NAME} was built for feed_dim={self._feed_dim}; received feed "
+                             f"shape {inputs[1].shape}")
         induction, feed = inputs[0], inputs[1]
         mask = inputs[2] if len(inputs) > 2 else None
         if feed.shape.rank == 2:

@@ -1,7 +1,6 @@
 """CrossNet: the DCN v1 cross network (Wang et al., ADKDD 2017)."""
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
-from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -40,13 +39,13 @@ class CrossNet(CrossLayerBase):
                          bias_regularizer, **kwargs)
 
     def build(self, input_shape):
-        dim = cross_input_dim(input_shape, "CrossNet")
+        dim = self._input_dim(input_shape)
         self.kernels = self._weights("kernel", (dim,))
         self.biases = self._weights("bias", (dim,), bias=True)
         super().build(input_shape)
 
     def call(self, inputs):
-        x0, x = split_cross_inputs(inputs)
+        x0, x = self._split(inputs)
         for kernel, bias in zip(self.kernels, self.biases):
             scale = tf.reduce_sum(x * kernel, axis=-1, keepdims=True)  # (batch, 1)
             x = x0 * scale + bias + x

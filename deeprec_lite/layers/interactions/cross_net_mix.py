@@ -2,7 +2,6 @@
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
 from deeprec_lite._checks import check_positive_int
-from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -55,7 +54,7 @@ class CrossNetMix(CrossLayerBase):
         self.nonlinear = bool(nonlinear)
 
     def build(self, input_shape):
-        dim = cross_input_dim(input_shape, "CrossNetMix")
+        dim = self._input_dim(input_shape)
         k, r = self.num_experts, self.low_rank
         self.u_kernels = self._weights("U", (k, dim, r))
         self.v_kernels = self._weights("V", (k, dim, r))
@@ -65,7 +64,7 @@ class CrossNetMix(CrossLayerBase):
         super().build(input_shape)
 
     def call(self, inputs):
-        x0, x = split_cross_inputs(inputs)
+        x0, x = self._split(inputs)
         for i in range(self.num_layers):
             v = tf.einsum("bd,kdr->bkr", x, self.v_kernels[i])
             if self.nonlinear:

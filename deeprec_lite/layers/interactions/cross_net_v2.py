@@ -1,10 +1,9 @@
 """CrossNetV2: the DCN-v2 cross network, full rank or low rank (Wang et al., WWW 2021)."""
-import numbers
 
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
 from deeprec_lite._checks import check_positive_int
-from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
+from deeprec_lite.layers._common import check_float
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -55,18 +54,13 @@ class CrossNetV2(CrossLayerBase):
         if projection_dim is not None:
             projection_dim = check_positive_int(projection_dim, "projection_dim", "CrossNetV2")
         self.projection_dim = projection_dim
-        if (isinstance(diag_scale, bool) or not isinstance(diag_scale, numbers.Real)
-                or not diag_scale >= 0):
-            raise ValueError(
-                f"CrossNetV2: diag_scale must be a non-negative number; "
-                f"received diag_scale={diag_scale!r}")
-        self.diag_scale = float(diag_scale)
+        self.diag_scale = check_float(diag_scale, "diag_scale", "CrossNetV2", low=0.0)
         self.use_bias = bool(use_bias)
         self.pre_activation = (None if pre_activation is None
                                else keras.activations.get(pre_activation))
 
     def build(self, input_shape):
-        dim = cross_input_dim(input_shape, "CrossNetV2")
+        dim = self._input_dim(input_shape)
         rank = self.projection_dim
         self.down_kernels = self._weights("down_kernel", (dim, rank)) if rank else []
         self.kernels = self._weights("kernel", (rank or dim, dim))
@@ -74,7 +68,7 @@ class CrossNetV2(CrossLayerBase):
         super().build(input_shape)
 
     def call(self, inputs):
-        x0, x = split_cross_inputs(inputs)
+        x0, x = self._split(inputs)
         for i in range(self.num_layers):
             y = tf.matmul(x, self.down_kernels[i]) if self.projection_dim else x
             y = tf.matmul(y, self.kernels[i])

@@ -106,6 +106,7 @@ class DynInt(keras.layers.Layer):
 
     def build(self, input_shape):
         num_fields, dim = field_shape(input_shape, _NAME)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         if dim % self.num_subspaces:
             raise ValueError(f"{_NAME}: num_subspaces must divide embedding_dim={dim}; "
                              f"received num_subspaces={self.num_subspaces}")

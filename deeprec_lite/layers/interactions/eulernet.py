@@ -102,6 +102,7 @@ class EulerNet(keras.layers.Layer):
 
     def build(self, input_shape):
         num_fields, dim = field_shape(input_shape, _NAME)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         self._dim = dim
         self.mu = self.add_weight(name="mu", shape=(1, num_fields, 1), initializer="ones")
         self.orders, self.bias_lambda, self.bias_theta = [], [], []

@@ -49,6 +49,7 @@ class FM(keras.layers.Layer):
 
     def build(self, input_shape):
         field_shape(input_shape, "FM")
+        self.input_spec = keras.layers.InputSpec(ndim=3)
         super().build(input_shape)
 
     def call(self, inputs):

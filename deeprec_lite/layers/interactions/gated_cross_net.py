@@ -1,7 +1,6 @@
 """GatedCrossNet: the GDCN gated cross network (Wang et al., CIKM 2023)."""
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers.interactions._cross_base import CrossLayerBase
-from deeprec_lite.layers.interactions._pairs import cross_input_dim, split_cross_inputs
 
 
 @keras.utils.register_keras_serializable(package="deeprec_lite")
@@ -45,14 +44,14 @@ class GatedCrossNet(CrossLayerBase):
                          bias_regularizer, **kwargs)
 
     def build(self, input_shape):
-        dim = cross_input_dim(input_shape, "GatedCrossNet")
+        dim = self._input_dim(input_shape)
         self.kernels = self._weights("kernel", (dim, dim))
         self.gate_kernels = self._weights("gate_kernel", (dim, dim))
         self.biases = self._weights("bias", (dim,), bias=True)
         super().build(input_shape)
 
     def call(self, inputs):
-        x0, x = split_cross_inputs(inputs)
+        x0, x = self._split(inputs)
         for kernel, gate_kernel, bias in zip(self.kernels, self.gate_kernels, self.biases):
             gate = tf.sigmoid(tf.matmul(x, gate_kernel))
             x = x0 * (tf.matmul(x, kernel) + bias) * gate + x

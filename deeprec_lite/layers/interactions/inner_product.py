@@ -14,7 +14,7 @@ class InnerProduct(keras.layers.Layer):
     Args:
         None beyond the standard Keras layer ones (``name``, ``dtype``, ...).
 
-    Input shape: ``[B, F, D]``.
+    Input shape: ``[B, F, D]`` with ``F >= 2``.
     Output shape: ``[B, F*(F-1)/2]``.
 
     Example:
@@ -29,7 +29,7 @@ class InnerProduct(keras.layers.Layer):
     """
 
     def build(self, input_shape):
-        self.num_fields, dim = field_shape(input_shape, "InnerProduct")
+        self.num_fields, dim = field_shape(input_shape, "InnerProduct", min_fields=2)
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: self.num_fields, 2: dim})
         super().build(input_shape)
 

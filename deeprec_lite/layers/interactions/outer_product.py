@@ -27,7 +27,7 @@ class OuterProduct(keras.layers.Layer):
         kernel_initializer: initializer of ``K`` (default ``"glorot_uniform"``).
         kernel_regularizer: optional regularizer of ``K``.
 
-    Input shape: ``[B, F, D]``.
+    Input shape: ``[B, F, D]`` with ``F >= 2``.
     Output shape: ``[B, F*(F-1)/2]``.
 
     Example:
@@ -55,7 +55,7 @@ class OuterProduct(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def build(self, input_shape):
-        self.num_fields, dim = field_shape(input_shape, "OuterProduct")
+        self.num_fields, dim = field_shape(input_shape, "OuterProduct", min_fields=2)
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: self.num_fields, 2: dim})
         pairs = self.num_fields * (self.num_fields - 1) // 2
         shape = {"mat": (dim, pairs, dim), "vec": (pairs, dim), "num": (pairs, 1)}[self.kernel_type]

@@ -123,6 +123,7 @@ class RFM(keras.layers.Layer):
 
     def build(self, input_shape):
         num_fields, dim = field_shape(input_shape, _NAME)
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={1: num_fields, 2: dim})
         self._num_fields = num_fields
         self.sar_query, self.sar_key, self.sar_value = [], [], []
         self.sar_residual, self.sar_rotation_weight = [], []

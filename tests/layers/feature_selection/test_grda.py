@@ -65,7 +65,17 @@ def test_works_inside_model_fit_and_config_round_trip():
     assert (clone.c, clone.mu) == (0.01, 0.7) and clone.get_config() == cfg
 
 
-@pytest.mark.parametrize("kw", [dict(c=-1.0), dict(mu="x"), dict(c=True)])
+def test_numpy_scalar_hyperparameters_act_as_floats():
+    traj = run(GRDA(learning_rate=np.float32(0.1), c=np.float32(0.5), mu=np.int64(0)),
+               [0.0], [[-1.0]] * 2)[:, 0]
+    # v_t = 0.1 t, tau_t = 0.5 * 0.1^0.5 = 0.158114 (mu = 0): zero, then 0.2 - tau
+    np.testing.assert_allclose(traj, [0.0, 0.2 - 0.1581139], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(c=-1.0), dict(mu="x"), dict(c=True), dict(c=float("nan")),
+                                dict(mu=float("nan")), dict(c=float("inf")),
+                                dict(mu=float("inf")), dict(learning_rate=-1.0),
+                                dict(learning_rate=0.0), dict(learning_rate=float("nan"))])
 def test_bad_arguments(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         GRDA(**kw)

@@ -88,6 +88,25 @@ def test_wrong_induction_size_raises():
         CoActionUnit(hidden_units=(3, 2))([induction(7), FEED])
 
 
+@pytest.mark.parametrize("mask_shape, match", [
+    ((B, T, 1), "mask must be \\(batch, T\\) with the feed's T=4"),
+    ((B, 1), "mask must be \\(batch, T\\) with the feed's T=4"),
+    ((B,), "mask must be"), ((1, T), "same batch size")])
+def test_mask_of_another_shape_raises(mask_shape, match):
+    layer = CoActionUnit(hidden_units=(3, 2), orders=1)
+    mask = np.ones(mask_shape, np.float32)
+    with pytest.raises(ValueError, match=match):
+        layer([induction(layer.induction_size(D, (3, 2), 1)), FEED, mask])
+
+
+def test_every_call_checks_the_batch_sizes():
+    layer = CoActionUnit(hidden_units=(3, 2), orders=1)
+    n = layer.induction_size(D, (3, 2), 1)
+    assert layer([induction(n), FEED]).shape == (B, 5)
+    with pytest.raises(ValueError, match="same batch size"):
+        layer([induction(n)[:1], FEED])
+
+
 @pytest.mark.parametrize("kw", [dict(hidden_units=()), dict(hidden_units=(3, -1)),
                                 dict(orders=0), dict(hidden_units=4)])
 def test_bad_arguments_raise_value_error_naming_them(kw):

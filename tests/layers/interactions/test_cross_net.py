@@ -75,7 +75,7 @@ def test_bad_arguments():
             CrossNet(num_layers=bad)
     with pytest.raises(ValueError, match="input_shape"):
         CrossNet()(np.zeros((2, 3, 2), np.float32))
-    with pytest.raises(ValueError, match="same width"):
+    with pytest.raises(ValueError, match="same width and batch size"):
         CrossNet()([np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)])
 
 
@@ -89,3 +89,19 @@ def test_generic_properties(two_inputs, tmp_path):
     assert_config_round_trip(layer, inputs)
     assert_finite_gradients(layer, inputs)
     assert_saved_model_reload(CrossNet(num_layers=2), inputs, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["CrossNet", "CrossNetV2", "CrossNetMix", "GatedCrossNet"])
+def test_every_call_checks_its_shapes(name):
+    from deeprec_lite import layers
+    layer = getattr(layers, name)(1)
+    z = lambda *shape: tf.zeros(shape)
+    with pytest.raises(ValueError, match=f"{name}: x0 and x must have the same width and batch"):
+        layer([z(1, 12), z(4, 12)])
+    assert layer(z(2, 12)).shape == (2, 12)  # built for d = 12
+    with pytest.raises(ValueError, match=f"{name}: x0 and x must have the same width and batch"):
+        layer([z(4, 12), z(1, 12)])
+    with pytest.raises(ValueError, match=f"{name} was built for inputs of width d=12"):
+        layer(z(2, 8))
+    with pytest.raises(ValueError, match=f"{name} expects inputs of shape \\(batch, d\\)"):
+        layer(z(2, 3, 12))

@@ -28,7 +28,7 @@ def test_shape_checks():
             field_shape(bad, "L")
     assert cross_input_dim((None, 6), "L") == 6
     assert cross_input_dim([(None, 6), (None, 6)], "L") == 6
-    with pytest.raises(ValueError, match="same width"):
+    with pytest.raises(ValueError, match="same width and batch size"):
         cross_input_dim([(None, 6), (None, 5)], "L")
     with pytest.raises(ValueError, match="3 inputs"):
         cross_input_dim([(None, 6)] * 3, "L")
