@@ -2,6 +2,7 @@
 TensorBoard table statistics and the `deeprec-lite train` command."""
 import glob
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,20 @@ def test_zoo_installs_under_the_package_namespace():
 
     assert models.get("DeepFM") is models.DeepFM
     assert models.__name__ == "deeprec_lite.models"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(log_dir=None), "KVTableStats: log_dir must be a directory path; received log_dir=None"),
+    (dict(log_dir=""), "log_dir must be a directory path; received log_dir=''"),
+    (dict(log_dir="tb", every_n_steps=True), "KVTableStats: every_n_steps must be a positive "
+                                             "integer or None; received every_n_steps=True"),
+    (dict(log_dir="tb", every_n_steps=0), "received every_n_steps=0"),
+    (dict(log_dir="tb", every_n_steps=2.0), "received every_n_steps=2.0"),
+])
+def test_kv_table_stats_checks_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        callbacks.KVTableStats(**kwargs)
+    assert callbacks.KVTableStats("tb", every_n_steps=np.int64(3)).every_n_steps == 3
 
 
 def test_deepfm_learns_the_planted_model_and_evicts_on_schedule(tmp_path):
