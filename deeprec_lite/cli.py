@@ -144,6 +144,14 @@ def check_writable_dir(path, flag):
         raise ValueError(f"{flag} {path!r}{where} exists and is not a directory")
 
 
+def check_writable_file(path, flag):
+    """ValueError naming `flag` when `path` is a directory or its directory could not be
+    made (check_writable_dir)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a directory, not a file")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
+
+
 def train(args):
     """Trains a zoo model on synthetic data day after day (from --start-day), evaluating
     on the next day; optionally warm-started from a checkpoint first."""
@@ -152,6 +160,8 @@ def train(args):
     for path, flag in ((args.checkpoint_dir, "--checkpoint-dir"), (args.log_dir, "--log-dir")):
         if path:
             check_writable_dir(path, flag)
+    if args.warm_start_report:
+        check_writable_file(args.warm_start_report, "--warm-start-report")
     generator = demo_generator(args)
     model = build_model(args.model, model_schema(generator, args.hold_out_fields),
                         args.embedding_dim, args.min_count, args.max_staleness, args.evict_every)
@@ -162,6 +172,7 @@ def train(args):
                             allow_dim_change=True, allow_shape_change=True)
         print(f"\nwarm start from {args.warm_start_from}:\n{report.summary()}")
         if args.warm_start_report:
+            os.makedirs(os.path.dirname(os.path.abspath(args.warm_start_report)), exist_ok=True)
             report.write_json(args.warm_start_report)
             print(f"every parameter's status: {args.warm_start_report}")
     stats = [callbacks.KVTableStats(args.log_dir)] if args.log_dir else []

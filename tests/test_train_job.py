@@ -2,11 +2,14 @@
 TensorBoard table statistics and the `deeprec-lite train` command."""
 import glob
 import json
+import os
+import re
 
 import numpy as np
 import pytest
 
 from deeprec_lite import cli
+from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import tf
 from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
 from deeprec_lite.kv import TableConfig
@@ -18,6 +21,20 @@ def test_zoo_installs_under_the_package_namespace():
 
     assert models.get("DeepFM") is models.DeepFM
     assert models.__name__ == "deeprec_lite.models"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(log_dir=None), "KVTableStats: log_dir must be a directory path; received log_dir=None"),
+    (dict(log_dir=""), "log_dir must be a directory path; received log_dir=''"),
+    (dict(log_dir="tb", every_n_steps=True), "KVTableStats: every_n_steps must be a positive "
+                                             "integer or None; received every_n_steps=True"),
+    (dict(log_dir="tb", every_n_steps=0), "received every_n_steps=0"),
+    (dict(log_dir="tb", every_n_steps=2.0), "received every_n_steps=2.0"),
+])
+def test_kv_table_stats_checks_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        callbacks.KVTableStats(**kwargs)
+    assert callbacks.KVTableStats("tb", every_n_steps=np.int64(3)).every_n_steps == 3
 
 
 def test_deepfm_learns_the_planted_model_and_evicts_on_schedule(tmp_path):
@@ -64,7 +81,7 @@ def test_cli_warm_starts_a_model_with_one_more_feature(capsys, tmp_path):
     assert cli.main(["train", "--days", "1", "--hold-out-fields", "1",
                      "--checkpoint-dir", str(tmp_path / "day1")] + common) == 0
     capsys.readouterr()
-    report_path = tmp_path / "report.json"
+    report_path = tmp_path / "reports" / "report.json"  # its directory is made
     assert cli.main(["warm-start", "--from", str(tmp_path / "day1"), "--start-day", "1",
                      "--days", "1", "--warm-start-report",
                      str(report_path)] + common) == 0
@@ -136,3 +153,27 @@ def test_cli_refuses_a_directory_flag_naming_a_file_before_training(capsys, tmp_
         assert named in captured.err and "is not a directory" in captured.err
         assert "== day" not in captured.out  # refused before any training
     assert taken.read_text() == "x"
+
+
+def test_cli_refuses_a_warm_start_report_that_cannot_be_written_before_the_warm_start(
+        capsys, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for path, named in ((tmp_path, "is a directory, not a file"),
+                        (taken / "report.json", f"'{taken}' exists and is not a directory")):
+        assert cli.main(["warm-start", "--from", str(tmp_path / "nowhere"),
+                         "--warm-start-report", str(path)]) == 2
+        error = capsys.readouterr().err
+        assert "deeprec-lite warm-start: error: --warm-start-report '" in error
+        assert named in error and "source must be" not in error  # checked first
+    assert sorted(os.listdir(tmp_path)) == ["taken"] and taken.read_text() == "x"
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "a_directory").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_text_atomically(str(tmp_path / "a_directory"), "text")
+    assert os.listdir(tmp_path) == ["a_directory"]
+    write_text_atomically(str(tmp_path / "f.json"), "text")
+    assert sorted(os.listdir(tmp_path)) == ["a_directory", "f.json"]
+    assert (tmp_path / "f.json").read_text() == "text"

@@ -14,18 +14,35 @@ with
 """
 import argparse
 import json
+import re
 from typing import Mapping, Sequence
 
 from deeprec_lite.kv import op_library
 from deeprec_lite.compat import tf
 
 JOBS = ("ps", "worker")
+# host:port; an IPv6 host in brackets ("[::1]:2222")
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+):([0-9]+)")
+
+
+def check_address(job, task, address):
+    """ValueError naming the job, task and address unless `address` is host:port with a
+    non-empty host (an IPv6 one in brackets) and a port in [1, 65535]."""
+    match = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"cluster: the address of job {job!r} task {task} must be host:port "
+                         f"with a port in [1, 65535] (an IPv6 host in brackets), got "
+                         f"{address!r}")
 
 
 def cluster_spec_of(cluster) -> tf.train.ClusterSpec:
     """A tf.train.ClusterSpec from a ClusterSpec, a {job: [host:port, ...]} mapping or
-    its JSON text."""
+    its JSON text. ValueError naming the job, task and address of an address that is not
+    host:port."""
     if isinstance(cluster, tf.train.ClusterSpec):
+        for job in cluster.jobs:
+            for task in cluster.task_indices(job):
+                check_address(job, task, cluster.task_address(job, task))
         return cluster
     if isinstance(cluster, str):
         try:
@@ -36,6 +53,11 @@ def cluster_spec_of(cluster) -> tf.train.ClusterSpec:
     if not isinstance(cluster, Mapping) or not all(
             isinstance(hosts, Sequence) and not isinstance(hosts, str) for hosts in cluster.values()):
         raise ValueError(f"cluster must map job names to lists of host:port, got {cluster!r}")
+    for job, hosts in cluster.items():
+        if not isinstance(job, str) or not job:
+            raise ValueError(f"cluster: job names must be non-empty strings, got {job!r}")
+        for task, address in enumerate(hosts):
+            check_address(job, task, address)
     return tf.train.ClusterSpec({job: list(hosts) for job, hosts in cluster.items()})
 
 
@@ -79,7 +101,11 @@ def main(argv=None):
     parser.add_argument("--job", required=True, choices=JOBS)
     parser.add_argument("--task", required=True, type=int)
     args = parser.parse_args(argv)
-    serve(args.cluster, args.job, args.task)
+    try:
+        server = start(args.cluster, args.job, args.task)
+    except ValueError as e:
+        parser.error(str(e))
+    server.join()
 
 
 if __name__ == "__main__":

@@ -177,14 +177,24 @@ def apply_delta(base, delta):
     return EmbeddingExport(dict(delta.manifest), tables)
 
 
+def chain_of(directories, name):
+    """The export directories of a chain, as a list of str: `directories` is one path (a
+    chain of one export) or a non-empty list of them. ValueError naming `name` else."""
+    chain = [directories] if isinstance(directories, (str, os.PathLike)) else directories
+    if (not isinstance(chain, (list, tuple)) or not chain
+            or not all(isinstance(d, (str, os.PathLike)) for d in chain)):
+        raise ValueError(f"{name} must be an export directory or a non-empty list of them "
+                         f"(the full export first, then its deltas), got {directories!r}")
+    return [os.fspath(d) for d in chain]
+
+
 def read_chain(directories, tables=None, verify=True):
     """Reads a full export and the deltas after it (in order) and applies them: the
-    EmbeddingExport of the last one's step. ValueError naming the broken link."""
+    EmbeddingExport of the last one's step. `directories`: their list, or one path (a
+    full export alone). ValueError naming the broken link."""
     from deeprec_lite.export.reader import read_embeddings  # noqa: PLC0415 (as above)
 
-    directories = [os.fspath(d) for d in directories]
-    if not directories:
-        raise ValueError("read_chain: no export directories given")
+    directories = chain_of(directories, "read_chain: directories")
     state = read_embeddings(directories[0], tables, verify)
     if "delta" in state.manifest:
         raise ValueError(f"read_chain: {directories[0]!r} is a delta; a chain starts with a "

@@ -98,7 +98,7 @@ def export_embeddings(model_or_checkpoint, out_dir, min_freq=0, max_staleness=No
     if live:  # where a delta of these tables can start (kv.deltas.change_point)
         out["change_points"] = {}
     if since is not None:
-        chain = [since] if isinstance(since, (str, os.PathLike)) else list(since)
+        chain = deltas.chain_of(since, "since")
         base = manifest.read(chain[-1])
         base_step, stamped = deltas.check_base(chain[-1], base, names, step, min_freq,
                                                max_staleness, live)

@@ -35,7 +35,7 @@ import tempfile
 
 import tensorflow as tf
 
-from deeprec_lite._checks import check_positive_int
+from deeprec_lite._checks import check_int, check_positive_int, is_int
 from deeprec_lite._files import fsync_path, sync_tree, write_text_atomically
 from deeprec_lite.kv import checkpointing, deltas
 from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
@@ -58,6 +58,15 @@ def kv_tables(checkpoint):
                                  "incremental checkpoint tells tables apart by name")
             tables[obj.name] = obj
     return tables
+
+
+def _valid_entry(entry):
+    """Whether `entry` of checkpoints.json is a save: {number, kind, base, step}."""
+    return (isinstance(entry, dict) and is_int(entry.get("number"))
+            and is_int(entry.get("step"))
+            and (entry.get("kind"), entry.get("base") is None) in (("full", True),
+                                                                   ("increment", False))
+            and (entry["base"] is None or is_int(entry["base"])))
 
 
 class IncrementalCheckpointManager:
@@ -122,7 +131,14 @@ class IncrementalCheckpointManager:
                              f"{self._directory!r}") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{path} is not a list of deeprec-lite incremental checkpoints")
-        return state["saves"]
+        saves = state.get("saves")
+        if not isinstance(saves, list):
+            raise ValueError(f"{path}: 'saves' must be a list of saves, got {saves!r}")
+        for entry in saves:
+            if not _valid_entry(entry):
+                raise ValueError(f"{path}: a save must be {{number, kind: 'full' (base null) "
+                                 f"or 'increment' (base a number), step}}, got {entry!r}")
+        return saves
 
     def _write_state(self):
         write_text_atomically(os.path.join(self._directory, STATE_FILE),
@@ -135,17 +151,25 @@ class IncrementalCheckpointManager:
         raise ValueError(f"{self._path(number)!r} is not a listed save of {self._directory!r}")
 
     def _chain(self, number):
-        """The saves that restoring save `number` reads: its full base first."""
+        """The saves that restoring save `number` reads: its full base first. ValueError
+        naming the state file when the bases loop."""
         chain = [self._entry(number)]
         while chain[-1]["base"] is not None:
+            if chain[-1]["base"] in [entry["number"] for entry in chain]:
+                loop = " -> ".join(str(n) for n in [e["number"] for e in chain]
+                                   + [chain[-1]["base"]])
+                raise ValueError(f"{os.path.join(self._directory, STATE_FILE)}: the bases of "
+                                 f"save {number} loop ({loop}): the list of saves is damaged")
             chain.append(self._entry(chain[-1]["base"]))
         return chain[::-1]
 
     # ----- saving ----------------------------------------------------------------
 
     def save(self, step=0):
-        """Writes a full save or an increment (see the module docstring); `step` is
-        recorded with it. Returns the path of the new save."""
+        """Writes a full save or an increment (see the module docstring); `step` (an
+        integer in [0, 2**63 - 1]; it may be below an earlier save's, e.g. after a restore
+        of an older save) is recorded with it. Returns the path of the new save."""
+        step = check_int(step, "step", minimum=0)
         points = {name: deltas.change_point(kv) for name, kv in self._tables.items()}
         increment = self._increment_possible(points)
         number = max([0] + [s["number"] for s in self._saves] + self._numbers_on_disk()) + 1
@@ -162,7 +186,7 @@ class IncrementalCheckpointManager:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._saves.append({"number": number, "kind": "increment" if increment else "full",
-                            "base": self._base[0] if increment else None, "step": int(step)})
+                            "base": self._base[0] if increment else None, "step": step})
         self._write_state()
         self._base = (number, points)
         self._collect_garbage()
@@ -226,17 +250,26 @@ class IncrementalCheckpointManager:
 
     def restore(self, path=None):
         """Restores save `path` (default: the latest): its full base, then its chain of
-        increments. Returns the path restored, or None when there is no save. ValueError
-        naming the save that is missing or damaged (and the last one that can be
-        restored)."""
+        increments. `path` is a save of this manager: `<directory>/ckpt-<n>` (any spelling
+        of the manager's directory) or the bare name `ckpt-<n>`; a save of another
+        directory is a ValueError (restore it with a manager of that directory). Returns
+        the path restored, or None when there is no save. ValueError naming the save that
+        is missing or damaged (and the last one that can be restored)."""
         if path is None:
             if not self._saves:
                 return None
             path = self.latest
-        match = _SAVE_DIR.fullmatch(os.path.basename(os.path.normpath(os.fspath(path))))
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a path of a save (ckpt-<n>), got {path!r}")
+        parent, name = os.path.split(os.path.normpath(os.fspath(path)))
+        match = _SAVE_DIR.fullmatch(name)
         if match is None:
             raise ValueError(f"path: {os.fspath(path)!r} is not a save of this manager "
                              "(ckpt-<n>)")
+        if parent and os.path.realpath(parent) != os.path.realpath(self._directory):
+            raise ValueError(f"path: {os.fspath(path)!r} is in {parent!r}, not in this "
+                             f"manager's directory {self._directory!r}; restore it with a "
+                             "manager of its directory")
         chain = self._chain(int(match.group(1)))
         good = None
         for entry in chain:

@@ -1,6 +1,7 @@
 """tf_keras callbacks for models with KV embeddings."""
 import os
 
+from deeprec_lite._checks import check_int
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.training.model_tables import kv_tables
 
@@ -19,11 +20,12 @@ class KVTableStats(keras.callbacks.Callback):
 
     def __init__(self, log_dir, every_n_steps=None):
         super().__init__()
-        if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps <= 0):
-            raise ValueError(f"every_n_steps must be a positive integer or None, got "
-                             f"{every_n_steps!r}")
-        self.log_dir = log_dir
-        self.every_n_steps = every_n_steps
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise ValueError(f"KVTableStats: log_dir must be a directory path; received "
+                             f"log_dir={log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.every_n_steps = check_int(every_n_steps, "every_n_steps", minimum=1, none_ok=True,
+                                       owner="KVTableStats")
         self._writer = None
 
     def _write(self, step):

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 
+from deeprec_lite._checks import check_int
 from deeprec_lite._files import write_text_atomically
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.kv import checkpointing
@@ -54,7 +55,9 @@ def save(model, directory, max_to_keep=3):
 
     The checkpoint is `ckpt-<optimizer step>`, or the next free number when that step
     was already saved in `directory`: no save overwrites an existing checkpoint.
+    `max_to_keep`: the checkpoints kept in `directory` (a positive integer; None: all).
     """
+    max_to_keep = check_int(max_to_keep, "max_to_keep", minimum=1, none_ok=True)
     os.makedirs(directory, exist_ok=True)
     optimizer = getattr(model, "optimizer", None)
     meta = {"format": FORMAT, "model": json.loads(model.to_json()),

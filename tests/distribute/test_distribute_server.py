@@ -1,6 +1,7 @@
 """The ps/worker server entry point and LocalCluster: argument checks (no cluster started
 except where a test says so)."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +27,26 @@ def test_cluster_spec_from_mapping_json_or_spec(cluster):
 def test_bad_cluster_is_refused(cluster, message):
     with pytest.raises(ValueError, match=message):
         server.cluster_spec_of(cluster)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "host:12:34", "host:0", ":2", "host:",
+                                     "host:+2", "host", "::1:2", 2, None])
+def test_a_bad_address_is_named_with_its_job_and_task(address):
+    bad = {"chief": ["127.0.0.1:1"], "ps": ["127.0.0.1:2", address], "worker": ["127.0.0.1:4"]}
+    message = (r"cluster: the address of job 'ps' task 1 must be host:port .*got "
+               + re.escape(repr(address)) + "$")
+    with pytest.raises(ValueError, match=message):
+        server.cluster_spec_of(bad)
+    with pytest.raises(ValueError, match="job 'ps' task 1"):
+        server.strategy(json.dumps(bad))
+    if isinstance(address, str):
+        with pytest.raises(ValueError, match="job 'ps' task 1"):
+            server.cluster_spec_of(tf.train.ClusterSpec(bad))
+
+
+def test_addresses_with_ports_1_to_65535_and_bracketed_ipv6_hosts_are_taken():
+    spec = {"ps": ["localhost:1", "[::1]:65535", "10.0.0.7:2222"], "worker": ["w-3.example:80"]}
+    assert server.cluster_spec_of(spec).as_dict() == spec
 
 
 @pytest.mark.parametrize("job, task, message", [
@@ -64,6 +85,15 @@ def test_command_line_rejects_an_unknown_job():
                              json.dumps(SPEC), "--job", "chief", "--task", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "invalid choice: 'chief'" in result.stderr
+
+
+def test_command_line_names_a_bad_address():
+    result = subprocess.run([sys.executable, "-m", "deeprec_lite.distribute.server", "--cluster",
+                             json.dumps({"ps": ["localhost:99999"]}), "--job", "ps", "--task",
+                             "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "job 'ps' task 0 must be host:port" in result.stderr
+    assert "'localhost:99999'" in result.stderr
 
 
 def test_local_cluster_tasks_listen_and_restart_after_a_kill(tmp_path):

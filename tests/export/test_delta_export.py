@@ -4,6 +4,7 @@ same filters; a delta holds the touched records and the keys that left, and noth
 else the base already has; broken chains are refused with the link named."""
 import json
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -125,6 +126,24 @@ def test_a_broken_chain_is_refused_with_its_link_named(tmp_path):
     export_embeddings(other.kv, tmp_path / "other", **FILTERS)
     with pytest.raises(ValueError, match="missing or out of order"):
         read_chain([tmp_path / "other", paths[1]])
+
+
+@pytest.mark.parametrize("since", [[], 5, [5], (), {"e0": 1}])
+def test_since_and_read_chain_take_a_path_or_a_list_of_paths(tmp_path, since):
+    stream = Stream()
+    stream.train(3)
+    export_embeddings(stream.kv, tmp_path / "e0", **FILTERS)
+    message = (r"since must be an export directory or a non-empty list of them \(the full "
+               rf"export first, then its deltas\), got {re.escape(repr(since))}$")
+    with pytest.raises(ValueError, match=message):
+        export_embeddings(stream.kv, tmp_path / "d", since=since, **FILTERS)
+    assert not os.path.exists(tmp_path / "d")
+    with pytest.raises(ValueError, match=rf"read_chain: directories must be .*got "
+                                         rf"{re.escape(repr(since))}$"):
+        read_chain(since)
+    # One path: a chain of that export alone (a str is not a list of one-letter paths)
+    for one in (str(tmp_path / "e0"), tmp_path / "e0"):
+        assert sorted_table(read_chain(one)).equals(sorted_table(read_embeddings(one)))
 
 
 def test_a_delta_needs_a_base_of_the_same_tables_and_filters(tmp_path):

@@ -5,6 +5,7 @@ collection never deletes a base that a kept increment needs; a failed save leave
 previous state restorable."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -212,3 +213,59 @@ def test_bad_arguments_are_named(tmp_path):
     twin = tf.train.Checkpoint(a=KVVariable(2, name="same"), b=KVVariable(2, name="same"))
     with pytest.raises(ValueError, match="two KV tables are named 'same'"):
         IncrementalCheckpointManager(twin, tmp_path / "twin")
+
+
+def test_restore_takes_a_save_of_its_directory_only(tmp_path):
+    job = Job()
+    job.train(2)
+    want = job.state()
+    path = IncrementalCheckpointManager(job.checkpoint, tmp_path / "A").save(job.step)
+    other = Job(seed=1)
+    other.train(2)
+    IncrementalCheckpointManager(other.checkpoint, tmp_path / "B").save(other.step)
+    fresh = Job()
+    manager = IncrementalCheckpointManager(fresh.checkpoint, tmp_path / "A")
+    with pytest.raises(ValueError, match=rf"'{tmp_path}/B/ckpt-1' is in '{tmp_path}/B', not in "
+                                         rf"this manager's directory '{tmp_path}/A'"):
+        manager.restore(str(tmp_path / "B" / "ckpt-1"))
+    assert fresh.ids.export().keys.numpy().size == 0  # nothing restored
+    assert manager.restore("ckpt-1") == path
+    assert_same_state(fresh.state(), want)
+    assert manager.restore(tmp_path / "B" / ".." / "A" / "ckpt-1") == path
+
+
+@pytest.mark.parametrize("saves, message", [
+    (None, "'saves' must be a list of saves, got None"),
+    ({"number": 1}, "'saves' must be a list of saves"),
+    ([{"number": 1, "base": None, "step": 1}], r"a save must be .*got \{'number': 1, 'base'"),
+    ([{"number": 1, "kind": "full", "base": 2, "step": 1}], "a save must be"),
+    ([{"number": "1", "kind": "full", "base": None, "step": 1}], "a save must be"),
+    ([{"number": 1, "kind": "increment", "base": 1, "step": True}], "a save must be"),
+    ([{"number": 1, "kind": "increment", "base": 2, "step": 1},
+      {"number": 2, "kind": "increment", "base": 1, "step": 2}],
+     r"the bases of save 2 loop \(2 -> 1 -> 2\)"),
+])
+def test_a_damaged_list_of_saves_is_named(tmp_path, saves, message):
+    state = {"format": incremental_checkpoints.FORMAT}
+    if saves is not None:
+        state["saves"] = saves
+    (tmp_path / "checkpoints.json").write_text(json.dumps(state))
+    state_file = str(tmp_path / "checkpoints.json")
+    with pytest.raises(ValueError, match=f"{state_file}: {message}"):
+        IncrementalCheckpointManager(Job().checkpoint, tmp_path).restore()
+
+
+@pytest.mark.parametrize("step", ["abc", None, 1.7, True, -3, 2 ** 70])
+def test_a_bad_step_is_refused_before_anything_is_written(tmp_path, step):
+    manager = IncrementalCheckpointManager(Job().checkpoint, tmp_path)
+    with pytest.raises(ValueError, match=rf"step must be .*got {re.escape(repr(step))}"):
+        manager.save(step)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_step_is_recorded_and_may_go_back(tmp_path):
+    manager = IncrementalCheckpointManager(Job().checkpoint, tmp_path, max_to_keep=None)
+    manager.save(np.int64(7))
+    manager.save(3)
+    assert [s["step"] for s in json.loads((tmp_path / "checkpoints.json").read_text())["saves"]] \
+        == [7, 3]

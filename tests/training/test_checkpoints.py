@@ -84,3 +84,19 @@ def test_damaged_files_are_named_with_what_to_do(tmp_path):
         f.write(json.dumps({"format": checkpoints.FORMAT, "optimizer": None}))
     with pytest.raises(ValueError, match="model.json has no 'model' entry; save the model again"):
         checkpoints.load(directory)
+
+
+@pytest.mark.parametrize("max_to_keep", ["a", 0, -1, 1.5, True])
+def test_a_bad_max_to_keep_is_named_before_anything_is_written(tmp_path, max_to_keep):
+    with pytest.raises(ValueError, match=rf"max_to_keep must be a positive integer or None, got "
+                                         rf"{re.escape(repr(max_to_keep))}"):
+        checkpoints.save(None, str(tmp_path / "ckpt"), max_to_keep=max_to_keep)
+    assert not os.path.exists(tmp_path / "ckpt")
+
+
+def test_max_to_keep_keeps_the_newest_checkpoints(tmp_path):
+    model, _ = trained(tmp_path)
+    directory = str(tmp_path / "ckpt")
+    prefixes = [checkpoints.save(model, directory, max_to_keep=2) for _ in range(3)]
+    assert sorted(glob.glob(os.path.join(directory, "*.index"))) == sorted(
+        p + ".index" for p in prefixes[1:])
