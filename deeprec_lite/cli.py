@@ -161,6 +161,9 @@ def train(args):
         if path:
             check_writable_dir(path, flag)
     if args.warm_start_report:
+        if not args.warm_start_from:
+            raise ValueError("--warm-start-report needs --warm-start-from (it reports what the "
+                             "warm start carried)")
         check_writable_file(args.warm_start_report, "--warm-start-report")
     generator = demo_generator(args)
     model = build_model(args.model, model_schema(generator, args.hold_out_fields),

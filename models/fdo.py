@@ -12,6 +12,7 @@ default here is 0.95 (conservative: a little more width than the 0.8 setting).
 """
 import numpy as np
 
+from deeprec_lite._checks import check_int, check_number
 from deeprec_lite.layers import KVEmbedding
 
 DEFAULT_THRESHOLD = 0.95
@@ -20,12 +21,14 @@ DEFAULT_THRESHOLD = 0.95
 def explained_variance(values, weights=None):
     """Eigenvalues (descending) of the weighted covariance of `values` [N, D]."""
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        raise ValueError(f"values must be a non-empty [N, D] matrix; received shape {values.shape}")
+    if values.ndim != 2 or values.shape[0] == 0 or not np.isfinite(values).all():
+        raise ValueError(f"values must be a non-empty [N, D] matrix of finite numbers; received "
+                         f"shape {values.shape}")
     w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(values),) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(values)} non-negative numbers with a positive "
-                         f"sum; received weights of shape {w.shape}")
+    if (w.shape != (len(values),) or not np.isfinite(w).all() or (w < 0).any()
+            or w.sum() <= 0 or not np.isfinite(w.sum())):
+        raise ValueError(f"weights must be {len(values)} finite non-negative numbers with a "
+                         f"positive sum; received weights of shape {w.shape}")
     w = w / w.sum()
     centered = values - w @ values
     covariance = (centered * w[:, None]).T @ centered
@@ -34,13 +37,14 @@ def explained_variance(values, weights=None):
 
 def pca_dim(values, weights=None, threshold=DEFAULT_THRESHOLD, min_dim=1):
     """Smallest k (>= min_dim) whose top-k components explain >= `threshold` of the
-    (weighted) variance of `values` [N, D]; `min_dim` when the variance is 0."""
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1]; received threshold={threshold!r}")
+    (weighted) variance of `values` [N, D], at most D; `min_dim` (at most D) when the
+    variance is 0."""
+    check_number(threshold, "threshold", low=0, high=1, low_open=True)
+    check_int(min_dim, "min_dim", minimum=1)
     eigenvalues = explained_variance(values, weights)
     total = eigenvalues.sum()
     if total <= 0:
-        return min_dim
+        return min(min_dim, len(eigenvalues))
     ratios = np.cumsum(eigenvalues) / total
     k = int(np.searchsorted(ratios, threshold - 1e-12) + 1)
     return int(min(max(k, min_dim), len(eigenvalues)))

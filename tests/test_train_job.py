@@ -167,6 +167,8 @@ def test_cli_refuses_a_warm_start_report_that_cannot_be_written_before_the_warm_
         assert "deeprec-lite warm-start: error: --warm-start-report '" in error
         assert named in error and "source must be" not in error  # checked first
     assert sorted(os.listdir(tmp_path)) == ["taken"] and taken.read_text() == "x"
+    assert cli.main(["train", "--warm-start-report", str(tmp_path / "r.json")]) == 2
+    assert "--warm-start-report needs --warm-start-from" in capsys.readouterr().err
 
 
 def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path):

@@ -58,6 +58,8 @@ def save(model, directory, max_to_keep=3):
     `max_to_keep`: the checkpoints kept in `directory` (a positive integer; None: all).
     """
     max_to_keep = check_int(max_to_keep, "max_to_keep", minimum=1, none_ok=True)
+    if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+        raise ValueError(f"directory must be a non-empty path, got {directory!r}")
     os.makedirs(directory, exist_ok=True)
     optimizer = getattr(model, "optimizer", None)
     meta = {"format": FORMAT, "model": json.loads(model.to_json()),

@@ -17,8 +17,21 @@ def test_pca_dim_finds_the_planted_rank():
     for rank in (1, 3, 5):
         assert fdo.pca_dim(planted(rank), threshold=0.99) == rank
     assert fdo.pca_dim(np.zeros((5, 4))) == 1
+    assert fdo.pca_dim(np.zeros((5, 4)), min_dim=10) == 4  # never wider than the table
     with pytest.raises(ValueError, match="threshold"):
         fdo.pca_dim(planted(2), threshold=1.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threshold": "0.5"}, "threshold must be a number, got '0.5'"),
+    ({"min_dim": 0}, "min_dim must be a positive integer, got 0"),
+    ({"min_dim": 2.5}, "min_dim must be a positive integer, got 2.5"),
+    ({"weights": np.r_[np.nan, np.ones(299)]}, "weights must be 300 finite non-negative"),
+    ({"values": np.full((5, 4), np.inf)}, r"values must be a non-empty \[N, D\] matrix of "
+                                          "finite numbers")])
+def test_pca_dim_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fdo.pca_dim(**{"values": planted(2), **kwargs})
 
 
 def test_frequency_weighting_lets_frequent_keys_decide():

@@ -94,6 +94,13 @@ def test_a_bad_max_to_keep_is_named_before_anything_is_written(tmp_path, max_to_
     assert not os.path.exists(tmp_path / "ckpt")
 
 
+@pytest.mark.parametrize("directory", [None, "", 3])
+def test_a_bad_directory_is_named(directory):
+    with pytest.raises(ValueError, match=rf"directory must be a non-empty path, got "
+                                         rf"{re.escape(repr(directory))}"):
+        checkpoints.save(None, directory)
+
+
 def test_max_to_keep_keeps_the_newest_checkpoints(tmp_path):
     model, _ = trained(tmp_path)
     directory = str(tmp_path / "ckpt")

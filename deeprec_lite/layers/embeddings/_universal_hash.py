@@ -15,7 +15,7 @@ Python's salted ``hash()``.
 """
 import numpy as np
 
-from deeprec_lite._checks import is_int
+from deeprec_lite._checks import check_int, is_int
 from deeprec_lite.compat import tf
 
 DEFAULT_PRIME = 2 ** 31 - 1  # Mersenne prime M31
@@ -52,13 +52,30 @@ def draw_hash_params(num_hashes, seed, prime):
     return params
 
 
+def check_seed(seed, layer_name):
+    """The seed of the hash parameters' draw (numpy's RandomState: [0, 2**32)) as an int."""
+    return check_int(seed, "seed", minimum=0, below=2 ** 32, owner=layer_name)
+
+
+def int64_array(values, arg_name, layer_name):
+    """`values` as an int64 array; ValueError for anything but integers (floats would be
+    truncated to other ids or parameters)."""
+    array = np.asarray(values if values is not None else [])
+    if array.size == 0:
+        return array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{layer_name}: {arg_name} must be integers; "
+                         f"received {arg_name}={values!r}")
+    try:
+        return array.astype(np.int64, casting="safe")
+    except TypeError:  # uint64 beyond int64
+        raise ValueError(f"{layer_name}: {arg_name} must be int64 integers; "
+                         f"received {arg_name}={values!r}") from None
+
+
 def check_hash_params(hash_params, num_hashes, prime, layer_name):
     """Validate user-given parameters (e.g. restored from a config); return an int64 array."""
-    try:
-        params = np.asarray(hash_params, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{layer_name}: hash_params must be integers; "
-                         f"received hash_params={hash_params!r}") from None
+    params = int64_array(hash_params, "hash_params", layer_name)
     if params.shape != (num_hashes, 4) or params.min() < 0 or params.max() >= prime:
         raise ValueError(
             f"{layer_name}: hash_params must be a ({num_hashes}, 4) table of integers in "

@@ -7,8 +7,8 @@ from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers._common import build_sublayer, check_choice, check_units, fresh_initializer
 from deeprec_lite.layers.embeddings._universal_hash import (DEFAULT_PRIME, check_hash_params,
-                                                            check_prime, draw_hash_params,
-                                                            universal_hash)
+                                                            check_prime, check_seed,
+                                                            draw_hash_params, universal_hash)
 
 _ENCODINGS = ("uniform", "gaussian")
 
@@ -87,7 +87,7 @@ class DHEEmbedding(keras.layers.Layer):
             raise ValueError(f"{name}: the gaussian encoding pairs hashes, num_hashes must be "
                              f"even; received num_hashes={num_hashes!r}")
         self.encoding = encoding
-        self.seed = int(seed)
+        self.seed = check_seed(seed, name)
         if hash_params is None:
             params = draw_hash_params(self.num_hashes, self.seed, self.prime)
         else:

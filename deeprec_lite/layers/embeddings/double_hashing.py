@@ -5,7 +5,8 @@ from deeprec_lite._checks import check_positive_int
 from deeprec_lite.compat import keras, tf
 from deeprec_lite.layers._common import check_choice, fresh_initializer
 from deeprec_lite.layers.embeddings._universal_hash import (DEFAULT_PRIME, check_hash_params,
-                                                            check_prime, draw_hash_params,
+                                                            check_prime, check_seed,
+                                                            draw_hash_params, int64_array,
                                                             universal_hash)
 
 _COMBINERS = ("sum", "concat")
@@ -13,11 +14,7 @@ _NAME = "DoubleHashingEmbedding"
 
 
 def _frequent_ids(frequent_ids):
-    try:
-        ids = np.asarray(frequent_ids if frequent_ids is not None else [], dtype=np.int64).ravel()
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{_NAME}: frequent_ids must be int64 ids; "
-                         f"received frequent_ids={frequent_ids!r}") from None
+    ids = int64_array(frequent_ids, "frequent_ids", _NAME).ravel()
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"{_NAME}: frequent_ids must not repeat an id; "
                          f"received frequent_ids with {len(ids) - len(np.unique(ids))} duplicates")
@@ -91,7 +88,7 @@ class DoubleHashingEmbedding(keras.layers.Layer):
             raise ValueError(f"{_NAME}: combiner='concat' splits the embedding in two halves, "
                              f"output_dim must be even; received output_dim={output_dim!r}")
         self.shared_hash_table = bool(shared_hash_table)
-        self.seed = int(seed)
+        self.seed = check_seed(seed, _NAME)
         self.hash_params = (draw_hash_params(2, self.seed, self.prime) if hash_params is None
                             else check_hash_params(hash_params, 2, self.prime, _NAME))
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)

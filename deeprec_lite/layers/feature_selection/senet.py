@@ -46,9 +46,9 @@ class SENET(keras.layers.Layer):
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if (isinstance(reduction_ratio, bool) or not isinstance(reduction_ratio, numbers.Real)
-                or not reduction_ratio > 0):
+                or not 0 < reduction_ratio < float("inf")):
             raise ValueError(
-                f"SENET: reduction_ratio must be a positive number; "
+                f"SENET: reduction_ratio must be a finite positive number; "
                 f"received reduction_ratio={reduction_ratio!r}")
         if squeeze not in _SQUEEZES:
             raise ValueError(

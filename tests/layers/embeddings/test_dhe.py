@@ -99,6 +99,8 @@ def test_hash_params_survive_config():
     dict(prime=2 ** 31 - 3), dict(prime=2 ** 61 - 1), dict(encoding="cauchy"),
     dict(encoding="gaussian", num_hashes=7), dict(hidden_units=5), dict(hidden_units=(4, 0)),
     dict(hash_params=[[1, 2, 3, 4]]), dict(hash_params=np.full((8, 4), P)),
+    dict(hash_params=np.full((8, 4), 1.5)), dict(seed=1.9), dict(seed="x"), dict(seed=None),
+    dict(seed=-1), dict(seed=2 ** 32),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kw):
     arg = next(iter(kw))

@@ -108,6 +108,8 @@ def test_no_frequent_ids_and_select_frequent_ids():
     dict(output_dim=0), dict(num_hash_buckets=1), dict(combiner="mean"),
     dict(combiner="concat", output_dim=5), dict(frequent_ids=[1, 2, 1]),
     dict(frequent_ids=["a"]), dict(prime=100), dict(hash_params=[[1, 2, 3]]),
+    dict(frequent_ids=[1.5, 2.0]), dict(hash_params=np.full((2, 4), 1.5)), dict(seed=1.9),
+    dict(seed=None),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):

@@ -48,7 +48,7 @@ def test_field_weights_are_constant_along_the_embedding_dim():
 
 
 def test_bad_arguments():
-    for bad in (0, -1.5, "3"):
+    for bad in (0, -1.5, "3", float("inf"), float("nan")):
         with pytest.raises(ValueError, match=f"reduction_ratio={bad!r}"):
             SENET(reduction_ratio=bad)
     with pytest.raises(ValueError, match="squeeze='sum'"):
