@@ -72,8 +72,8 @@ def table_delta(kv, since, base_step, step, min_freq, max_staleness):
     """(records, tombstone keys) of one live table: its records touched at or after
     step `since` (the base's change_step, kv.deltas.change_point) that pass the filters at
     `step`, as a RecordChunk without slots, and the keys the base export (filtered at
-    base_step) held that are gone now (possibly also some it never held: deleting an
-    absent key is a no-op)."""
+    base_step) may have held that are not kept now (also some it never held: deleting
+    an absent key is a no-op)."""
     expired = None
     if max_staleness is not None:  # kept at base_step, stale at step, untouched since
         expired = (base_step - max_staleness, step - max_staleness)
@@ -83,11 +83,12 @@ def table_delta(kv, since, base_step, step, min_freq, max_staleness):
                      max_staleness=max_staleness)
     kept = records._replace(**{f: getattr(records, f)[keep]
                                for f in ("keys", "values", "slots", "freqs", "versions")})
-    # A touched record that is not kept left the base only if it was in it: when its
-    # freq passes now (freq never falls while a key stays; a removed key is logged).
-    stale = ~keep & keep_mask(records.freqs, records.versions, step, min_freq=min_freq)
-    # distinct keys (kv.deltas.TableChanges), none of them kept
-    return kept, np.concatenate([records.keys[stale], changes.removed_keys, changes.expired_keys])
+    # Every touched key that is not kept now may have been in the base, whatever its
+    # freq: a key removed (or evicted) and seen again starts counting anew, admitted or
+    # pending, and its earlier record may be the base's.
+    # Distinct keys (kv.deltas.TableChanges), none of them kept.
+    return kept, np.concatenate([records.keys[~keep], records.pending_keys,
+                                 changes.removed_keys, changes.expired_keys])
 
 
 def compared_delta(snapshot, base_table, step, min_freq, max_staleness):
@@ -136,8 +137,8 @@ def compared_delta(snapshot, base_table, step, min_freq, max_staleness):
 def write_tombstones(folder, keys, key_type):
     """tombstones.parquet (one column, key) of a table; returns its manifest file entry."""
     array = arrow_tables.key_array(keys) if len(keys) else pa.array([], key_type)
-    if array.type != key_type and len(keys):
-        array = array.cast(key_type)
+    if len(keys) and array.type != key_type and not pa.types.is_binary(array.type):
+        array = array.cast(key_type)  # a key that is not UTF-8 keeps the tombstones binary
     path = os.path.join(folder, TOMBSTONES)
     pq.write_table(pa.table({"key": array}), path)
     return path
@@ -168,7 +169,10 @@ def apply_delta(base, delta):
     tables = {}
     for name, table in base.tables.items():
         records = delta.tables[name]
-        gone = pa.chunked_array([delta.tombstones[name], records.column("key").combine_chunks()])
+        tombstones, keys = delta.tombstones[name], records.column("key").combine_chunks()
+        if tombstones.type != keys.type:  # string keys beside binary ones (not UTF-8)
+            tombstones, keys = tombstones.cast(pa.binary()), keys.cast(pa.binary())
+        gone = pa.chunked_array([tombstones, keys])
         if table.schema.field("key").type != gone.type:
             table = table.cast(arrow_tables.schema(gone.type, table.schema.field("value")
                                                    .type.list_size))
