@@ -38,8 +38,9 @@ import tensorflow as tf
 from deeprec_lite._checks import check_int, check_positive_int, is_int
 from deeprec_lite._files import fsync_path, sync_tree, write_text_atomically
 from deeprec_lite.kv import checkpointing, deltas
-from deeprec_lite.kv.partitioned_variable import KV_VARIABLES
+from deeprec_lite.kv.partitioned_variable import KV_VARIABLES, PartitionedKVVariable
 from deeprec_lite.kv.snapshots import RecordChunk
+from deeprec_lite.kv.variable import bloom_counts_of_shard
 
 STATE_FILE = "checkpoints.json"
 FORMAT = "deeprec-lite-incremental-checkpoints/1"
@@ -67,6 +68,16 @@ def _valid_entry(entry):
             and (entry.get("kind"), entry.get("base") is None) in (("full", True),
                                                                    ("increment", False))
             and (entry["base"] is None or is_int(entry["base"])))
+
+
+def _bloom_counts_for(kv, saved):
+    """The Bloom filter counters of kv's shards, one filter after another, from counters
+    saved by a table of any number of shards (as a full checkpoint restores them:
+    kv.variable.bloom_counts_of_shard)."""
+    shards = kv.num_shards if isinstance(kv, PartitionedKVVariable) else 1
+    saved = tf.constant(saved, tf.int32)
+    return tf.concat([bloom_counts_of_shard(saved, kv.bloom_filter_size, shards, i)
+                      for i in range(shards)], 0)
 
 
 class IncrementalCheckpointManager:
@@ -299,7 +310,7 @@ class IncrementalCheckpointManager:
             deltas.apply(kv, RecordChunk(*(fields[f] for f in RecordChunk._fields)),
                          fields["removed_keys"])
             if len(fields["bloom_counts"]):
-                kv.set_bloom_counts(fields["bloom_counts"])
+                kv.set_bloom_counts(_bloom_counts_for(kv, fields["bloom_counts"]))
         with checkpointing.tables_left_as_they_are():
             self._checkpoint.read(os.path.join(where, "rest")).assert_existing_objects_matched()
 

@@ -269,3 +269,31 @@ def test_the_step_is_recorded_and_may_go_back(tmp_path):
     manager.save(3)
     assert [s["step"] for s in json.loads((tmp_path / "checkpoints.json").read_text())["saves"]] \
         == [7, 3]
+
+
+@pytest.mark.parametrize("shards", [None, 3])
+def test_an_increment_restores_into_another_number_of_shards(tmp_path, shards):
+    """Records and Bloom counters of an increment saved from 2 shards restore into 1 or
+    3 as a full checkpoint of the same state does (each shard: the saved filters summed)."""
+    from deeprec_lite.kv import PartitionedKVVariable
+
+    def table(num_shards):
+        args = dict(admission=BloomFilter(3, expected_keys=1000), name="ids")
+        return (KVVariable(2, **args) if num_shards is None
+                else PartitionedKVVariable(2, num_shards, **args))
+
+    kv = table(2)
+    manager = IncrementalCheckpointManager(tf.train.Checkpoint(ids=kv), tmp_path / "ckpt",
+                                           full_every=4)
+    rng = np.random.default_rng(0)
+    for step in (1, 2):
+        for _ in range(2):
+            kv.lookup_or_insert(np.unique(rng.integers(0, 300, 200)), global_step=step)
+        path = manager.save(step)
+    assert manager.saves[-1]["kind"] == "increment"
+    tf.train.Checkpoint(ids=kv).write(str(tmp_path / "full" / "ckpt"))
+    got, want = table(shards), table(shards)
+    IncrementalCheckpointManager(tf.train.Checkpoint(ids=got), tmp_path / "ckpt").restore(path)
+    tf.train.Checkpoint(ids=want).read(str(tmp_path / "full" / "ckpt")).assert_consumed()
+    assert_records_equal(records_by_key(got.export()), records_by_key(want.export()))
+    np.testing.assert_array_equal(got.bloom_counts().numpy(), want.bloom_counts().numpy())
