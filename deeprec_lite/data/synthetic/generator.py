@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import pyarrow as pa
 
-from deeprec_lite._checks import check_int, check_positive_int, is_int
+from deeprec_lite._checks import check_int, check_number, check_positive_int, is_int
 from deeprec_lite.data.auc import bayes_auc
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns
 from deeprec_lite.data.formats.column_batch import rebatch_chunks
@@ -44,6 +44,7 @@ from deeprec_lite.data.synthetic import stateless_random as srand
 
 CHUNK_ROWS = 65536
 LABEL = "label"
+MIN_TARGET_CTR = 1e-6  # target_ctr lies in [MIN_TARGET_CTR, 1 - MIN_TARGET_CTR]
 
 
 def default_vocab_sizes(num_categorical: int) -> List[int]:
@@ -92,10 +93,9 @@ class SyntheticConfig:
         if len(sizes) != self.num_categorical or not all(is_int(s) and s >= 1 for s in sizes):
             bad("vocab_sizes", f"an int >= 1 or {self.num_categorical} ints >= 1")
         object.__setattr__(self, "vocab_sizes", sizes)
-        if not self.zipf_exponent > 0:
-            bad("zipf_exponent", "> 0")
-        if not 0 <= self.new_id_rate <= 1:
-            bad("new_id_rate", "in [0, 1]")
+        number = self._check_number
+        number("zipf_exponent", low=0, low_open=True)
+        number("new_id_rate", low=0, high=1)
         if self.id_dtype not in ("int64", "string"):
             bad("id_dtype", "'int64' or 'string'")
         if not is_int(self.embedding_rank) or self.embedding_rank < 1:
@@ -108,15 +108,16 @@ class SyntheticConfig:
             bad("num_interaction_pairs", f"an int in [0, {max_pairs}]")
         object.__setattr__(self, "num_interaction_pairs", int(pairs))
         for name in ("first_order_scale", "interaction_scale", "numeric_scale"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
-                bad(name, "a number >= 0")
-        if not 0 < self.target_ctr < 1:
-            bad("target_ctr", "in (0, 1)")
+            number(name, low=0)
+        number("target_ctr", low=MIN_TARGET_CTR, high=1 - MIN_TARGET_CTR)
         for name in ("numeric_missing_rate", "categorical_missing_rate"):
-            if not 0 <= getattr(self, name) < 1:
-                bad(name, "in [0, 1)")
-        if not is_int(self.seed) or self.seed < 0:
-            bad("seed", "an int >= 0")
+            number(name, low=0, high=1, high_open=True)
+        check_int(self.seed, "SyntheticConfig.seed", minimum=0)  # int64: hashed as uint64
+
+    def _check_number(self, name, **bounds):
+        """Stores field `name` as a float after check_number."""
+        value = check_number(getattr(self, name), f"SyntheticConfig.{name}", **bounds)
+        object.__setattr__(self, name, value)
 
 
 @dataclasses.dataclass
@@ -264,7 +265,9 @@ class SyntheticCTR:
         if self._bias is None:
             parts = self._raw_chunk(0, 0, with_bias=False)
             z = parts["logit_no_bias"]
-            lo, hi = -30.0, 30.0
+            # The mean of sigmoid(z + bias) is target_ctr for a bias in this bracket.
+            target_logit = math.log(self.config.target_ctr / (1 - self.config.target_ctr))
+            lo, hi = target_logit - z.max(), target_logit - z.min()
             for _ in range(80):
                 mid = 0.5 * (lo + hi)
                 if _sigmoid(z + mid).mean() < self.config.target_ctr:

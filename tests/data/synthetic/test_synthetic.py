@@ -109,10 +109,40 @@ def test_files_round_trip_through_readers(tmp_path):
     (dict(id_dtype="float"), "id_dtype"),
     (dict(num_numeric=0, num_categorical=0), "at least one"),
     (dict(seed=-1), "seed"),
+    (dict(seed=2 ** 64), r"seed must be at most 2\*\*63 - 1"),
+    (dict(zipf_exponent=float("inf")), "zipf_exponent must be finite, got inf"),
+    (dict(zipf_exponent="1.1"), "zipf_exponent must be a number, got '1.1'"),
+    (dict(new_id_rate="x"), "new_id_rate must be a number"),
+    (dict(first_order_scale=float("inf")), "first_order_scale must be finite"),
+    (dict(interaction_scale=float("nan")), "interaction_scale must be finite"),
+    (dict(numeric_scale=True), "numeric_scale must be a number"),
+    (dict(numeric_missing_rate="0.1"), "numeric_missing_rate must be a number"),
+    (dict(categorical_missing_rate=1.0), r"categorical_missing_rate must be >= 0 and < 1"),
+    (dict(target_ctr=1e-30), r"target_ctr must be >= 1e-06 and <= 0.999999, got 1e-30"),
 ])
 def test_config_validation(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         SyntheticConfig(**kwargs)
+
+
+def test_numpy_scalar_parameters_give_the_same_rows():
+    plain = SyntheticCTR(**SMALL).generate(500)
+    numpy_scalars = SyntheticCTR(**SMALL, first_order_scale=np.float32(1.0),
+                                 numeric_scale=np.float64(0.5), new_id_rate=np.float32(0.05))
+    _same_rows(numpy_scalars.generate(500), plain)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(first_order_scale=50.0, target_ctr=0.001),   # bias far below -30
+    dict(interaction_scale=40.0, target_ctr=0.999),   # bias far above 30
+    dict(target_ctr=1e-6),
+])
+def test_bias_reaches_the_target_ctr(kwargs):
+    from deeprec_lite.data.synthetic.generator import CHUNK_ROWS
+    gen = SyntheticCTR(**{**SMALL, **kwargs})
+    # The bias is calibrated on the first chunk of day 0: its mean probability is the target.
+    mean = gen.generate(CHUNK_ROWS).probabilities.mean()
+    assert mean == pytest.approx(kwargs["target_ctr"], rel=1e-6)
 
 
 def test_row_argument_validation():
