@@ -249,6 +249,8 @@ class SyntheticCTR:
     def true_weights(self, field: int, ids, day: int = 0):
         """The planted (first-order weight, interaction vector) of ``ids`` of field index ``field``
         as active on ``day`` (ids not active that day raise ValueError). For tests and analysis."""
+        check_int(field, "field", minimum=0, below=self.config.num_categorical)
+        check_int(day, "day", minimum=0)
         ids_table, w, v = self._day_tables(day)[field]
         ids = np.asarray(ids, dtype=ids_table.dtype)
         order = np.argsort(ids_table)
@@ -341,7 +343,11 @@ class SyntheticCTR:
     def iter_rows(self, num_rows: int, day: int = 0, start_row: int = 0,
                   max_rows: int = CHUNK_ROWS) -> Iterator[SyntheticRows]:
         """Rows ``[start_row, start_row + num_rows)`` of ``day``, in pieces of at most ``max_rows``."""
-        _check_rows(num_rows, day, start_row)
+        _check_rows(num_rows, day, start_row)  # here, not at the first next()
+        check_positive_int(max_rows, "max_rows")
+        return self._iter_rows(num_rows, day, start_row, max_rows)
+
+    def _iter_rows(self, num_rows, day, start_row, max_rows):
         stop = start_row + num_rows
         position = start_row
         while position < stop:
@@ -361,6 +367,7 @@ class SyntheticCTR:
 
     def bayes_auc(self, num_rows: int, day: int = 0, start_row: int = 0) -> float:
         """Best achievable AUC on rows ``[start_row, start_row + num_rows)`` of ``day``."""
+        check_int(num_rows, "num_rows", minimum=2)
         probabilities = np.concatenate(
             [r.probabilities for r in self.iter_rows(num_rows, day, start_row)])
         return bayes_auc(probabilities)
@@ -382,6 +389,7 @@ class SyntheticCTR:
         """A tf.data.Dataset of ``(features, label)`` batches, as the readers would give
         for the same rows written to files (numeric ``log`` transform, defaults for missing)."""
         check_positive_int(batch_size, "batch_size")
+        _check_rows(num_rows, day, start_row)  # here, not when the dataset is iterated
         schema = self.schema
 
         def generate(_shard):

@@ -148,3 +148,32 @@ def test_bias_reaches_the_target_ctr(kwargs):
 def test_row_argument_validation():
     with pytest.raises(ValueError, match="day must be"):
         SyntheticCTR(**SMALL).generate(10, day=-1)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda g, d: g.iter_rows(100, max_rows=-1), "max_rows must be a positive integer, got -1"),
+    (lambda g, d: g.iter_rows(100, max_rows=0), "max_rows must be a positive integer, got 0"),
+    (lambda g, d: g.iter_rows(-1), "num_rows must be a non-negative integer, got -1"),
+    (lambda g, d: g.bayes_auc(0), "num_rows must be an integer >= 2, got 0"),
+    (lambda g, d: g.true_weights(-1, [1]), r"field must be an integer in \[0, 5\), got -1"),
+    (lambda g, d: g.true_weights(5, [1]), r"field must be an integer in \[0, 5\), got 5"),
+    (lambda g, d: g.dataset(-5, 10), "num_rows must be a non-negative integer, got -5"),
+    (lambda g, d: g.dataset(5, 10, day=-1), "day must be a non-negative integer, got -1"),
+    (lambda g, d: write_parquet(g, d, -5), "num_rows must be a non-negative integer, got -5"),
+    (lambda g, d: write_csv(g, d, 0, day=-3), "day must be a non-negative integer, got -3"),
+    (lambda g, d: write_parquet(g, d, 2.5), "num_rows must be a non-negative integer, got 2.5"),
+])
+def test_row_arguments_fail_when_called(tmp_path, call, pattern):
+    # Named errors from the call itself, not from iterating what it returns.
+    with pytest.raises(ValueError, match=pattern):
+        call(SyntheticCTR(**SMALL), str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_iter_rows_max_rows_splits_the_rows():
+    gen = SyntheticCTR(**SMALL)
+    pieces = list(gen.iter_rows(25, start_row=3, max_rows=10))
+    assert [p.num_rows for p in pieces] == [10, 10, 5]
+    whole = gen.generate(25, start_row=3)
+    np.testing.assert_array_equal(np.concatenate([p.probabilities for p in pieces]),
+                                  whole.probabilities)
