@@ -35,6 +35,11 @@ def roc_auc(labels, scores) -> float:
     s = np.asarray(scores, dtype=np.float64).ravel()
     if y.shape != s.shape:
         raise ValueError(f"labels and scores differ in length: {y.shape} vs {s.shape}")
+    if y.size == 0:
+        raise ValueError("roc_auc: labels and scores are empty")
+    bad = np.flatnonzero(~np.isfinite(s))
+    if bad.size:
+        raise ValueError(f"roc_auc: scores must be finite, got {s[bad[0]]} at index {bad[0]}")
     if not np.all((y == 0) | (y == 1)):
         raise ValueError("labels must be 0 or 1")
     return _grouped_auc(s, y, 1.0 - y, np.zeros_like(y))

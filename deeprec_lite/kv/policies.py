@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import Optional, Sequence, Union
 
-from deeprec_lite._checks import INT64_MAX, check_int
+from deeprec_lite._checks import INT64_MAX, check_int, check_number
 
 
 # What a key's freq counts (the `freq_counting` of a table):
@@ -36,6 +36,11 @@ class _Policy:
 
     @classmethod
     def from_config(cls, config):
+        names = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        if not isinstance(config, dict) or not set(required) <= set(config) <= set(names):
+            raise ValueError(f"{cls.__name__} config must be a dict of its fields {names} holding "
+                             f"at least {required}, got {config!r}")
         return cls(**config)
 
 
@@ -83,9 +88,9 @@ class BloomFilter(_Policy):
         if self.min_count > 0xFFFF:
             raise ValueError(f"BloomFilter.min_count must be <= 65535, got {self.min_count!r}")
         check_int(self.expected_keys, "BloomFilter.expected_keys", minimum=1)
-        if not 0.0 < self.false_positive_rate < 1.0:
-            raise ValueError("BloomFilter.false_positive_rate must be in (0, 1), got "
-                             f"{self.false_positive_rate!r}")
+        object.__setattr__(self, "false_positive_rate", check_number(
+            self.false_positive_rate, "BloomFilter.false_positive_rate", low=0, high=1,
+            low_open=True, high_open=True))
         if self.num_counters > INT64_MAX:
             raise ValueError(f"BloomFilter.expected_keys={self.expected_keys!r} at "
                              f"false_positive_rate={self.false_positive_rate!r} needs "
@@ -178,4 +183,4 @@ def deserialize(config):
         return None
     if not isinstance(config, dict) or config.get("class_name") not in _POLICIES:
         raise ValueError(f"policy config must name one of {sorted(_POLICIES)}, got {config!r}")
-    return _POLICIES[config["class_name"]].from_config(config["config"])
+    return _POLICIES[config["class_name"]].from_config(config.get("config"))

@@ -15,7 +15,9 @@ class KVTableStats(keras.callbacks.Callback):
 
     Args:
       log_dir: TensorBoard directory; summaries go to `log_dir/kv_tables`.
-      every_n_steps: also write every this many training batches.
+      every_n_steps: also write every this many training batches: after each batch
+        (or each group of `steps_per_execution` batches) that reaches or passes a
+        multiple of it.
     """
 
     def __init__(self, log_dir, every_n_steps=None):
@@ -27,6 +29,7 @@ class KVTableStats(keras.callbacks.Callback):
         self.every_n_steps = check_int(every_n_steps, "every_n_steps", minimum=1, none_ok=True,
                                        owner="KVTableStats")
         self._writer = None
+        self._last_step = 0
 
     def _write(self, step):
         if self._writer is None:
@@ -46,9 +49,14 @@ class KVTableStats(keras.callbacks.Callback):
                                      kv.step - tf.boolean_mask(records.versions, admitted))
         self._writer.flush()
 
+    def on_train_begin(self, logs=None):
+        self._last_step = int(self.model.optimizer.iterations)
+
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations)
-        if self.every_n_steps and step % self.every_n_steps == 0:
+        # With steps_per_execution > 1 the step advances by several batches at a time.
+        step, last = int(self.model.optimizer.iterations), self._last_step
+        self._last_step = step
+        if self.every_n_steps and step // self.every_n_steps > last // self.every_n_steps:
             self._write(step)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -44,5 +44,12 @@ def test_auc_errors():
         roc_auc([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="undefined"):
         roc_auc([1, 1], [0.1, 0.2])
+    with pytest.raises(ValueError, match="empty"):
+        roc_auc([], [])
+    with pytest.raises(ValueError, match="differ in length"):
+        roc_auc([0, 1], [0.1])
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match=r"scores must be finite, got .* at index 1"):
+            roc_auc([0, 1, 1], [0.1, bad, 0.2])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         bayes_auc([0.5, 1.5])

@@ -395,7 +395,12 @@ def test_bad_constructor_arguments(kwargs, match):
 
 @pytest.mark.parametrize("make, match", [
     (lambda: CounterFilter(0), r"CounterFilter.min_count must be a positive integer, got 0"),
-    (lambda: BloomFilter(2, false_positive_rate=1.5), "false_positive_rate must be in"),
+    (lambda: BloomFilter(2, false_positive_rate=1.5),
+     r"BloomFilter.false_positive_rate must be > 0 and < 1, got 1.5"),
+    (lambda: BloomFilter(2, false_positive_rate="0.1"),
+     "BloomFilter.false_positive_rate must be a number, got '0.1'"),
+    (lambda: BloomFilter(2, false_positive_rate=None),
+     "BloomFilter.false_positive_rate must be a number, got None"),
     (lambda: BloomFilter(2, expected_keys=10 ** 18),
      r"BloomFilter.expected_keys=1000000000000000000 at false_positive_rate=0.01 needs "
      r"9585058377367439360 counters, more than 2\*\*63 - 1"),

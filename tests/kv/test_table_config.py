@@ -2,6 +2,7 @@
 round-trip through JSON, and bad values are refused by name."""
 import json
 
+import numpy as np
 import pytest
 
 from deeprec_lite.kv import (BloomFilter, CounterFilter, FrequencyEviction, StalenessEviction,
@@ -62,3 +63,27 @@ def test_an_int_is_the_dim_of_a_default_config():
         as_table_config("8")
     with pytest.raises(ValueError, match="policy config must name one of"):
         policies.deserialize({"class_name": "Nope", "config": {}})
+
+
+@pytest.mark.parametrize("config", [
+    {"class_name": "CounterFilter", "config": {"count": 3}},
+    {"class_name": "CounterFilter", "config": {"min_count": 3, "count": 3}},
+    {"class_name": "CounterFilter", "config": {}},
+    {"class_name": "CounterFilter"},
+    {"class_name": "CounterFilter", "config": None},
+])
+def test_deserialize_names_a_bad_policy_config(config):
+    with pytest.raises(ValueError, match=r"CounterFilter config must be a dict of its fields "
+                                         r"\['min_count'\] holding at least \['min_count'\], got"):
+        policies.deserialize(config)
+    assert policies.deserialize({"class_name": "StalenessEviction",
+                                 "config": {"max_staleness": 3}}) == StalenessEviction(3)
+
+
+def test_bloom_filter_stores_a_numpy_false_positive_rate_as_a_float():
+    bloom = BloomFilter(2, expected_keys=1000, false_positive_rate=np.float32(0.25))
+    assert type(bloom.false_positive_rate) is float
+    assert bloom == BloomFilter(2, expected_keys=1000, false_positive_rate=0.25)
+    # m = ceil(-n ln p / ln(2)^2) counters, k = round(m / n ln 2) hashes
+    assert (bloom.num_counters, bloom.num_hashes) == (2886, 2)
+    assert policies.deserialize(json.loads(json.dumps(policies.serialize(bloom)))) == bloom

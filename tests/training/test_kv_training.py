@@ -290,6 +290,26 @@ def test_fit_skipping_nan_gradient_rows_trains_the_others_and_reports_them(tmp_p
     assert config == sparse.get_config() and config["nonfinite_gradients"] == "skip"
 
 
+def _summary_steps(log_dir, tag):
+    return sorted(event.step for path in (log_dir / "kv_tables").glob("events.out.tfevents.*")
+                  for event in tf.compat.v1.train.summary_iterator(str(path))
+                  for v in event.summary.value if v.tag == tag)
+
+
+@pytest.mark.parametrize("steps_per_execution, batch_writes", [
+    (1, [2, 4, 6, 8, 10, 12]),   # every second step
+    (3, [3, 6, 9, 12]),          # first step at or past each multiple of 2 the calls reach
+])
+def test_kv_table_stats_writes_every_n_steps(tmp_path, steps_per_execution, batch_writes):
+    ids, labels = make_data(48)
+    model = kv_model()
+    model.compile(optimizer=optimizers.SGD(0.1), loss="binary_crossentropy",
+                  steps_per_execution=steps_per_execution)
+    model.fit(ids, labels, batch_size=4, epochs=1, shuffle=False, verbose=0,  # 12 steps
+              callbacks=[callbacks.KVTableStats(tmp_path, every_n_steps=2)])
+    assert _summary_steps(tmp_path, "emb/size") == sorted(batch_writes + [12])  # + epoch end
+
+
 def test_steps_per_execution_trains_the_same_records_as_one_step_per_call():
     from deeprec_lite.data.synthetic.generator import SyntheticCTR, SyntheticConfig
     from deeprec_lite.models import DeepFM

@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import pyarrow as pa
 
-from deeprec_lite._checks import check_int, check_positive_int, is_int
+from deeprec_lite._checks import check_int, check_number, check_positive_int, is_int
 from deeprec_lite.data.auc import bayes_auc
 from deeprec_lite.data.formats.arrow_columns import arrow_to_columns
 from deeprec_lite.data.formats.column_batch import rebatch_chunks
@@ -44,6 +44,7 @@ from deeprec_lite.data.synthetic import stateless_random as srand
 
 CHUNK_ROWS = 65536
 LABEL = "label"
+MIN_TARGET_CTR = 1e-6  # target_ctr lies in [MIN_TARGET_CTR, 1 - MIN_TARGET_CTR]
 
 
 def default_vocab_sizes(num_categorical: int) -> List[int]:
@@ -92,10 +93,9 @@ class SyntheticConfig:
         if len(sizes) != self.num_categorical or not all(is_int(s) and s >= 1 for s in sizes):
             bad("vocab_sizes", f"an int >= 1 or {self.num_categorical} ints >= 1")
         object.__setattr__(self, "vocab_sizes", sizes)
-        if not self.zipf_exponent > 0:
-            bad("zipf_exponent", "> 0")
-        if not 0 <= self.new_id_rate <= 1:
-            bad("new_id_rate", "in [0, 1]")
+        number = self._check_number
+        number("zipf_exponent", low=0, low_open=True)
+        number("new_id_rate", low=0, high=1)
         if self.id_dtype not in ("int64", "string"):
             bad("id_dtype", "'int64' or 'string'")
         if not is_int(self.embedding_rank) or self.embedding_rank < 1:
@@ -108,15 +108,16 @@ class SyntheticConfig:
             bad("num_interaction_pairs", f"an int in [0, {max_pairs}]")
         object.__setattr__(self, "num_interaction_pairs", int(pairs))
         for name in ("first_order_scale", "interaction_scale", "numeric_scale"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
-                bad(name, "a number >= 0")
-        if not 0 < self.target_ctr < 1:
-            bad("target_ctr", "in (0, 1)")
+            number(name, low=0)
+        number("target_ctr", low=MIN_TARGET_CTR, high=1 - MIN_TARGET_CTR)
         for name in ("numeric_missing_rate", "categorical_missing_rate"):
-            if not 0 <= getattr(self, name) < 1:
-                bad(name, "in [0, 1)")
-        if not is_int(self.seed) or self.seed < 0:
-            bad("seed", "an int >= 0")
+            number(name, low=0, high=1, high_open=True)
+        check_int(self.seed, "SyntheticConfig.seed", minimum=0)  # int64: hashed as uint64
+
+    def _check_number(self, name, **bounds):
+        """Stores field `name` as a float after check_number."""
+        value = check_number(getattr(self, name), f"SyntheticConfig.{name}", **bounds)
+        object.__setattr__(self, name, value)
 
 
 @dataclasses.dataclass
@@ -248,6 +249,8 @@ class SyntheticCTR:
     def true_weights(self, field: int, ids, day: int = 0):
         """The planted (first-order weight, interaction vector) of ``ids`` of field index ``field``
         as active on ``day`` (ids not active that day raise ValueError). For tests and analysis."""
+        check_int(field, "field", minimum=0, below=self.config.num_categorical)
+        check_int(day, "day", minimum=0)
         ids_table, w, v = self._day_tables(day)[field]
         ids = np.asarray(ids, dtype=ids_table.dtype)
         order = np.argsort(ids_table)
@@ -264,7 +267,9 @@ class SyntheticCTR:
         if self._bias is None:
             parts = self._raw_chunk(0, 0, with_bias=False)
             z = parts["logit_no_bias"]
-            lo, hi = -30.0, 30.0
+            # The mean of sigmoid(z + bias) is target_ctr for a bias in this bracket.
+            target_logit = math.log(self.config.target_ctr / (1 - self.config.target_ctr))
+            lo, hi = target_logit - z.max(), target_logit - z.min()
             for _ in range(80):
                 mid = 0.5 * (lo + hi)
                 if _sigmoid(z + mid).mean() < self.config.target_ctr:
@@ -338,7 +343,11 @@ class SyntheticCTR:
     def iter_rows(self, num_rows: int, day: int = 0, start_row: int = 0,
                   max_rows: int = CHUNK_ROWS) -> Iterator[SyntheticRows]:
         """Rows ``[start_row, start_row + num_rows)`` of ``day``, in pieces of at most ``max_rows``."""
-        _check_rows(num_rows, day, start_row)
+        _check_rows(num_rows, day, start_row)  # here, not at the first next()
+        check_positive_int(max_rows, "max_rows")
+        return self._iter_rows(num_rows, day, start_row, max_rows)
+
+    def _iter_rows(self, num_rows, day, start_row, max_rows):
         stop = start_row + num_rows
         position = start_row
         while position < stop:
@@ -358,6 +367,7 @@ class SyntheticCTR:
 
     def bayes_auc(self, num_rows: int, day: int = 0, start_row: int = 0) -> float:
         """Best achievable AUC on rows ``[start_row, start_row + num_rows)`` of ``day``."""
+        check_int(num_rows, "num_rows", minimum=2)
         probabilities = np.concatenate(
             [r.probabilities for r in self.iter_rows(num_rows, day, start_row)])
         return bayes_auc(probabilities)
@@ -379,6 +389,7 @@ class SyntheticCTR:
         """A tf.data.Dataset of ``(features, label)`` batches, as the readers would give
         for the same rows written to files (numeric ``log`` transform, defaults for missing)."""
         check_positive_int(batch_size, "batch_size")
+        _check_rows(num_rows, day, start_row)  # here, not when the dataset is iterated
         schema = self.schema
 
         def generate(_shard):

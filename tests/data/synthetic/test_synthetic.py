@@ -109,12 +109,71 @@ def test_files_round_trip_through_readers(tmp_path):
     (dict(id_dtype="float"), "id_dtype"),
     (dict(num_numeric=0, num_categorical=0), "at least one"),
     (dict(seed=-1), "seed"),
+    (dict(seed=2 ** 64), r"seed must be at most 2\*\*63 - 1"),
+    (dict(zipf_exponent=float("inf")), "zipf_exponent must be finite, got inf"),
+    (dict(zipf_exponent="1.1"), "zipf_exponent must be a number, got '1.1'"),
+    (dict(new_id_rate="x"), "new_id_rate must be a number"),
+    (dict(first_order_scale=float("inf")), "first_order_scale must be finite"),
+    (dict(interaction_scale=float("nan")), "interaction_scale must be finite"),
+    (dict(numeric_scale=True), "numeric_scale must be a number"),
+    (dict(numeric_missing_rate="0.1"), "numeric_missing_rate must be a number"),
+    (dict(categorical_missing_rate=1.0), r"categorical_missing_rate must be >= 0 and < 1"),
+    (dict(target_ctr=1e-30), r"target_ctr must be >= 1e-06 and <= 0.999999, got 1e-30"),
 ])
 def test_config_validation(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         SyntheticConfig(**kwargs)
 
 
+def test_numpy_scalar_parameters_give_the_same_rows():
+    plain = SyntheticCTR(**SMALL).generate(500)
+    numpy_scalars = SyntheticCTR(**SMALL, first_order_scale=np.float32(1.0),
+                                 numeric_scale=np.float64(0.5), new_id_rate=np.float32(0.05))
+    _same_rows(numpy_scalars.generate(500), plain)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(first_order_scale=50.0, target_ctr=0.001),   # bias far below -30
+    dict(interaction_scale=40.0, target_ctr=0.999),   # bias far above 30
+    dict(target_ctr=1e-6),
+])
+def test_bias_reaches_the_target_ctr(kwargs):
+    from deeprec_lite.data.synthetic.generator import CHUNK_ROWS
+    gen = SyntheticCTR(**{**SMALL, **kwargs})
+    # The bias is calibrated on the first chunk of day 0: its mean probability is the target.
+    mean = gen.generate(CHUNK_ROWS).probabilities.mean()
+    assert mean == pytest.approx(kwargs["target_ctr"], rel=1e-6)
+
+
 def test_row_argument_validation():
     with pytest.raises(ValueError, match="day must be"):
         SyntheticCTR(**SMALL).generate(10, day=-1)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda g, d: g.iter_rows(100, max_rows=-1), "max_rows must be a positive integer, got -1"),
+    (lambda g, d: g.iter_rows(100, max_rows=0), "max_rows must be a positive integer, got 0"),
+    (lambda g, d: g.iter_rows(-1), "num_rows must be a non-negative integer, got -1"),
+    (lambda g, d: g.bayes_auc(0), "num_rows must be an integer >= 2, got 0"),
+    (lambda g, d: g.true_weights(-1, [1]), r"field must be an integer in \[0, 5\), got -1"),
+    (lambda g, d: g.true_weights(5, [1]), r"field must be an integer in \[0, 5\), got 5"),
+    (lambda g, d: g.dataset(-5, 10), "num_rows must be a non-negative integer, got -5"),
+    (lambda g, d: g.dataset(5, 10, day=-1), "day must be a non-negative integer, got -1"),
+    (lambda g, d: write_parquet(g, d, -5), "num_rows must be a non-negative integer, got -5"),
+    (lambda g, d: write_csv(g, d, 0, day=-3), "day must be a non-negative integer, got -3"),
+    (lambda g, d: write_parquet(g, d, 2.5), "num_rows must be a non-negative integer, got 2.5"),
+])
+def test_row_arguments_fail_when_called(tmp_path, call, pattern):
+    # Named errors from the call itself, not from iterating what it returns.
+    with pytest.raises(ValueError, match=pattern):
+        call(SyntheticCTR(**SMALL), str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_iter_rows_max_rows_splits_the_rows():
+    gen = SyntheticCTR(**SMALL)
+    pieces = list(gen.iter_rows(25, start_row=3, max_rows=10))
+    assert [p.num_rows for p in pieces] == [10, 10, 5]
+    whole = gen.generate(25, start_row=3)
+    np.testing.assert_array_equal(np.concatenate([p.probabilities for p in pieces]),
+                                  whole.probabilities)
