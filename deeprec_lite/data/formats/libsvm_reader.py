@@ -26,11 +26,12 @@ from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.column_batch import ColumnBatch, RaggedColumn
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
 from deeprec_lite.data.formats.file_dataset import Paths, files_to_dataset
-from deeprec_lite.data.formats.line_index import read_row_bytes, row_offsets
+from deeprec_lite.data.formats.line_index import WHITESPACE, read_row_bytes, row_offsets
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, Schema
 
 DEFAULT_BLOCK_BYTES = 8 << 20
 ALL_IDS = (0, np.iinfo(np.int64).max)
+_SPACES = WHITESPACE.decode("ascii")   # blank lines and token separators
 
 
 class LibsvmLayout:
@@ -90,9 +91,9 @@ def _parse_lines(data: bytes, path: str, first_row: int):
     """bytes of whole lines -> labels (float64), row lengths, flat ids, flat values."""
     text = pa.array([data], type=pa.large_binary()).cast(pa.large_string())
     lines = pc.list_flatten(pc.split_pattern(text, "\n"))
-    lines = pc.utf8_trim_whitespace(lines)
-    lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))
-    tokens = pc.split_pattern_regex(lines, r"\s+")
+    lines = pc.utf8_trim(lines, characters=_SPACES)
+    lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))   # the blank lines of row_offsets
+    tokens = pc.split_pattern_regex(lines, "[" + _SPACES + "]+")
     counts = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
     try:
         labels = pc.list_element(tokens, 0).cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -161,12 +162,12 @@ def read_libsvm_rows(path: str, layout: LibsvmLayout, start: int = 0, stop: Opti
                      offsets: Optional[np.ndarray] = None) -> Iterator[ColumnBatch]:
     """Streams one file as column batches; with start/stop only rows ``[start, stop)``.
 
-    ``offsets`` (from :func:`deeprec_lite.data.formats.line_index.row_offsets`) saves the
-    line scan when reading many ranges of one file.
+    ``offsets`` (from :func:`libsvm_row_offsets`) saves the line scan when reading many
+    ranges of one file. Lines of whitespace only are blank: not rows.
     """
     if start != 0 or stop is not None:
         if offsets is None:
-            offsets = row_offsets(path)
+            offsets = libsvm_row_offsets(path)
         stop = len(offsets) - 1 if stop is None else min(stop, len(offsets) - 1)
         if start < stop:
             data = read_row_bytes(path, offsets, start, stop)
@@ -189,13 +190,18 @@ def read_libsvm_rows(path: str, layout: LibsvmLayout, start: int = 0, stop: Opti
             if len(parsed[0]):
                 yield _to_columns(*parsed, layout, path, first_row)
                 first_row += len(parsed[0])
-    if carry.strip():
+    if carry.strip(WHITESPACE):
         yield _to_columns(*_parse_lines(carry, path, first_row), layout, path, first_row)
+
+
+def libsvm_row_offsets(path: str) -> np.ndarray:
+    """:func:`row_offsets` of a libsvm file: lines of whitespace only are blank, not rows."""
+    return row_offsets(path, whitespace_blank=True)
 
 
 def libsvm_num_rows(path: str) -> int:
     """Number of non-blank lines."""
-    return len(row_offsets(path)) - 1
+    return len(libsvm_row_offsets(path)) - 1
 
 
 def read_libsvm(paths: Paths, batch_size: int, *, schema: Optional[Schema] = None,

@@ -189,12 +189,16 @@ def test_csv_source(tmp_path, service):
 
 def test_libsvm_source(tmp_path, service):
     path = tmp_path / "rows.libfm"
-    path.write_text("".join(f"{(-1) ** i} {i}:1 {1000 + i % 7}:1\n" for i in range(211)))
+    lines = [f"{(-1) ** i} {i}:1 {1000 + i % 7}:1\n" for i in range(211)]
+    for at, blank in ((150, "   \n"), (40, " \r\n"), (5, "\t\n")):   # blank, not rows
+        lines.insert(at, blank)
+    path.write_bytes("".join(lines).encode())
     layout = LibsvmLayout(SCHEMA_LIBSVM, {"row_id": (0, 999), "ctx": (1000, 1999)})
     q = WorkQueue(str(path), LibsvmSource(layout), batch_size=16, rows_per_item=32,
                   service=service)
+    assert q.total_rows == 211
     got = _consume_in_threads([q.epoch_dataset(0) for _ in range(2)])
-    assert sorted(sum(got, [])) == list(range(211))
+    assert sorted(sum(got, [])) == list(range(211)) and q.epoch == 1
 
 
 def test_bad_files(files, service, tmp_path):
