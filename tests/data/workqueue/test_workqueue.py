@@ -1,3 +1,4 @@
+import gc
 import os
 import signal
 import subprocess
@@ -109,6 +110,23 @@ def test_dataset_runs_all_epochs_and_a_second_pass_fails(files, service):
     with pytest.raises(tf.errors.InvalidArgumentError, match="delivered more rows"):
         for _ in ds:          # iterating the same dataset again would repeat rows
             pass
+
+
+def test_a_dead_workers_rows_go_to_the_next_job_once(files, service):
+    q = _queue(files, service)
+    dead, live = iter(q.epoch_dataset(0)), iter(q.epoch_dataset(0))
+    got = row_ids(next(dead)).tolist() + row_ids(next(live)).tolist()
+    del dead                               # died mid-item, with items queued
+    gc.collect()
+    late = q.epoch_dataset(0)              # joins the job `live` still reads
+    got += [i for ds in (live, late) for b in ds for i in row_ids(b).tolist()]
+    assert len(got) < TOTAL and q.epoch == 0
+    for _ in range(3):                     # as `while q.epoch < n: for b in ...` does
+        if q.epoch == 1:
+            break
+        got += [i for b in q.epoch_dataset(0) for i in row_ids(b).tolist()]
+    assert sorted(got) == list(range(TOTAL)) and q.epoch == 1
+    assert [len(row_ids(b)) for b in q.epoch_dataset(0)] == []
 
 
 def _run_until(datasets, seen, ckpt, prefix, stop_after_batches, save_after_batches):
