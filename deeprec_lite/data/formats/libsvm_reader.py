@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from deeprec_lite._checks import check_int, is_int
 from deeprec_lite.data.formats.arrow_columns import check_labels
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.column_batch import ColumnBatch, RaggedColumn
@@ -66,14 +67,20 @@ class LibsvmLayout:
                                  f"got {field.dtype!r}")
             if field.name not in field_ranges:
                 raise ValueError(f"field_ranges has no range for field {field.name!r}")
-            low, high = field_ranges[field.name]
-            if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer))
-                    and 0 <= low <= high):
+            bounds = field_ranges[field.name]
+            if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2
+                    and all(is_int(b) for b in bounds) and 0 <= bounds[0] <= bounds[1]):
                 raise ValueError(f"field_ranges[{field.name!r}] must be (low, high) ints "
-                                 f"with 0 <= low <= high, got {field_ranges[field.name]!r}")
+                                 f"with 0 <= low <= high, got {bounds!r}")
         extra = sorted(set(field_ranges) - {f.name for f in schema.categorical})
         if extra:
             raise ValueError(f"field_ranges names fields missing from the schema: {extra}")
+        by_low = sorted(field_ranges.items(), key=lambda kv: kv[1][0])
+        for (name, (_, high)), (next_name, (next_low, _)) in zip(by_low, by_low[1:]):
+            if next_low <= high:
+                raise ValueError(f"field_ranges of {name!r} {field_ranges[name]!r} and "
+                                 f"{next_name!r} {field_ranges[next_name]!r} overlap: the ids "
+                                 f"of different fields must not collide")
         self.schema = schema
         self.field_ranges = {k: (int(v[0]), int(v[1])) for k, v in field_ranges.items()}
         self.binary_label = bool(binary_label)
@@ -165,6 +172,8 @@ def read_libsvm_rows(path: str, layout: LibsvmLayout, start: int = 0, stop: Opti
     ``offsets`` (from :func:`libsvm_row_offsets`) saves the line scan when reading many
     ranges of one file. Lines of whitespace only are blank: not rows.
     """
+    start = check_int(start, "start", minimum=0)
+    stop = check_int(stop, "stop", minimum=start, none_ok=True)
     if start != 0 or stop is not None:
         if offsets is None:
             offsets = libsvm_row_offsets(path)

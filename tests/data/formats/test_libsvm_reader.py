@@ -95,6 +95,14 @@ def test_whitespace_lines_are_blank_in_counts_and_ranges(tmp_path):
     assert sum(pieces, []) == [[i] for i in range(12)]
 
 
+def test_row_range_errors(data):
+    path, _ = data
+    with pytest.raises(ValueError, match="start must be a non-negative integer, got -2"):
+        list(read_libsvm_rows(path, LibsvmLayout(), start=-2))
+    with pytest.raises(ValueError, match="stop must be an integer >= 3 or None, got -1"):
+        list(read_libsvm_rows(path, LibsvmLayout(), 3, -1))
+
+
 def test_bad_lines(tmp_path):
     path = tmp_path / "bad.libfm"
     path.write_text("1 1:1 2:1\n-1 3:1 oops\n")
@@ -111,6 +119,12 @@ def test_layout_errors():
         LibsvmLayout(SCHEMA, {"a": (0, 9), "b": (10, 19)})
     with pytest.raises(ValueError, match=r"field_ranges\['a'\].*\(9, 0\)"):
         LibsvmLayout(SCHEMA, {**RANGES, "a": (9, 0)})
+    with pytest.raises(ValueError, match=r"field_ranges\['a'\].*got 5"):
+        LibsvmLayout(SCHEMA, {**RANGES, "a": 5})
+    with pytest.raises(ValueError, match=r"'a' \(0, 10\) and 'b' \(10, 19\) overlap"):
+        LibsvmLayout(SCHEMA, {**RANGES, "a": (0, 10)})
+    with pytest.raises(ValueError, match=r"'b' \(10, 19\) and 'c' \(15, 99\) overlap"):
+        LibsvmLayout(SCHEMA, {**RANGES, "c": (15, 99)})
     with pytest.raises(ValueError, match="dtype must be 'int64'"):
         LibsvmLayout(Schema(labels=[LabelField("y")],
                             categorical=[CategoricalField("s", dtype="string")]), {"s": (0, 1)})
