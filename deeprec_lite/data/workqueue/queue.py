@@ -91,6 +91,9 @@ class WorkQueue(tf.Module):
         if not isinstance(source, RowSource):
             raise ValueError(f"source must be a RowSource (ParquetSource, CsvSource, "
                              f"LibsvmSource), got {type(source).__name__}")
+        if not (service is None or isinstance(service, (str, LocalDataService))):
+            raise ValueError(f"service must be None, a 'grpc://host:port' address or a "
+                             f"LocalDataService, got {type(service).__name__} {service!r}")
         self._source = source
         self._batch_size = batch_size
         self._seed = seed
@@ -188,8 +191,8 @@ class WorkQueue(tf.Module):
                        epoch: Optional[int] = None) -> tf.data.Dataset:
         """Static sharding, for comparison: shard ``i`` reads remaining items ``i, i+n, ...``
         of the epoch's order, without the service (a slow shard delays the epoch)."""
-        if not 0 <= shard_index < num_shards:
-            raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index!r}")
+        num_shards = check_int(num_shards, "num_shards", minimum=1)
+        shard_index = check_int(shard_index, "shard_index", minimum=0, below=num_shards)
         epoch = self.epoch if epoch is None else epoch
         self._check_epoch(epoch)
         entries = self._entries([epoch])[shard_index::num_shards]

@@ -230,6 +230,15 @@ def test_bad_files(files, service, tmp_path):
         _queue(files, service, rows_per_item=0)
     with pytest.raises(ValueError, match=r"epoch must be.*\[0, 1\).*3"):
         _queue(files, service).epoch_dataset(3)
+    with pytest.raises(ValueError, match="service must be None.*got int 123"):
+        WorkQueue(files, ParquetSource(SCHEMA), batch_size=20, service=123)
+    q = _queue(files, service)
+    for args, message in (((0, 2.5), "num_shards must be a positive integer, got 2.5"),
+                          ((0, 0), "num_shards must be a positive integer, got 0"),
+                          ((True, 2), r"shard_index must be an integer in \[0, 2\), got True"),
+                          ((2, 2), r"shard_index must be an integer in \[0, 2\), got 2")):
+        with pytest.raises(ValueError, match=message):
+            q.static_dataset(*args)
 
 
 CHILD = """
