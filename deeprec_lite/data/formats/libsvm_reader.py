@@ -21,16 +21,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from deeprec_lite._checks import check_int, is_int
 from deeprec_lite.data.formats.arrow_columns import check_labels
 from deeprec_lite.compat import tf
 from deeprec_lite.data.formats.column_batch import ColumnBatch, RaggedColumn
 from deeprec_lite.data.formats.errors import BadFileCounter, BadFileError
 from deeprec_lite.data.formats.file_dataset import Paths, files_to_dataset
-from deeprec_lite.data.formats.line_index import read_row_bytes, row_offsets
+from deeprec_lite.data.formats.line_index import WHITESPACE, read_row_bytes, row_offsets
 from deeprec_lite.data.formats.schema import CategoricalField, LabelField, Schema
 
 DEFAULT_BLOCK_BYTES = 8 << 20
 ALL_IDS = (0, np.iinfo(np.int64).max)
+_SPACES = WHITESPACE.decode("ascii")   # blank lines and token separators
 
 
 class LibsvmLayout:
@@ -65,14 +67,20 @@ class LibsvmLayout:
                                  f"got {field.dtype!r}")
             if field.name not in field_ranges:
                 raise ValueError(f"field_ranges has no range for field {field.name!r}")
-            low, high = field_ranges[field.name]
-            if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer))
-                    and 0 <= low <= high):
+            bounds = field_ranges[field.name]
+            if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2
+                    and all(is_int(b) for b in bounds) and 0 <= bounds[0] <= bounds[1]):
                 raise ValueError(f"field_ranges[{field.name!r}] must be (low, high) ints "
-                                 f"with 0 <= low <= high, got {field_ranges[field.name]!r}")
+                                 f"with 0 <= low <= high, got {bounds!r}")
         extra = sorted(set(field_ranges) - {f.name for f in schema.categorical})
         if extra:
             raise ValueError(f"field_ranges names fields missing from the schema: {extra}")
+        by_low = sorted(field_ranges.items(), key=lambda kv: kv[1][0])
+        for (name, (_, high)), (next_name, (next_low, _)) in zip(by_low, by_low[1:]):
+            if next_low <= high:
+                raise ValueError(f"field_ranges of {name!r} {field_ranges[name]!r} and "
+                                 f"{next_name!r} {field_ranges[next_name]!r} overlap: the ids "
+                                 f"of different fields must not collide")
         self.schema = schema
         self.field_ranges = {k: (int(v[0]), int(v[1])) for k, v in field_ranges.items()}
         self.binary_label = bool(binary_label)
@@ -90,9 +98,9 @@ def _parse_lines(data: bytes, path: str, first_row: int):
     """bytes of whole lines -> labels (float64), row lengths, flat ids, flat values."""
     text = pa.array([data], type=pa.large_binary()).cast(pa.large_string())
     lines = pc.list_flatten(pc.split_pattern(text, "\n"))
-    lines = pc.utf8_trim_whitespace(lines)
-    lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))
-    tokens = pc.split_pattern_regex(lines, r"\s+")
+    lines = pc.utf8_trim(lines, characters=_SPACES)
+    lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))   # the blank lines of row_offsets
+    tokens = pc.split_pattern_regex(lines, "[" + _SPACES + "]+")
     counts = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
     try:
         labels = pc.list_element(tokens, 0).cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -161,12 +169,14 @@ def read_libsvm_rows(path: str, layout: LibsvmLayout, start: int = 0, stop: Opti
                      offsets: Optional[np.ndarray] = None) -> Iterator[ColumnBatch]:
     """Streams one file as column batches; with start/stop only rows ``[start, stop)``.
 
-    ``offsets`` (from :func:`deeprec_lite.data.formats.line_index.row_offsets`) saves the
-    line scan when reading many ranges of one file.
+    ``offsets`` (from :func:`libsvm_row_offsets`) saves the line scan when reading many
+    ranges of one file. Lines of whitespace only are blank: not rows.
     """
+    start = check_int(start, "start", minimum=0)
+    stop = check_int(stop, "stop", minimum=start, none_ok=True)
     if start != 0 or stop is not None:
         if offsets is None:
-            offsets = row_offsets(path)
+            offsets = libsvm_row_offsets(path)
         stop = len(offsets) - 1 if stop is None else min(stop, len(offsets) - 1)
         if start < stop:
             data = read_row_bytes(path, offsets, start, stop)
@@ -189,13 +199,18 @@ def read_libsvm_rows(path: str, layout: LibsvmLayout, start: int = 0, stop: Opti
             if len(parsed[0]):
                 yield _to_columns(*parsed, layout, path, first_row)
                 first_row += len(parsed[0])
-    if carry.strip():
+    if carry.strip(WHITESPACE):
         yield _to_columns(*_parse_lines(carry, path, first_row), layout, path, first_row)
+
+
+def libsvm_row_offsets(path: str) -> np.ndarray:
+    """:func:`row_offsets` of a libsvm file: lines of whitespace only are blank, not rows."""
+    return row_offsets(path, whitespace_blank=True)
 
 
 def libsvm_num_rows(path: str) -> int:
     """Number of non-blank lines."""
-    return len(row_offsets(path)) - 1
+    return len(libsvm_row_offsets(path)) - 1
 
 
 def read_libsvm(paths: Paths, batch_size: int, *, schema: Optional[Schema] = None,

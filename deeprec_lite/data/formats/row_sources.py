@@ -11,7 +11,7 @@ from deeprec_lite.data.formats.arrow_dataset import CsvOptions
 from deeprec_lite.data.formats.column_batch import ColumnBatch
 from deeprec_lite.data.formats.csv_reader import (DEFAULT_BLOCK_SIZE, CsvFormat, check_csv_file,
                                                   read_csv_rows)
-from deeprec_lite.data.formats.libsvm_reader import LibsvmLayout, read_libsvm_rows
+from deeprec_lite.data.formats.libsvm_reader import LibsvmLayout, libsvm_row_offsets, read_libsvm_rows
 from deeprec_lite.data.formats.line_index import row_offsets
 from deeprec_lite.data.formats.parquet_reader import (DEFAULT_CHUNK_ROWS, check_parquet_file,
                                               open_parquet, read_parquet_rows)
@@ -85,8 +85,8 @@ class ParquetSource(RowSource):
 class _LineIndexCache:
     """Row offsets per text file, computed once (a vectorized scan) and shared by threads."""
 
-    def __init__(self, skip_header: bool):
-        self._skip_header = skip_header
+    def __init__(self, row_offsets_fn):
+        self._row_offsets = row_offsets_fn
         self._lock = threading.Lock()
         self._offsets: Dict[str, np.ndarray] = {}
 
@@ -94,7 +94,7 @@ class _LineIndexCache:
         with self._lock:
             cached = self._offsets.get(path)
         if cached is None:
-            cached = row_offsets(path, self._skip_header)
+            cached = self._row_offsets(path)
             with self._lock:
                 self._offsets[path] = cached
         return cached
@@ -113,7 +113,8 @@ class CsvSource(RowSource):
         fmt = self.format
         self.csv_options = CsvOptions(fmt.delimiter, fmt.header, fmt.column_names,
                                       fmt.missing_values, fmt.quote_char, DEFAULT_BLOCK_SIZE)
-        self._index = _LineIndexCache(self.format.header)
+        header = self.format.header
+        self._index = _LineIndexCache(lambda path: row_offsets(path, header))
 
     def check(self, path):
         check_csv_file(path, self.schema, self.format)
@@ -138,7 +139,7 @@ class LibsvmSource(RowSource):
         self.layout = layout or LibsvmLayout()
         self.schema = self.layout.schema
         self.extra_columns = {n: (tf.float32, r) for n, r in self.layout.value_columns.items()}
-        self._index = _LineIndexCache(False)
+        self._index = _LineIndexCache(libsvm_row_offsets)
 
     def check(self, path):
         return None

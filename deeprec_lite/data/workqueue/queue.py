@@ -15,6 +15,12 @@ last delivered row: no row is repeated or skipped relative to the checkpoint.
 The state carries a digest of the work list; restoring a checkpoint taken for
 another list starts fresh (``queue.state.last_restore`` says so).
 
+A worker whose iterator is dropped mid-item (it died) leaves its item's rest
+and the items its client had queued undelivered by the job. Once the job has
+no reader left and one has ended or been dropped, the next ``epoch_dataset``
+(or ``dataset``) call starts a new job over exactly the rows still to deliver,
+as a restore would; until then new datasets join the running job.
+
 Rules: iterate each dataset once (a second pass would re-deliver the rows and
 fails loudly); add no ``prefetch`` after it (rows would be counted before the
 model gets them; the dataset prefetches internally before the counting step).
@@ -25,6 +31,7 @@ counts; merging them is not implemented.)
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -84,6 +91,9 @@ class WorkQueue(tf.Module):
         if not isinstance(source, RowSource):
             raise ValueError(f"source must be a RowSource (ParquetSource, CsvSource, "
                              f"LibsvmSource), got {type(source).__name__}")
+        if not (service is None or isinstance(service, (str, LocalDataService))):
+            raise ValueError(f"service must be None, a 'grpc://host:port' address or a "
+                             f"LocalDataService, got {type(service).__name__} {service!r}")
         self._source = source
         self._batch_size = batch_size
         self._seed = seed
@@ -181,8 +191,8 @@ class WorkQueue(tf.Module):
                        epoch: Optional[int] = None) -> tf.data.Dataset:
         """Static sharding, for comparison: shard ``i`` reads remaining items ``i, i+n, ...``
         of the epoch's order, without the service (a slow shard delays the epoch)."""
-        if not 0 <= shard_index < num_shards:
-            raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index!r}")
+        num_shards = check_int(num_shards, "num_shards", minimum=1)
+        shard_index = check_int(shard_index, "shard_index", minimum=0, below=num_shards)
         epoch = self.epoch if epoch is None else epoch
         self._check_epoch(epoch)
         entries = self._entries([epoch])[shard_index::num_shards]
@@ -212,18 +222,23 @@ class WorkQueue(tf.Module):
         return tf.data.Dataset.from_tensor_slices(tuple(columns[:, k] for k in range(4)))
 
     def _service_dataset(self, job_key: tuple, make_entries) -> tf.data.Dataset:
-        key = job_key + (self._jobs.generation,)
-        if key not in self._jobs.by_key:
-            tag = "-".join(str(k) for k in key)
-            self._jobs.by_key[key] = (f"{self.name}-{self.digest[:12]}-{self._uid}-{tag}",
-                                      make_entries())
-        job_name, entries = self._jobs.by_key[key]
-        items = self._entries_dataset(entries)
-        if entries:
+        with self._jobs.lock:
+            key = job_key + (self._jobs.generation,)
+            job = self._jobs.by_key.get(key)
+            if job is None or job.finished():
+                tag = "-".join(str(k) for k in key + (next(self._jobs.serial),))
+                job = self._jobs.by_key[key] = _Job(
+                    f"{self.name}-{self.digest[:12]}-{self._uid}-{tag}", make_entries())
+        items = self._entries_dataset(job.entries)
+        if job.entries:
             items = items.apply(tf.data.experimental.service.distribute(
                 processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-                service=self._target, job_name=job_name, max_outstanding_requests=1))
-        return self._reading_pipeline(items)
+                service=self._target, job_name=job.name, max_outstanding_requests=1))
+        # The reader holds a lease on the job from its first item until its iterator
+        # ends or is destroyed (from_generator closes the generator either way).
+        lease = tf.data.Dataset.from_generator(job.lease, output_signature=tf.TensorSpec(
+            [], tf.int64))
+        return self._reading_pipeline(lease.flat_map(lambda _: items))
 
     def _generate_item(self, key, file_index, start, stop):
         path = self._plan.paths[int(file_index)]
@@ -305,14 +320,46 @@ class _Plan:
 
 
 class _Jobs:
-    """tf.data service jobs started so far: (kind, epoch..., generation) -> (job name, entries).
+    """The current tf.data service job per (kind, epoch..., generation).
 
     A restore bumps the generation so later datasets start new jobs over the restored state.
     """
 
     def __init__(self):
         self.generation = 0
-        self.by_key: Dict[tuple, Tuple[str, List[Entry]]] = {}
+        self.serial = itertools.count()
+        self.lock = threading.Lock()
+        self.by_key: Dict[tuple, _Job] = {}
+
+
+class _Job:
+    """One job: its name, its entries (fixed when it starts) and the readers' leases on it."""
+
+    def __init__(self, name: str, entries: List[Entry]):
+        self.name = name
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._open = 0
+        self._closed = 0
+
+    def lease(self):
+        """Generator: one element while a reader iterates the job (its lease)."""
+        with self._lock:
+            self._open += 1
+        try:
+            yield np.int64(0)
+        finally:
+            with self._lock:
+                self._open -= 1
+                self._closed += 1
+
+    def finished(self) -> bool:
+        """No reader holds an item of the job and one has ended (no item left) or died.
+
+        Its rows not yet delivered then belong to no reader: a new job takes them.
+        """
+        with self._lock:
+            return self._open == 0 and self._closed > 0
 
 
 class _PipelineSpec:

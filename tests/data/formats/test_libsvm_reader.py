@@ -78,6 +78,31 @@ def test_row_ranges(data):
     assert sum(len(b["label"]) for b in blocks) == 120
 
 
+def test_whitespace_lines_are_blank_in_counts_and_ranges(tmp_path):
+    # The line index and the parser agree: lines of whitespace only are no rows.
+    path = str(tmp_path / "blank.libfm")
+    lines = [f"1 {i}:1\n" for i in range(12)]
+    for at, blank in ((10, "   \n"), (7, " \r\n"), (3, "\t\n"), (0, "\f \v\n")):
+        lines.insert(at, blank)
+    with open(path, "w", newline="") as f:
+        f.write("".join(lines) + " \t")
+    layout = LibsvmLayout()
+    assert libsvm_num_rows(path) == 12
+    assert [i for b in read_libsvm_rows(path, layout) for i in b["ids"].to_lists()] == [
+        [i] for i in range(12)]
+    pieces = [b["ids"].to_lists() for lo in range(0, 12, 5)
+              for b in read_libsvm_rows(path, layout, lo, lo + 5)]
+    assert sum(pieces, []) == [[i] for i in range(12)]
+
+
+def test_row_range_errors(data):
+    path, _ = data
+    with pytest.raises(ValueError, match="start must be a non-negative integer, got -2"):
+        list(read_libsvm_rows(path, LibsvmLayout(), start=-2))
+    with pytest.raises(ValueError, match="stop must be an integer >= 3 or None, got -1"):
+        list(read_libsvm_rows(path, LibsvmLayout(), 3, -1))
+
+
 def test_bad_lines(tmp_path):
     path = tmp_path / "bad.libfm"
     path.write_text("1 1:1 2:1\n-1 3:1 oops\n")
@@ -94,6 +119,12 @@ def test_layout_errors():
         LibsvmLayout(SCHEMA, {"a": (0, 9), "b": (10, 19)})
     with pytest.raises(ValueError, match=r"field_ranges\['a'\].*\(9, 0\)"):
         LibsvmLayout(SCHEMA, {**RANGES, "a": (9, 0)})
+    with pytest.raises(ValueError, match=r"field_ranges\['a'\].*got 5"):
+        LibsvmLayout(SCHEMA, {**RANGES, "a": 5})
+    with pytest.raises(ValueError, match=r"'a' \(0, 10\) and 'b' \(10, 19\) overlap"):
+        LibsvmLayout(SCHEMA, {**RANGES, "a": (0, 10)})
+    with pytest.raises(ValueError, match=r"'b' \(10, 19\) and 'c' \(15, 99\) overlap"):
+        LibsvmLayout(SCHEMA, {**RANGES, "c": (15, 99)})
     with pytest.raises(ValueError, match="dtype must be 'int64'"):
         LibsvmLayout(Schema(labels=[LabelField("y")],
                             categorical=[CategoricalField("s", dtype="string")]), {"s": (0, 1)})

@@ -1,3 +1,4 @@
+import gc
 import os
 import signal
 import subprocess
@@ -111,6 +112,23 @@ def test_dataset_runs_all_epochs_and_a_second_pass_fails(files, service):
             pass
 
 
+def test_a_dead_workers_rows_go_to_the_next_job_once(files, service):
+    q = _queue(files, service)
+    dead, live = iter(q.epoch_dataset(0)), iter(q.epoch_dataset(0))
+    got = row_ids(next(dead)).tolist() + row_ids(next(live)).tolist()
+    del dead                               # died mid-item, with items queued
+    gc.collect()
+    late = q.epoch_dataset(0)              # joins the job `live` still reads
+    got += [i for ds in (live, late) for b in ds for i in row_ids(b).tolist()]
+    assert len(got) < TOTAL and q.epoch == 0
+    for _ in range(3):                     # as `while q.epoch < n: for b in ...` does
+        if q.epoch == 1:
+            break
+        got += [i for b in q.epoch_dataset(0) for i in row_ids(b).tolist()]
+    assert sorted(got) == list(range(TOTAL)) and q.epoch == 1
+    assert [len(row_ids(b)) for b in q.epoch_dataset(0)] == []
+
+
 def _run_until(datasets, seen, ckpt, prefix, stop_after_batches, save_after_batches):
     """Round-robin over worker datasets, as a training loop would; checkpoint once."""
     iterators = [iter(d) for d in datasets]
@@ -189,12 +207,16 @@ def test_csv_source(tmp_path, service):
 
 def test_libsvm_source(tmp_path, service):
     path = tmp_path / "rows.libfm"
-    path.write_text("".join(f"{(-1) ** i} {i}:1 {1000 + i % 7}:1\n" for i in range(211)))
+    lines = [f"{(-1) ** i} {i}:1 {1000 + i % 7}:1\n" for i in range(211)]
+    for at, blank in ((150, "   \n"), (40, " \r\n"), (5, "\t\n")):   # blank, not rows
+        lines.insert(at, blank)
+    path.write_bytes("".join(lines).encode())
     layout = LibsvmLayout(SCHEMA_LIBSVM, {"row_id": (0, 999), "ctx": (1000, 1999)})
     q = WorkQueue(str(path), LibsvmSource(layout), batch_size=16, rows_per_item=32,
                   service=service)
+    assert q.total_rows == 211
     got = _consume_in_threads([q.epoch_dataset(0) for _ in range(2)])
-    assert sorted(sum(got, [])) == list(range(211))
+    assert sorted(sum(got, [])) == list(range(211)) and q.epoch == 1
 
 
 def test_bad_files(files, service, tmp_path):
@@ -208,6 +230,15 @@ def test_bad_files(files, service, tmp_path):
         _queue(files, service, rows_per_item=0)
     with pytest.raises(ValueError, match=r"epoch must be.*\[0, 1\).*3"):
         _queue(files, service).epoch_dataset(3)
+    with pytest.raises(ValueError, match="service must be None.*got int 123"):
+        WorkQueue(files, ParquetSource(SCHEMA), batch_size=20, service=123)
+    q = _queue(files, service)
+    for args, message in (((0, 2.5), "num_shards must be a positive integer, got 2.5"),
+                          ((0, 0), "num_shards must be a positive integer, got 0"),
+                          ((True, 2), r"shard_index must be an integer in \[0, 2\), got True"),
+                          ((2, 2), r"shard_index must be an integer in \[0, 2\), got 2")):
+        with pytest.raises(ValueError, match=message):
+            q.static_dataset(*args)
 
 
 CHILD = """
