@@ -63,6 +63,18 @@ inline int64_t& Touched(char* rec) { return *reinterpret_cast<int64_t*>(rec + kT
 inline float* Value(char* rec) { return reinterpret_cast<float*>(rec + kValueOffset); }
 inline char* KeyWord(char* rec) { return rec + kKeyOffset; }
 
+// OK when every entry of int64 tensor t is >= 0, else the error that names them
+// (`whose` `what`: "imported " "versions are global steps") and the first bad one.
+constexpr char kFreqsAre[] = "freqs count occurrences";
+constexpr char kVersionsAre[] = "versions are global steps";
+Status CheckNonNegative(const std::string& whose, const char* what, const Tensor& t) {
+  const auto v = t.flat<int64_t>();
+  for (int64_t i = 0; i < v.size(); ++i) {
+    if (v(i) < 0) return InvalidArgument(whose, what, ", >= 0; got ", v(i), " at position ", i);
+  }
+  return Status();
+}
+
 // How a key is kept in the 8-byte key word of its record.
 template <typename K>
 struct KeyCodec;
@@ -412,18 +424,8 @@ class KvTable : public KvTableBase {
       return InvalidArgument("imported bloom filter has ", bloom.NumElements(),
                              " counters but this table's has ", want_bloom);
     }
-    const int64_t* ver = versions.flat<int64_t>().data();
-    const int64_t* f = freqs.flat<int64_t>().data();
-    for (int64_t i = 0; i < n; ++i) {
-      if (ver[i] < 0) {
-        return InvalidArgument("imported versions are global steps, >= 0; got ", ver[i],
-                               " at position ", i);
-      }
-      if (f[i] < 0) {
-        return InvalidArgument("imported freqs count occurrences, >= 0; got ", f[i],
-                               " at position ", i);
-      }
-    }
+    TF_RETURN_IF_ERROR(CheckNonNegative("imported ", kVersionsAre, versions));
+    TF_RETURN_IF_ERROR(CheckNonNegative("imported ", kFreqsAre, freqs));
     const bool* a = admitted.flat<bool>().data();
     if (config_.admission != Admission::kCounter) {
       for (int64_t i = 0; i < n; ++i) {
@@ -436,6 +438,8 @@ class KvTable : public KvTableBase {
     }
     const K* k = keys.flat<K>().data();
     const float* v = values.flat<float>().data();
+    const int64_t* f = freqs.flat<int64_t>().data();
+    const int64_t* ver = versions.flat<int64_t>().data();
     const float* sl = slots.flat<float>().data();
     const Batch batch = Split(ctx, k, n);
 
@@ -1174,16 +1178,12 @@ class KvTable : public KvTableBase {
                                t->shape().DebugString());
       }
     }
-    for (const Tensor* t : {&r.freqs, &r.pending_freqs, &r.versions, &r.pending_versions}) {
-      const bool freqs = t == &r.freqs || t == &r.pending_freqs;
-      const auto v = t->flat<int64_t>();
-      for (int64_t i = 0; i < v.size(); ++i) {
-        if (v(i) < 0) {
-          return InvalidArgument("table '", config_.name, "': ",
-                                 freqs ? "freqs count occurrences" : "versions are global steps",
-                                 ", >= 0; got ", v(i), " at position ", i);
-        }
-      }
+    const std::string whose = tensorflow::strings::StrCat("table '", config_.name, "': ");
+    for (const Tensor* t : {&r.freqs, &r.pending_freqs}) {
+      TF_RETURN_IF_ERROR(CheckNonNegative(whose, kFreqsAre, *t));
+    }
+    for (const Tensor* t : {&r.versions, &r.pending_versions}) {
+      TF_RETURN_IF_ERROR(CheckNonNegative(whose, kVersionsAre, *t));
     }
     return Status();
   }
