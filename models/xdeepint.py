@@ -31,6 +31,6 @@ def xDeepInt(schema, table=16, pin_layers=4, num_subspaces=None, ftrl_alpha=0.05
         optimizer = sparse_optimizers.GroupFtrl(ftrl_alpha, ftrl_beta, ftrl_lambda1, ftrl_lambda2)
     features = ZooFeatures(schema, table, layer_factory, optimizer)
     embeddings = features.field_matrix(features.dim)
-    crossed = PIN(num_layers=pin_layers, num_subspaces=features.dim if num_subspaces is None else num_subspaces,
-                  name="pin")(embeddings)
+    subspaces = features.dim if num_subspaces is None else num_subspaces
+    crossed = PIN(num_layers=pin_layers, num_subspaces=subspaces, name="pin")(embeddings)
     return prediction_model(features.inputs, [FieldReadout(name="readout")(crossed)], name)

@@ -76,6 +76,11 @@ class CsvFormat:
         self.missing_values = missing_values
         self.quote_char = quote_char
 
+    def options(self, block_size: int) -> CsvOptions:
+        """This format as the native reader op takes it, parsing blocks of `block_size` bytes."""
+        return CsvOptions(self.delimiter, self.header, self.column_names, self.missing_values,
+                          self.quote_char, block_size)
+
 
 def _arrow_type(field) -> pa.DataType:
     if isinstance(field, (LabelField, NumericField)):
@@ -210,8 +215,7 @@ def read_csv(paths: Paths, schema: Schema, batch_size: int, *, delimiter: str = 
     return native_files_dataset(
         paths, schema,
         check_file=lambda p: check_csv_file(p, schema, fmt),
-        csv=CsvOptions(fmt.delimiter, fmt.header, fmt.column_names, fmt.missing_values,
-                       fmt.quote_char, block_size),
+        csv=fmt.options(block_size),
         batch_size=batch_size, num_parallel_reads=num_parallel_reads,
         drop_remainder=drop_remainder, deterministic=deterministic,
         skip_bad_files=skip_bad_files, bad_files=bad_files, prefetch=prefetch)

@@ -11,7 +11,8 @@ from deeprec_lite.data.formats.arrow_dataset import CsvOptions
 from deeprec_lite.data.formats.column_batch import ColumnBatch
 from deeprec_lite.data.formats.csv_reader import (DEFAULT_BLOCK_SIZE, CsvFormat, check_csv_file,
                                                   read_csv_rows)
-from deeprec_lite.data.formats.libsvm_reader import LibsvmLayout, libsvm_row_offsets, read_libsvm_rows
+from deeprec_lite.data.formats.libsvm_reader import (LibsvmLayout, libsvm_row_offsets,
+                                                     read_libsvm_rows)
 from deeprec_lite.data.formats.line_index import row_offsets
 from deeprec_lite.data.formats.parquet_reader import (DEFAULT_CHUNK_ROWS, check_parquet_file,
                                               open_parquet, read_parquet_rows)
@@ -110,9 +111,7 @@ class CsvSource(RowSource):
                  missing_values: Sequence[str] = ("",), quote_char="\""):
         self.schema = schema
         self.format = CsvFormat(delimiter, header, column_names, missing_values, quote_char)
-        fmt = self.format
-        self.csv_options = CsvOptions(fmt.delimiter, fmt.header, fmt.column_names,
-                                      fmt.missing_values, fmt.quote_char, DEFAULT_BLOCK_SIZE)
+        self.csv_options = self.format.options(DEFAULT_BLOCK_SIZE)
         header = self.format.header
         self._index = _LineIndexCache(lambda path: row_offsets(path, header))
 

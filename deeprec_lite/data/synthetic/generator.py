@@ -343,7 +343,7 @@ class SyntheticCTR:
     def iter_rows(self, num_rows: int, day: int = 0, start_row: int = 0,
                   max_rows: int = CHUNK_ROWS) -> Iterator[SyntheticRows]:
         """Rows ``[start_row, start_row + num_rows)`` of ``day``, in pieces of at most ``max_rows``."""
-        _check_rows(num_rows, day, start_row)  # here, not at the first next()
+        check_rows(num_rows, day, start_row)  # here, not at the first next()
         check_positive_int(max_rows, "max_rows")
         return self._iter_rows(num_rows, day, start_row, max_rows)
 
@@ -389,7 +389,7 @@ class SyntheticCTR:
         """A tf.data.Dataset of ``(features, label)`` batches, as the readers would give
         for the same rows written to files (numeric ``log`` transform, defaults for missing)."""
         check_positive_int(batch_size, "batch_size")
-        _check_rows(num_rows, day, start_row)  # here, not when the dataset is iterated
+        check_rows(num_rows, day, start_row)  # here, not when the dataset is iterated
         schema = self.schema
 
         def generate(_shard):
@@ -410,6 +410,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _check_rows(num_rows, day, start_row) -> None:
+def check_rows(num_rows, day, start_row) -> None:
+    """ValueError naming the argument unless each is an integer >= 0 (int64)."""
     for name, value in (("num_rows", num_rows), ("day", day), ("start_row", start_row)):
         check_int(value, name, minimum=0)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from deeprec_lite._checks import check_positive_int
 from deeprec_lite.data.auc import bayes_auc
-from deeprec_lite.data.synthetic.generator import CHUNK_ROWS, SyntheticCTR, _check_rows
+from deeprec_lite.data.synthetic.generator import CHUNK_ROWS, SyntheticCTR, check_rows
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ def _atomic_target(directory: str, name: str):
 
 def _write_files(generator: SyntheticCTR, directory: str, num_rows: int, day: int,
                  rows_per_file: int, suffix: str, write_table) -> SyntheticFiles:
-    _check_rows(num_rows, day, 0)
+    check_rows(num_rows, day, 0)
     check_positive_int(rows_per_file, "rows_per_file")
     os.makedirs(directory, exist_ok=True)
     paths, probabilities, clicks = [], [], 0.0
