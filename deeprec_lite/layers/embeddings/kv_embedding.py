@@ -322,10 +322,11 @@ class KVEmbedding(keras.layers.Layer):
         """The flat vector [N] of `ids` (checked by _ids) that one lookup embeds."""
         if isinstance(ids, tf.RaggedTensor):
             return ids.flat_values
-        if self.sequence and ids.shape.rank != 2:
-            raise ValueError(f"{self.name}: sequence ids must be ragged or dense [B, L], got "
-                             f"shape {ids.shape}")
-        if not self.sequence:
+        if self.sequence:
+            if ids.shape.rank != 2:
+                raise ValueError(f"{self.name}: sequence ids must be ragged or dense [B, L], "
+                                 f"got shape {ids.shape}")
+        else:
             if ids.shape.rank not in (1, 2):
                 raise ValueError(f"{self.name}: ids must have rank 1 or 2, got shape {ids.shape}")
             if self.combiner is None and ids.shape.rank == 2 and ids.shape[1] != 1:
@@ -448,10 +449,9 @@ def _assert_same(a, b, message):
 
 
 def _flat_weights(weights):
-    """The float32 vector of the weights of a layer's flat ids."""
+    """The float32 vector of the weights (as KVEmbedding._weights returned them) of a
+    layer's flat ids."""
     w = weights.flat_values if isinstance(weights, tf.RaggedTensor) else weights
-    if isinstance(w, tf.SparseTensor):
-        w = w.values
     return tf.cast(tf.reshape(w, [-1]), tf.float32)
 
 

@@ -1,8 +1,6 @@
 """SENET: squeeze-and-excitation field re-weighting of FiBiNET (Huang et al., RecSys 2019)."""
-import numbers
-
 from deeprec_lite.compat import keras, tf
-from deeprec_lite.layers._common import field_shape, fresh_initializer
+from deeprec_lite.layers._common import check_float, field_shape, fresh_initializer
 
 _SQUEEZES = ("mean", "max")
 
@@ -45,11 +43,7 @@ class SENET(keras.layers.Layer):
     def __init__(self, reduction_ratio=3, squeeze="mean", excitation_activation="relu",
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if (isinstance(reduction_ratio, bool) or not isinstance(reduction_ratio, numbers.Real)
-                or not 0 < reduction_ratio < float("inf")):
-            raise ValueError(
-                f"SENET: reduction_ratio must be a finite positive number; "
-                f"received reduction_ratio={reduction_ratio!r}")
+        check_float(reduction_ratio, "reduction_ratio", "SENET", low=0, low_open=True)
         if squeeze not in _SQUEEZES:
             raise ValueError(
                 f"SENET: squeeze must be one of {_SQUEEZES}; received squeeze={squeeze!r}")
