@@ -19,7 +19,8 @@ from deeprec_lite.data import (CategoricalField, LabelField, NumericField, Schem
                                read_parquet)
 from deeprec_lite.export import export_embeddings, read_embeddings
 from deeprec_lite.compat import tf
-from deeprec_lite.kv import TableConfig, initializers as kv_initializers, policies, sparse_optimizers
+from deeprec_lite.kv import (TableConfig, initializers as kv_initializers, policies,
+                              sparse_optimizers)
 from deeprec_lite.kv.variable import KVVariable
 from deeprec_lite.layers import (CIN, DNN, FM, GRDA, PIN, RFM, AutoDis, AutoFISGate, CrossNet,
                                  CrossNetV2, DynInt, EulerNet, FRNet, InnerProduct, KVEmbedding,
